@@ -1,0 +1,322 @@
+//! Raw events as readers produce them: interned strings, times in UTC seconds, and the
+//! account of every record that was skipped or filtered.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::path::{Path, PathBuf};
+
+use rustc_hash::FxHashMap;
+use segue_core::{Error, Position, Result};
+
+/// Distinct strings and their codes, in first-seen order.
+#[derive(Debug, Clone)]
+pub struct Interner<K> {
+    map: FxHashMap<K, u32>,
+    strings: Vec<K>,
+}
+
+impl<K> Default for Interner<K> {
+    fn default() -> Self {
+        Interner { map: FxHashMap::default(), strings: Vec::new() }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Interner<K> {
+    /// The code of `s`, adding it when new.
+    pub fn intern<Q>(&mut self, s: &Q) -> u32
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized + ToOwnedKey<K>,
+    {
+        if let Some(&c) = self.map.get(s) {
+            return c;
+        }
+        let c = self.strings.len() as u32;
+        let k = s.to_owned_key();
+        self.map.insert(k.clone(), c);
+        self.strings.push(k);
+        c
+    }
+
+    /// The distinct strings, index = code.
+    pub fn strings(&self) -> &[K] {
+        &self.strings
+    }
+
+    /// Number of distinct strings.
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    /// True when nothing was interned.
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+}
+
+/// Conversion of a borrowed lookup key into the interner's stored key.
+pub trait ToOwnedKey<K> {
+    /// The stored form.
+    fn to_owned_key(&self) -> K;
+}
+
+impl ToOwnedKey<Box<str>> for str {
+    fn to_owned_key(&self) -> Box<str> {
+        self.into()
+    }
+}
+
+impl<'a> ToOwnedKey<&'a str> for &'a str {
+    fn to_owned_key(&self) -> &'a str {
+        self
+    }
+}
+
+/// Why a record did not become an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// A line with more fields than the format has.
+    TooManyFields,
+    /// A line with fewer fields than the format has.
+    TooFewFields,
+    /// Bytes that are not UTF-8.
+    NotUtf8,
+    /// A required field is missing, null or of the wrong type.
+    MissingField,
+    /// A time that does not parse.
+    BadTimestamp,
+    /// A time before 2000-01-01.
+    TimestampBefore2000,
+    /// A time after now (plus a day of slack).
+    TimestampInFuture,
+    /// An empty user id.
+    EmptyUser,
+    /// An artist or title that is empty after normalisation.
+    EmptyArtistOrTitle,
+    /// A play shorter than the minimum (a filter, not an error).
+    ShortPlay,
+    /// A podcast episode or other non-track row of a Spotify export (a filter).
+    NotATrack,
+    /// The same user, time and track as an earlier event (a filter).
+    DuplicateEvent,
+}
+
+impl SkipReason {
+    /// Filters drop well-formed records on purpose; the rest are malformed input, which strict
+    /// mode turns into errors.
+    pub fn is_filter(self) -> bool {
+        matches!(self, SkipReason::ShortPlay | SkipReason::NotATrack | SkipReason::DuplicateEvent)
+    }
+
+    /// What a well-formed record has instead, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::TooManyFields => "more fields than the format has",
+            SkipReason::TooFewFields => "fewer fields than the format has",
+            SkipReason::NotUtf8 => "bytes that are not UTF-8",
+            SkipReason::MissingField => "a required field missing or of the wrong type",
+            SkipReason::BadTimestamp => "a timestamp that does not parse",
+            SkipReason::TimestampBefore2000 => "a timestamp before 2000-01-01",
+            SkipReason::TimestampInFuture => "a timestamp in the future",
+            SkipReason::EmptyUser => "an empty user id",
+            SkipReason::EmptyArtistOrTitle => "an empty artist or title",
+            SkipReason::ShortPlay => "a play shorter than the minimum",
+            SkipReason::NotATrack => "not a music track (e.g. a podcast episode)",
+            SkipReason::DuplicateEvent => "a duplicate of an earlier event (same user, time, track)",
+        }
+    }
+}
+
+/// One example of a skipped record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SkipExample {
+    /// The input file.
+    pub file: PathBuf,
+    /// Where in it.
+    pub position: String,
+    /// What was found.
+    pub detail: String,
+}
+
+/// Count and first examples of one skip reason.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SkipCount {
+    /// Records skipped for this reason.
+    pub count: u64,
+    /// The first few, for the report.
+    pub examples: Vec<SkipExample>,
+}
+
+/// How many examples of each reason a report keeps.
+pub const MAX_EXAMPLES: usize = 3;
+
+/// Every record that was skipped or filtered, by reason. Strict mode turns the first malformed
+/// record into an error instead.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SkipReport {
+    /// Counts by reason.
+    pub reasons: BTreeMap<SkipReason, SkipCount>,
+    #[serde(skip)]
+    strict: bool,
+}
+
+impl SkipReport {
+    /// An empty report; `strict` makes [`SkipReport::skip`] fail on malformed records.
+    pub fn new(strict: bool) -> Self {
+        SkipReport { reasons: BTreeMap::new(), strict }
+    }
+
+    /// Records a skipped record; in strict mode a malformed one is an error that names the
+    /// file, the position and what was expected.
+    pub fn skip(
+        &mut self,
+        reason: SkipReason,
+        file: &Path,
+        position: Position,
+        detail: impl FnOnce() -> String,
+    ) -> Result<()> {
+        if self.strict && !reason.is_filter() {
+            return Err(Error::input(
+                file,
+                position,
+                format!("{} (found {}); rerun without strict mode to skip such records", reason.describe(), detail()),
+            ));
+        }
+        let entry = self.reasons.entry(reason).or_default();
+        entry.count += 1;
+        if entry.examples.len() < MAX_EXAMPLES {
+            entry.examples.push(SkipExample {
+                file: file.to_path_buf(),
+                position: position.to_string(),
+                detail: detail(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records `n` filtered records at once (no examples).
+    pub fn add_count(&mut self, reason: SkipReason, n: u64) {
+        if n > 0 {
+            self.reasons.entry(reason).or_default().count += n;
+        }
+    }
+
+    /// Adds another report's counts and examples.
+    pub fn merge(&mut self, other: SkipReport) {
+        for (reason, c) in other.reasons {
+            let entry = self.reasons.entry(reason).or_default();
+            entry.count += c.count;
+            let room = MAX_EXAMPLES.saturating_sub(entry.examples.len());
+            entry.examples.extend(c.examples.into_iter().take(room));
+        }
+    }
+
+    /// Count for one reason.
+    pub fn count(&self, reason: SkipReason) -> u64 {
+        self.reasons.get(&reason).map_or(0, |c| c.count)
+    }
+
+    /// All records skipped, filters included.
+    pub fn total(&self) -> u64 {
+        self.reasons.values().map(|c| c.count).sum()
+    }
+
+    /// Whether strict mode is on.
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+}
+
+/// Events in columns, strings interned, in input order.
+#[derive(Debug, Default)]
+pub struct RawEvents {
+    /// Distinct user ids.
+    pub users: Interner<Box<str>>,
+    /// Distinct raw artist spellings.
+    pub artists: Interner<Box<str>>,
+    /// Distinct raw titles.
+    pub titles: Interner<Box<str>>,
+    /// User code per event.
+    pub user: Vec<u32>,
+    /// Start time per event, UTC seconds.
+    pub ts: Vec<i64>,
+    /// Raw artist code per event.
+    pub artist: Vec<u32>,
+    /// Raw title code per event.
+    pub title: Vec<u32>,
+}
+
+impl RawEvents {
+    /// Appends one event.
+    pub fn push(&mut self, user: &str, ts: i64, artist: &str, title: &str) {
+        let u = self.users.intern(user);
+        let a = self.artists.intern(artist);
+        let t = self.titles.intern(title);
+        self.user.push(u);
+        self.ts.push(ts);
+        self.artist.push(a);
+        self.title.push(t);
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// True when there is no event.
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Appends events whose strings were interned in borrowed form (a parallel chunk).
+    pub fn absorb(&mut self, chunk: BorrowedEvents<'_>) {
+        let remap = |local: &Interner<&str>, global: &mut Interner<Box<str>>| -> Vec<u32> {
+            local.strings().iter().map(|s| global.intern(*s)).collect()
+        };
+        let users = remap(&chunk.users, &mut self.users);
+        let artists = remap(&chunk.artists, &mut self.artists);
+        let titles = remap(&chunk.titles, &mut self.titles);
+        self.user.extend(chunk.user.iter().map(|&c| users[c as usize]));
+        self.artist.extend(chunk.artist.iter().map(|&c| artists[c as usize]));
+        self.title.extend(chunk.title.iter().map(|&c| titles[c as usize]));
+        self.ts.extend_from_slice(&chunk.ts);
+    }
+}
+
+/// Events of one chunk of a file, with strings borrowed from the file's bytes.
+#[derive(Debug, Default)]
+pub struct BorrowedEvents<'a> {
+    /// Distinct user ids.
+    pub users: Interner<&'a str>,
+    /// Distinct raw artists.
+    pub artists: Interner<&'a str>,
+    /// Distinct raw titles.
+    pub titles: Interner<&'a str>,
+    /// User code per event.
+    pub user: Vec<u32>,
+    /// Start time per event, UTC seconds.
+    pub ts: Vec<i64>,
+    /// Artist code per event.
+    pub artist: Vec<u32>,
+    /// Title code per event.
+    pub title: Vec<u32>,
+}
+
+impl<'a> BorrowedEvents<'a> {
+    /// Appends one event.
+    pub fn push(&mut self, user: &'a str, ts: i64, artist: &'a str, title: &'a str) {
+        let u = self.users.intern(&user);
+        let a = self.artists.intern(&artist);
+        let t = self.titles.intern(&title);
+        self.user.push(u);
+        self.ts.push(ts);
+        self.artist.push(a);
+        self.title.push(t);
+    }
+}
+
+/// True when a name is empty after normalisation (nothing but whitespace).
+pub fn is_blank(s: &str) -> bool {
+    s.chars().all(|c| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+}

@@ -1,0 +1,344 @@
+//! The sessionize stage: events -> sessions (a gap of `gap_seconds` or more starts a new one,
+//! short ones are dropped), the per-user chronological split, and the vocabulary whose ids put
+//! training tracks first.
+
+use polars::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
+use segue_core::{Error, Result};
+
+use crate::ingest::pl_err;
+use crate::parquet;
+
+/// Parameters of sessionization and the split (DESIGN.md, Protocol).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionOptions {
+    /// A gap of at least this many seconds between two plays starts a new session.
+    pub gap_seconds: i64,
+    /// Sessions with fewer events are dropped.
+    pub min_session_len: usize,
+    /// Per user, the first floor(share * n) sessions in time order are training sessions.
+    pub train_share: f64,
+    /// Per user, the last floor(share * n_train) training sessions are held out for validation.
+    pub validation_share: f64,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { gap_seconds: 7200, min_session_len: 5, train_share: 0.7, validation_share: 0.1 }
+    }
+}
+
+impl SessionOptions {
+    /// Checks every value, naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.gap_seconds <= 0 {
+            return Err(Error::Config(format!("sessionize.gap_seconds = {}: must be positive", self.gap_seconds)));
+        }
+        if self.min_session_len < 2 {
+            return Err(Error::Config(format!("sessionize.min_session_len = {}: must be at least 2 (a session needs an input and a target)", self.min_session_len)));
+        }
+        if !(self.train_share > 0.0 && self.train_share <= 1.0) {
+            return Err(Error::Config(format!("sessionize.train_share = {}: must be in (0, 1]", self.train_share)));
+        }
+        if !(0.0..1.0).contains(&self.validation_share) {
+            return Err(Error::Config(format!("sessionize.validation_share = {}: must be in [0, 1)", self.validation_share)));
+        }
+        Ok(())
+    }
+}
+
+/// Which part of the data a session belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Fitted on.
+    Train,
+    /// Held out from training sessions for early stopping.
+    Valid,
+    /// Evaluated on; nothing is fitted on it.
+    Test,
+}
+
+impl Split {
+    /// The name stored in sessions.parquet.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Valid => "valid",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// Statistics of one user.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserStats {
+    /// User id.
+    pub user: String,
+    /// Sessions kept.
+    pub sessions: usize,
+    /// Of which training sessions.
+    pub train_sessions: usize,
+    /// Of which validation sessions.
+    pub valid_sessions: usize,
+    /// Of which test sessions.
+    pub test_sessions: usize,
+    /// Events in kept sessions.
+    pub events: usize,
+    /// Distinct tracks in kept sessions.
+    pub unique_tracks: usize,
+    /// Share of events whose track was already played earlier in the same session.
+    pub repeat_share: f64,
+}
+
+/// The paper's Table I and what lies behind it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionStats {
+    /// Users with at least one kept session.
+    pub users: usize,
+    /// Kept sessions.
+    pub sessions: usize,
+    /// Distinct tracks in kept sessions (the catalogue).
+    pub unique_songs: usize,
+    /// Events in kept sessions.
+    pub events: usize,
+    /// Mean events per kept session.
+    pub mean_session_length: f64,
+    /// Events read from ingest.
+    pub events_before_sessionize: usize,
+    /// Sessions before the length filter.
+    pub sessions_before_filter: usize,
+    /// Sessions dropped for being shorter than the minimum.
+    pub sessions_dropped_short: usize,
+    /// Events in those sessions.
+    pub events_in_dropped_sessions: usize,
+    /// Training sessions.
+    pub train_sessions: usize,
+    /// Validation sessions.
+    pub valid_sessions: usize,
+    /// Test sessions.
+    pub test_sessions: usize,
+    /// Events in training sessions.
+    pub train_events: usize,
+    /// Events in validation sessions.
+    pub valid_events: usize,
+    /// Events in test sessions.
+    pub test_events: usize,
+    /// Tracks played in training sessions (ids below this number).
+    pub train_tracks: usize,
+    /// Tracks played only outside training sessions.
+    pub unseen_tracks: usize,
+    /// Share of events whose track was already played earlier in the same session.
+    pub repeat_share: f64,
+    /// Per-user figures, users in code-point order.
+    pub per_user: Vec<UserStats>,
+    /// The parameters used.
+    pub options: SessionOptions,
+}
+
+/// Sessions, vocabulary and statistics.
+#[derive(Debug)]
+pub struct Sessionized {
+    /// Columns `user`, `session` (u32, global, in (user, time) order), `position` (u32, from 0),
+    /// `track` (u32 id), `ts` (i64), `split` ("train" | "valid" | "test").
+    pub sessions: DataFrame,
+    /// The vocabulary: `track` (u32 id), `artist_key`, `title_key`, `artist`, `title`,
+    /// `train_count`, `total_count` (u32), `seen_in_train` (bool). Training tracks come first,
+    /// by (-train_count, artist_key, title_key); then unseen tracks by (artist_key, title_key).
+    pub tracks: DataFrame,
+    /// Table I and more.
+    pub stats: SessionStats,
+}
+
+/// Cuts sorted events (as written by ingest) into sessions, splits them and builds the vocab.
+pub fn sessionize(events: &DataFrame, keys: &DataFrame, options: &SessionOptions) -> Result<Sessionized> {
+    options.validate()?;
+    let users_ca = events.column("user").and_then(|c| c.str()).map_err(pl_err)?.rechunk().into_owned();
+    let user: Vec<&str> = users_ca.into_iter().map(|u| u.unwrap_or("")).collect();
+    let ts = parquet::i64_column(events, "ts")?;
+    let key = parquet::u32_column(events, "track_key")?;
+    let n = ts.len();
+
+    // Session boundaries; the events must be sorted by (user, time).
+    let mut starts: Vec<usize> = Vec::new();
+    for i in 0..n {
+        let new = i == 0 || user[i] != user[i - 1] || ts[i] - ts[i - 1] >= options.gap_seconds;
+        if i > 0 && (user[i] < user[i - 1] || (user[i] == user[i - 1] && ts[i] < ts[i - 1])) {
+            return Err(Error::Other(format!("events are not sorted by (user, time) at row {i}; they must come from ingest")));
+        }
+        if new {
+            starts.push(i);
+        }
+    }
+    starts.push(n);
+    let sessions_before_filter = starts.len() - 1;
+    let kept: Vec<(usize, usize)> = starts
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .filter(|(a, b)| b - a >= options.min_session_len)
+        .collect();
+    let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
+
+    // Per-user chronological split of the kept sessions.
+    let mut split = vec![Split::Test; kept.len()];
+    let mut u0 = 0;
+    while u0 < kept.len() {
+        let mut u1 = u0;
+        while u1 < kept.len() && user[kept[u1].0] == user[kept[u0].0] {
+            u1 += 1;
+        }
+        let count = u1 - u0;
+        let n_train = (count as f64 * options.train_share + 1e-9).floor() as usize;
+        let n_valid = (n_train as f64 * options.validation_share + 1e-9).floor() as usize;
+        for (r, s) in split[u0..u1].iter_mut().enumerate() {
+            *s = if r < n_train - n_valid {
+                Split::Train
+            } else if r < n_train {
+                Split::Valid
+            } else {
+                Split::Test
+            };
+        }
+        u0 = u1;
+    }
+
+    // Track counts and the vocabulary order.
+    let n_keys = keys.height();
+    let mut train_count = vec![0u32; n_keys];
+    let mut total_count = vec![0u32; n_keys];
+    for (s, &(a, b)) in kept.iter().enumerate() {
+        for &k in &key[a..b] {
+            let k = k as usize;
+            if k >= n_keys {
+                return Err(Error::Other(format!("track_key {k} is not in the keys table ({n_keys} keys)")));
+            }
+            total_count[k] += 1;
+            if split[s] == Split::Train {
+                train_count[k] += 1;
+            }
+        }
+    }
+    let present: Vec<u32> = (0..n_keys as u32).filter(|&k| total_count[k as usize] > 0).collect();
+    let idx = IdxCa::from_vec("idx".into(), present.iter().map(|&k| k as IdxSize).collect());
+    let mut vocab = keys.take(&idx).map_err(pl_err)?;
+    let tc: Vec<u32> = present.iter().map(|&k| train_count[k as usize]).collect();
+    let seen: Vec<bool> = tc.iter().map(|&c| c > 0).collect();
+    vocab.with_column(Column::new("train_count".into(), tc)).map_err(pl_err)?;
+    vocab.with_column(Column::new("total_count".into(), present.iter().map(|&k| total_count[k as usize]).collect::<Vec<_>>())).map_err(pl_err)?;
+    vocab.with_column(Column::new("seen_in_train".into(), seen)).map_err(pl_err)?;
+    let mut vocab = vocab
+        .sort(
+            ["seen_in_train", "train_count", "artist_key", "title_key"],
+            SortMultipleOptions::new().with_order_descending_multi([true, true, false, false]).with_maintain_order(true),
+        )
+        .map_err(pl_err)?;
+    let order = parquet::u32_column(&vocab, "track_key")?;
+    let mut track_of_key: FxHashMap<u32, u32> = FxHashMap::default();
+    for (id, &k) in order.iter().enumerate() {
+        track_of_key.insert(k, id as u32);
+    }
+    vocab.with_column(Column::new("track".into(), (0..order.len() as u32).collect::<Vec<_>>())).map_err(pl_err)?;
+    let tracks = vocab
+        .select(["track", "artist_key", "title_key", "artist", "title", "train_count", "total_count", "seen_in_train"])
+        .map_err(pl_err)?;
+    let train_tracks = order.iter().filter(|&&k| train_count[k as usize] > 0).count();
+
+    // Sessions table and statistics.
+    let mut s_user = Vec::with_capacity(events_kept);
+    let mut s_id = Vec::with_capacity(events_kept);
+    let mut s_pos = Vec::with_capacity(events_kept);
+    let mut s_track = Vec::with_capacity(events_kept);
+    let mut s_ts = Vec::with_capacity(events_kept);
+    let mut s_split = Vec::with_capacity(events_kept);
+    let mut per_user: Vec<UserStats> = Vec::new();
+    let mut user_tracks: FxHashSet<u32> = FxHashSet::default();
+    let mut in_session: FxHashSet<u32> = FxHashSet::default();
+    let mut repeats_total = 0usize;
+    let mut user_repeats = 0usize;
+    let (mut split_sessions, mut split_events) = ([0usize; 3], [0usize; 3]);
+    for (s, &(a, b)) in kept.iter().enumerate() {
+        let u = user[a];
+        if per_user.last().is_none_or(|p| p.user != u) {
+            if let Some(p) = per_user.last_mut() {
+                p.unique_tracks = user_tracks.len();
+                p.repeat_share = user_repeats as f64 / p.events.max(1) as f64;
+            }
+            user_tracks.clear();
+            user_repeats = 0;
+            per_user.push(UserStats { user: u.to_string(), sessions: 0, train_sessions: 0, valid_sessions: 0, test_sessions: 0, events: 0, unique_tracks: 0, repeat_share: 0.0 });
+        }
+        let p = per_user.last_mut().expect("pushed above");
+        p.sessions += 1;
+        p.events += b - a;
+        let si = split[s] as usize;
+        split_sessions[si] += 1;
+        split_events[si] += b - a;
+        match split[s] {
+            Split::Train => p.train_sessions += 1,
+            Split::Valid => p.valid_sessions += 1,
+            Split::Test => p.test_sessions += 1,
+        }
+        in_session.clear();
+        for (pos, i) in (a..b).enumerate() {
+            let t = track_of_key[&key[i]];
+            if !in_session.insert(t) {
+                repeats_total += 1;
+                user_repeats += 1;
+            }
+            user_tracks.insert(t);
+            s_user.push(u);
+            s_id.push(s as u32);
+            s_pos.push(pos as u32);
+            s_track.push(t);
+            s_ts.push(ts[i]);
+            s_split.push(split[s].as_str());
+        }
+    }
+    if let Some(p) = per_user.last_mut() {
+        p.unique_tracks = user_tracks.len();
+        p.repeat_share = user_repeats as f64 / p.events.max(1) as f64;
+    }
+    let sessions = DataFrame::new_infer_height(vec![
+        Column::new("user".into(), s_user),
+        Column::new("session".into(), s_id),
+        Column::new("position".into(), s_pos),
+        Column::new("track".into(), s_track),
+        Column::new("ts".into(), s_ts),
+        Column::new("split".into(), s_split),
+    ])
+    .map_err(pl_err)?;
+    let stats = SessionStats {
+        users: per_user.len(),
+        sessions: kept.len(),
+        unique_songs: order.len(),
+        events: events_kept,
+        mean_session_length: if kept.is_empty() { 0.0 } else { events_kept as f64 / kept.len() as f64 },
+        events_before_sessionize: n,
+        sessions_before_filter,
+        sessions_dropped_short: sessions_before_filter - kept.len(),
+        events_in_dropped_sessions: n - events_kept,
+        train_sessions: split_sessions[0],
+        valid_sessions: split_sessions[1],
+        test_sessions: split_sessions[2],
+        train_events: split_events[0],
+        valid_events: split_events[1],
+        test_events: split_events[2],
+        train_tracks,
+        unseen_tracks: order.len() - train_tracks,
+        repeat_share: repeats_total as f64 / events_kept.max(1) as f64,
+        per_user,
+        options: options.clone(),
+    };
+    Ok(Sessionized { sessions, tracks, stats })
+}
+
+impl Sessionized {
+    /// Writes `sessions.parquet`, `tracks.parquet` and `stats.json` into `dir`, atomically each.
+    pub fn write(&mut self, dir: &std::path::Path) -> Result<()> {
+        parquet::write(&dir.join("sessions.parquet"), &mut self.sessions)?;
+        parquet::write(&dir.join("tracks.parquet"), &mut self.tracks)?;
+        let json = serde_json::to_vec_pretty(&self.stats).map_err(|e| Error::Other(e.to_string()))?;
+        segue_core::fs::write_bytes_atomic(&dir.join("stats.json"), &json)
+    }
+}

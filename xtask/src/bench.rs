@@ -1,0 +1,212 @@
+//! Benchmarks side by side with the Python peers in ../shared/peers, in one run, on the same
+//! file. Each side runs in its own process so its peak memory (VmHWM / ru_maxrss) is its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use segue_core::NoProgress;
+use segue_sessions::{Format, IngestOptions, SessionOptions, SourceSpec, ingest, sessionize};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Ingest + sessionize a Last.fm 1K log, segue beside the pandas peer (`pipeline.py ingest`).
+    Sessions {
+        /// The log to read; by default the paper-size synthetic log, generated on first use with
+        /// the peers' gen_synthetic.py (541 users, 414,000 tracks, 5.5 million events).
+        #[arg(long)]
+        listens: Option<PathBuf>,
+        /// Use the built-in data (data/listens), converted for the peer by its
+        /// spotify_to_lastfm1k.py.
+        #[arg(long, conflicts_with = "listens")]
+        builtin: bool,
+        /// Runs per side; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// The peers' Python (a venv with requirements.txt installed).
+        #[arg(long, default_value_os_t = default_python())]
+        python: PathBuf,
+        /// The peers' folder.
+        #[arg(long, default_value_os_t = crate::workspace_root().join("../shared/peers"))]
+        peers: PathBuf,
+    },
+    /// (internal) one timed segue run in this process; prints a JSON line.
+    #[command(hide = true)]
+    SessionsWorker {
+        #[arg(long)]
+        listens: PathBuf,
+        #[arg(long)]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn default_python() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    home.join(".venvs/peers/bin/python")
+}
+
+fn bench_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache/segue/bench")
+}
+
+/// Peak resident memory of this process in bytes (Linux).
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::SessionsWorker { listens, format, out } => worker(&listens, &format, &out),
+        BenchCommand::Sessions { listens, builtin, repeat, python, peers } => sessions(listens, builtin, repeat.max(1), &python, &peers),
+    }
+}
+
+fn worker(listens: &Path, format: &str, out: &Path) -> Result<()> {
+    let started = Instant::now();
+    let source = match format {
+        "lastfm-1k" => SourceSpec::new(Format::Lastfm1k, [listens.display().to_string()]),
+        "builtin" => {
+            let p = crate::pipeline::Pipeline::load(&crate::workspace_root().join("pipelines/default.toml"))?;
+            let mut ingested = ingest(&p.dataset.sources, p.base_dir(), &IngestOptions::default(), &NoProgress)?;
+            return finish_worker(&mut ingested, out, started);
+        }
+        other => bail!("unknown worker format {other}"),
+    };
+    let mut ingested = ingest(&[source], Path::new("."), &IngestOptions::default(), &NoProgress)?;
+    finish_worker(&mut ingested, out, started)
+}
+
+fn finish_worker(ingested: &mut segue_sessions::Ingested, out: &Path, started: Instant) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    ingested.write(out)?;
+    let mut s = sessionize(&ingested.events, &ingested.keys, &SessionOptions::default())?;
+    s.write(out)?;
+    let st = &s.stats;
+    println!(
+        "{}",
+        serde_json::json!({
+            "seconds": started.elapsed().as_secs_f64(), "peak_rss": peak_rss(),
+            "users": st.users, "sessions": st.sessions, "unique_songs": st.unique_songs, "events": st.events,
+            "mean_session_length": st.mean_session_length,
+        })
+    );
+    Ok(())
+}
+
+fn last_json_line(stdout: &[u8]) -> Result<serde_json::Value> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).context("no JSON line in the output")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn sessions(listens: Option<PathBuf>, builtin: bool, repeat: usize, python: &Path, peers: &Path) -> Result<()> {
+    if !python.exists() {
+        bail!("the peers' Python {} does not exist; set it up as ../shared/peers/README.md says, or pass --python", python.display());
+    }
+    let dir = bench_dir();
+    std::fs::create_dir_all(&dir)?;
+    let (peer_listens, worker_args): (PathBuf, Vec<String>) = if builtin {
+        let tsv = dir.join("builtin-listens.tsv");
+        let folders: Vec<PathBuf> = std::fs::read_dir(crate::workspace_root().join("data/listens"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        let status = Command::new(python).arg(peers.join("spotify_to_lastfm1k.py")).arg("--out").arg(&tsv).args(&folders).status()?;
+        if !status.success() {
+            bail!("the peer's spotify_to_lastfm1k.py failed");
+        }
+        (tsv, vec!["--format".into(), "builtin".into(), "--listens".into(), "-".into()])
+    } else {
+        let file = match listens {
+            Some(f) => f,
+            None => {
+                let f = dir.join("paper/listens.tsv");
+                if !f.exists() {
+                    eprintln!("generating the paper-size log with the peers' gen_synthetic.py (once) ...");
+                    let status = Command::new(python)
+                        .arg(peers.join("gen_synthetic.py"))
+                        .args(["--users", "541", "--tracks", "414000", "--events", "5500000", "--seed", "0", "--out"])
+                        .arg(dir.join("paper"))
+                        .status()?;
+                    if !status.success() {
+                        bail!("gen_synthetic.py failed");
+                    }
+                }
+                f
+            }
+        };
+        let args = vec!["--format".into(), "lastfm-1k".into(), "--listens".into(), file.display().to_string()];
+        (file, args)
+    };
+    let size = std::fs::metadata(&peer_listens).map(|m| m.len()).unwrap_or(0);
+    eprintln!("bench sessions: {} ({:.0} MB), {repeat} run(s) per side", peer_listens.display(), size as f64 / 1e6);
+    let exe = std::env::current_exe()?;
+    let peer_wrapper = "import resource, runpy, sys, json, io, contextlib\n\
+        sys.argv = sys.argv[1:]\n\
+        try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n\
+        finally:\n    print(json.dumps({'peak_rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}), flush=True)\n";
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..repeat {
+        let out = dir.join("segue-work");
+        let _ = std::fs::remove_dir_all(&out);
+        let t = Instant::now();
+        let o = Command::new(&exe).args(["bench", "sessions-worker", "--out"]).arg(&out).args(&worker_args).output()?;
+        if !o.status.success() {
+            bail!("segue worker failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let mut r = last_json_line(&o.stdout)?;
+        r["process_seconds"] = serde_json::json!(t.elapsed().as_secs_f64());
+        eprintln!("  segue run {}: {:.2} s, peak {:.0} MB", i + 1, r["seconds"].as_f64().unwrap_or(0.0), r["peak_rss"].as_f64().unwrap_or(0.0) / 1e6);
+        ours.push(r);
+
+        let work = dir.join("peer-work");
+        let _ = std::fs::remove_dir_all(&work);
+        let t = Instant::now();
+        let o = Command::new(python)
+            .current_dir(peers)
+            .env("PYTHONHASHSEED", "0")
+            .args(["-c", peer_wrapper, "pipeline.py", "ingest", "--work"])
+            .arg(&work)
+            .arg("--listens")
+            .arg(&peer_listens)
+            .output()?;
+        if !o.status.success() {
+            bail!("peer failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let text = String::from_utf8_lossy(&o.stdout);
+        let mut stage: serde_json::Value = text.lines().find(|l| l.contains("\"stage\"")).map(serde_json::from_str).transpose()?.context("peer printed no stage line")?;
+        stage["peak_rss"] = last_json_line(&o.stdout)?["peak_rss"].clone();
+        stage["process_seconds"] = serde_json::json!(t.elapsed().as_secs_f64());
+        eprintln!("  peer  run {}: {:.2} s, peak {:.0} MB", i + 1, stage["seconds"].as_f64().unwrap_or(0.0), stage["peak_rss"].as_f64().unwrap_or(0.0) / 1e6);
+        theirs.push(stage);
+    }
+    let med = |v: &[serde_json::Value], k: &str| median(v.iter().map(|r| r[k].as_f64().unwrap_or(f64::NAN)).collect());
+    let (s_ours, s_theirs) = (med(&ours, "seconds"), med(&theirs, "seconds"));
+    let (m_ours, m_theirs) = (med(&ours, "peak_rss"), med(&theirs, "peak_rss"));
+    let (p_ours, p_theirs) = (med(&ours, "process_seconds"), med(&theirs, "process_seconds"));
+    println!("## bench sessions: ingest + sessionize, {} ({:.0} MB)\n", peer_listens.display(), size as f64 / 1e6);
+    println!("| | segue | pandas peer | ratio |\n|---|---:|---:|---:|");
+    println!("| stage wall time (s, median of {repeat}) | {s_ours:.2} | {s_theirs:.2} | {:.1}x faster |", s_theirs / s_ours);
+    println!("| process wall time incl. start-up (s) | {p_ours:.2} | {p_theirs:.2} | {:.1}x faster |", p_theirs / p_ours);
+    println!("| peak memory (MB) | {:.0} | {:.0} | {:.1}x less |", m_ours / 1e6, m_theirs / 1e6, m_theirs / m_ours);
+    let (a, b) = (&ours[0], &theirs[0]);
+    println!("\n| Table I | segue | peer | equal |\n|---|---:|---:|---|");
+    for k in ["users", "sessions", "unique_songs", "events", "mean_session_length"] {
+        let (x, y) = (a[k].as_f64().unwrap_or(f64::NAN), b[k].as_f64().unwrap_or(f64::NAN));
+        println!("| {k} | {x} | {y} | {} |", if (x - y).abs() < 1e-3 { "yes" } else { "NO" });
+    }
+    Ok(())
+}

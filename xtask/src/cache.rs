@@ -1,0 +1,217 @@
+//! The artifact cache. A stage's artifacts live in `<cache>/<stage>/<key>/`, where the key hashes
+//! the stage's code version, its parameters and its inputs (upstream keys, input file
+//! contents). A `manifest.json` written last records each file's hash; a folder whose files do
+//! not match it is recomputed, never used. Folders are built under a temporary name and renamed
+//! into place, so an interrupted run leaves no half-written artifact.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Everything a stage's key is made of, kept to explain why a stage is stale.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Recipe {
+    pub stage: String,
+    pub code_version: String,
+    pub params: serde_json::Value,
+    /// Upstream stage -> its key.
+    pub upstream: BTreeMap<String, String>,
+    /// Input file -> content hash.
+    pub files: BTreeMap<String, String>,
+}
+
+impl Recipe {
+    pub fn key(&self) -> String {
+        let bytes = serde_json::to_vec(self).expect("a recipe serialises");
+        blake3::hash(&bytes).to_hex()[..24].to_string()
+    }
+
+    /// Why `self` (now) differs from `old` (the last run), in words.
+    pub fn differences(&self, old: &Recipe) -> Vec<String> {
+        let mut why = Vec::new();
+        if self.code_version != old.code_version {
+            why.push(format!("code version {} -> {}", old.code_version, self.code_version));
+        }
+        diff_json("", &old.params, &self.params, &mut why);
+        for (stage, key) in &self.upstream {
+            if old.upstream.get(stage) != Some(key) {
+                why.push(format!("upstream `{stage}` changed"));
+            }
+        }
+        for (file, hash) in &self.files {
+            match old.files.get(file) {
+                None => why.push(format!("new input {file}")),
+                Some(h) if h != hash => why.push(format!("input {file} changed")),
+                _ => {}
+            }
+        }
+        for file in old.files.keys().filter(|f| !self.files.contains_key(*f)) {
+            why.push(format!("input {file} no longer used"));
+        }
+        why
+    }
+}
+
+fn diff_json(prefix: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+    match (old, new) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff_json(&p, x, y, out),
+                    (x, y) => out.push(format!("{p}: {} -> {}", show(x), show(y))),
+                }
+            }
+        }
+        (a, b) if a != b => out.push(format!("{prefix}: {a} -> {b}")),
+        _ => {}
+    }
+}
+
+fn show(v: Option<&serde_json::Value>) -> String {
+    v.map_or("(unset)".into(), |v| v.to_string())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub recipe: Recipe,
+    pub key: String,
+    /// File name -> blake3 of its bytes.
+    pub files: BTreeMap<String, String>,
+    pub seconds: f64,
+    pub summary: serde_json::Value,
+}
+
+pub fn hash_file(path: &Path) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_mmap_rayon(path).with_context(|| format!("hashing {}", path.display()))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// The state of a stage's artifact folder.
+#[derive(Debug)]
+pub enum Check {
+    Fresh(Manifest),
+    Missing,
+    /// The folder exists but a file is missing or does not match its recorded hash.
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+impl Cache {
+    pub fn stage_dir(&self, stage: &str, key: &str) -> PathBuf {
+        self.root.join(stage).join(key)
+    }
+
+    fn last_path(&self, stage: &str) -> PathBuf {
+        self.root.join(stage).join("last.json")
+    }
+
+    /// The recipe of the stage's last completed run, if any.
+    pub fn last_recipe(&self, stage: &str) -> Option<Recipe> {
+        let text = std::fs::read_to_string(self.last_path(stage)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn check(&self, stage: &str, key: &str) -> Check {
+        let dir = self.stage_dir(stage, key);
+        let manifest_path = dir.join("manifest.json");
+        if !dir.exists() {
+            return Check::Missing;
+        }
+        let manifest: Manifest = match std::fs::read_to_string(&manifest_path).ok().and_then(|t| serde_json::from_str(&t).ok()) {
+            Some(m) => m,
+            None => return Check::Corrupt("its manifest.json is missing or unreadable".into()),
+        };
+        if manifest.key != key {
+            return Check::Corrupt(format!("its manifest records key {}", manifest.key));
+        }
+        for (name, recorded) in &manifest.files {
+            match hash_file(&dir.join(name)) {
+                Ok(h) if &h == recorded => {}
+                Ok(_) => return Check::Corrupt(format!("{name} does not match its recorded hash")),
+                Err(_) => return Check::Corrupt(format!("{name} is missing")),
+            }
+        }
+        Check::Fresh(manifest)
+    }
+
+    /// Runs `build` into a temporary folder, records the manifest and moves it into place.
+    pub fn build<F>(&self, recipe: &Recipe, build: F) -> Result<Manifest>
+    where
+        F: FnOnce(&Path) -> Result<serde_json::Value>,
+    {
+        let key = recipe.key();
+        let final_dir = self.stage_dir(&recipe.stage, &key);
+        let parent = final_dir.parent().expect("stage dir has a parent");
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        let tmp = parent.join(format!(".tmp-{key}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let started = std::time::Instant::now();
+        let summary = match build(&tmp) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(&tmp)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            files.insert(name, hash_file(&entry.path())?);
+        }
+        let manifest = Manifest { recipe: recipe.clone(), key: key.clone(), files, seconds: started.elapsed().as_secs_f64(), summary };
+        std::fs::write(tmp.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+        if final_dir.exists() {
+            std::fs::remove_dir_all(&final_dir).with_context(|| format!("removing {}", final_dir.display()))?;
+        }
+        std::fs::rename(&tmp, &final_dir).with_context(|| format!("moving {} into place", final_dir.display()))?;
+        segue_core::fs::write_bytes_atomic(&self.last_path(&recipe.stage), &serde_json::to_vec_pretty(recipe)?)?;
+        Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe(gap: i64) -> Recipe {
+        Recipe {
+            stage: "sessionize".into(),
+            code_version: "1".into(),
+            params: serde_json::json!({"gap_seconds": gap}),
+            upstream: BTreeMap::from([("ingest".into(), "abc".into())]),
+            files: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn build_check_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache { root: dir.path().to_path_buf() };
+        let r = recipe(7200);
+        assert!(matches!(cache.check("sessionize", &r.key()), Check::Missing));
+        cache.build(&r, |d| {
+            std::fs::write(d.join("a.txt"), "hello")?;
+            Ok(serde_json::json!({}))
+        })
+        .unwrap();
+        assert!(matches!(cache.check("sessionize", &r.key()), Check::Fresh(_)));
+        std::fs::write(cache.stage_dir("sessionize", &r.key()).join("a.txt"), "tampered").unwrap();
+        assert!(matches!(cache.check("sessionize", &r.key()), Check::Corrupt(_)));
+        let failed = cache.build(&recipe(1), |_| anyhow::bail!("boom"));
+        assert!(failed.is_err());
+        assert!(matches!(cache.check("sessionize", &recipe(1).key()), Check::Missing));
+        let why = recipe(3600).differences(&cache.last_recipe("sessionize").unwrap());
+        assert_eq!(why, vec!["gap_seconds: 7200 -> 3600".to_string()]);
+    }
+}

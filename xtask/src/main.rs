@@ -1,0 +1,156 @@
+//! `cargo xtask`: segue's orchestrator. Runs pipeline stages with an artifact cache, reproduces
+//! the paper's tables, reports what is fresh or stale, and benchmarks against the Python peers.
+
+mod bench;
+mod cache;
+mod pipeline;
+mod progress;
+mod report;
+mod stages;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::cache::Check;
+use crate::pipeline::Pipeline;
+use crate::stages::{Runner, STAGES, check_stage, closure};
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+}
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "segue's pipeline orchestrator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one stage and whatever it needs (fresh artifacts are reused).
+    Run {
+        /// The stage: ingest, sessionize.
+        stage: String,
+        #[arg(long, default_value_os_t = default_pipeline())]
+        pipeline: PathBuf,
+        /// Recompute this stage even if its artifact is fresh.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run every stage, then write the paper's tables and the report.
+    Reproduce {
+        #[arg(long, default_value_os_t = default_pipeline())]
+        pipeline: PathBuf,
+        /// Recompute every stage, or only the one named.
+        #[arg(long, num_args = 0..=1, default_missing_value = "all", value_name = "STAGE")]
+        force: Option<String>,
+    },
+    /// Show each stage as fresh, stale (and why) or missing.
+    Status {
+        #[arg(long, default_value_os_t = default_pipeline())]
+        pipeline: PathBuf,
+    },
+    /// Benchmarks beside the Python peers (../shared/peers).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn default_pipeline() -> PathBuf {
+    workspace_root().join("pipelines").join("default.toml")
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { stage, pipeline, force } => {
+            check_stage(&stage)?;
+            let p = Pipeline::load(&pipeline)?;
+            let mut runner = Runner::new(&p);
+            for s in closure(&stage) {
+                runner.run(s, force && s == stage)?;
+            }
+            eprintln!("artifacts of {stage}: {}", runner.dir(&stage)?.display());
+        }
+        Command::Reproduce { pipeline, force } => {
+            if let Some(f) = force.as_deref().filter(|f| *f != "all") {
+                check_stage(f)?;
+            }
+            let p = Pipeline::load(&pipeline)?;
+            reproduce(&p, force.as_deref())?;
+        }
+        Command::Status { pipeline } => status(&Pipeline::load(&pipeline)?)?,
+        Command::Bench { what } => bench::run(what)?,
+    }
+    Ok(())
+}
+
+fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
+    let started = Instant::now();
+    eprintln!("reproduce: pipeline {} ({}), cache {}", p.pipeline.name, p.path.display(), p.cache_dir().display());
+    let mut runner = Runner::new(p);
+    let mut times = Vec::new();
+    for stage in STAGES {
+        let forced = matches!(force, Some("all")) || force == Some(*stage);
+        let t = Instant::now();
+        let m = runner.run(stage, forced)?;
+        times.push((stage, t.elapsed().as_secs_f64(), m.seconds));
+    }
+    let report_dir = p.cache_dir().join("report");
+    let md = report::table1(&p.pipeline.name, &runner.dir("ingest")?, &runner.dir("sessionize")?, &report_dir)?;
+    let mut timing = String::from("## Stage times\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n");
+    for (stage, now, built) in &times {
+        timing.push_str(&format!("| {stage} | {now:.2} | {built:.2} |\n"));
+    }
+    let report = format!("# segue report: {}\n\n{md}\n{timing}", p.pipeline.name);
+    segue_core::fs::write_bytes_atomic(&report_dir.join("report.md"), report.as_bytes())?;
+    println!("{md}");
+    println!("{timing}");
+    eprintln!("reproduce: done in {:.1} s; report in {}", started.elapsed().as_secs_f64(), report_dir.join("report.md").display());
+    Ok(())
+}
+
+fn status(p: &Pipeline) -> Result<()> {
+    let mut runner = Runner::new(p);
+    println!("pipeline {} ({}), cache {}", p.pipeline.name, p.path.display(), p.cache_dir().display());
+    let mut upstream_ok = true;
+    for stage in STAGES {
+        let recipe = runner.recipe(stage)?;
+        let key = recipe.key();
+        runner_note_key(&mut runner, stage, &key);
+        let line = match runner.cache.check(stage, &key) {
+            Check::Fresh(m) if upstream_ok => format!("fresh (key {key}, built in {:.1} s)", m.seconds),
+            Check::Fresh(_) => format!("fresh (key {key})"),
+            Check::Corrupt(why) => {
+                upstream_ok = false;
+                format!("stale: artifact damaged ({why})")
+            }
+            Check::Missing => {
+                upstream_ok = false;
+                match runner.cache.last_recipe(stage) {
+                    Some(old) => format!("stale: {}", recipe.differences(&old).join("; ")),
+                    None => "missing: never run".to_string(),
+                }
+            }
+        };
+        println!("{stage:>12}: {line}");
+    }
+    Ok(())
+}
+
+fn runner_note_key(runner: &mut Runner<'_>, stage: &str, key: &str) {
+    runner.note_key(stage, key);
+}

@@ -1,0 +1,214 @@
+//! Pipeline files: TOML naming the dataset and every parameter of every stage, with the
+//! paper's defaults. Unknown keys and bad values are errors that name them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use segue_sessions::{IngestOptions, SessionOptions, SourceSpec};
+use serde::{Deserialize, Serialize};
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    pub pipeline: PipelineMeta,
+    pub dataset: Dataset,
+    #[serde(default)]
+    pub ingest: IngestOptions,
+    #[serde(default)]
+    pub sessionize: SessionOptions,
+    #[serde(default)]
+    pub word2vec: Word2VecParams,
+    #[serde(default)]
+    pub lsa: LsaParams,
+    #[serde(default)]
+    pub vae: VaeParams,
+    #[serde(default)]
+    pub model: ModelParams,
+    /// Where the file was read from; relative paths are resolved against its folder.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineMeta {
+    /// Names the cache and report folders.
+    pub name: String,
+    /// Artifact cache; relative to the pipeline file. Default: `.segue/` in the workspace.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Seed of every seeded stage.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_seed() -> u64 {
+    0
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    #[serde(default)]
+    pub description: String,
+    pub sources: Vec<SourceSpec>,
+    /// Audio features CSV (Spotify's columns), optional.
+    #[serde(default)]
+    pub audio_features: Option<String>,
+    /// Artist genres / tags CSV, optional.
+    #[serde(default)]
+    pub tags: Option<String>,
+    /// Lyrics CSV or JSONL, optional.
+    #[serde(default)]
+    pub lyrics: Option<String>,
+    /// Users CSV (user, k10), optional.
+    #[serde(default)]
+    pub users: Option<String>,
+}
+
+/// Word2Vec CBOW, gensim's defaults except vector size 150 and min_count 1 (DESIGN.md).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Word2VecParams {
+    pub vector_size: usize,
+    pub window: usize,
+    pub negative: usize,
+    pub ns_exponent: f64,
+    pub sample: f64,
+    pub alpha: f64,
+    pub min_alpha: f64,
+    pub epochs: usize,
+    pub min_count: usize,
+    pub cbow_mean: bool,
+    pub threads: usize,
+}
+
+impl Default for Word2VecParams {
+    fn default() -> Self {
+        Word2VecParams { vector_size: 150, window: 5, negative: 5, ns_exponent: 0.75, sample: 1e-3, alpha: 0.025, min_alpha: 1e-4, epochs: 5, min_count: 1, cbow_mean: true, threads: 2 }
+    }
+}
+
+/// LSA: truncated SVD of the training session x track count matrix.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LsaParams {
+    pub dim: usize,
+    pub n_iter: usize,
+    /// "none" (right singular vectors, the default) or "sigma" (V Sigma).
+    pub scale: String,
+}
+
+impl Default for LsaParams {
+    fn default() -> Self {
+        LsaParams { dim: 150, n_iter: 5, scale: "none".into() }
+    }
+}
+
+/// The acoustic VAE: 11 -> 128 -> 150 (mu, log var) -> 128 -> 11.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaeParams {
+    pub hidden: usize,
+    pub latent: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub beta: f64,
+}
+
+impl Default for VaeParams {
+    fn default() -> Self {
+        VaeParams { hidden: 128, latent: 150, epochs: 50, batch_size: 64, lr: 1e-3, beta: 1.0 }
+    }
+}
+
+/// The fused attentive BiGRU and its training (paper Fig. 2).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelParams {
+    pub embedding_dim: usize,
+    pub hidden: usize,
+    pub fc: usize,
+    pub dropout: f64,
+    pub leaky_slope: f64,
+    pub max_input_len: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub epochs: usize,
+    pub patience: usize,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        ModelParams { embedding_dim: 150, hidden: 150, fc: 256, dropout: 0.2, leaky_slope: 0.01, max_input_len: 20, batch_size: 32, lr: 1e-3, epochs: 10, patience: 2 }
+    }
+}
+
+impl Pipeline {
+    /// Reads and checks a pipeline file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading pipeline file {}", path.display()))?;
+        let mut p: Pipeline = toml::from_str(&text).map_err(|e| anyhow::anyhow!("pipeline file {}: {e}", path.display()))?;
+        p.path = path.canonicalize().with_context(|| format!("resolving {}", path.display()))?;
+        p.validate().with_context(|| format!("pipeline file {}", path.display()))?;
+        Ok(p)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.pipeline.name.is_empty() || !self.pipeline.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            bail!("pipeline.name = {:?}: use letters, digits, '-', '_' or '.'", self.pipeline.name);
+        }
+        if self.dataset.sources.is_empty() {
+            bail!("dataset.sources: at least one [[dataset.sources]] is needed");
+        }
+        self.sessionize.validate()?;
+        let positive = [
+            ("word2vec.vector_size", self.word2vec.vector_size),
+            ("word2vec.window", self.word2vec.window),
+            ("word2vec.epochs", self.word2vec.epochs),
+            ("word2vec.min_count", self.word2vec.min_count),
+            ("word2vec.threads", self.word2vec.threads),
+            ("lsa.dim", self.lsa.dim),
+            ("vae.hidden", self.vae.hidden),
+            ("vae.latent", self.vae.latent),
+            ("vae.batch_size", self.vae.batch_size),
+            ("model.embedding_dim", self.model.embedding_dim),
+            ("model.hidden", self.model.hidden),
+            ("model.fc", self.model.fc),
+            ("model.max_input_len", self.model.max_input_len),
+            ("model.batch_size", self.model.batch_size),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                bail!("{name} = 0: must be positive");
+            }
+        }
+        if !["none", "sigma"].contains(&self.lsa.scale.as_str()) {
+            bail!("lsa.scale = {:?}: expected \"none\" or \"sigma\"", self.lsa.scale);
+        }
+        if !(0.0..1.0).contains(&self.model.dropout) {
+            bail!("model.dropout = {}: must be in [0, 1)", self.model.dropout);
+        }
+        for (name, v) in [("word2vec.alpha", self.word2vec.alpha), ("vae.lr", self.vae.lr), ("model.lr", self.model.lr)] {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("{name} = {v}: must be a positive number");
+            }
+        }
+        Ok(())
+    }
+
+    /// The folder relative paths are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The pipeline's cache folder.
+    pub fn cache_dir(&self) -> PathBuf {
+        match &self.pipeline.cache_dir {
+            Some(d) => self.base_dir().join(d).join(&self.pipeline.name),
+            None => crate::workspace_root().join(".segue").join(&self.pipeline.name),
+        }
+    }
+}

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use segue_core::NoProgress;
 use segue_e2e::{T0, iso, sessions_of, write_lastfm};
-use segue_sessions::{ColumnMap, Format, IngestOptions, SessionOptions, SkipReason, SourceSpec, TimeFormat, TimeIs, ingest, sessionize};
+use segue_sessions::{
+    ColumnMap, Format, IngestOptions, SessionOptions, SkipReason, SourceSpec, TimeFormat, TimeIs,
+    ingest, sessionize,
+};
 
 fn lenient() -> IngestOptions {
     IngestOptions::default()
@@ -16,7 +19,11 @@ fn strict() -> IngestOptions {
     IngestOptions { strict: true, ..IngestOptions::default() }
 }
 
-fn run(sources: &[SourceSpec], base: &Path, opts: &IngestOptions) -> segue_core::Result<segue_sessions::Ingested> {
+fn run(
+    sources: &[SourceSpec],
+    base: &Path,
+    opts: &IngestOptions,
+) -> segue_core::Result<segue_sessions::Ingested> {
     ingest(sources, base, opts, &NoProgress)
 }
 
@@ -59,20 +66,29 @@ fn sessions_split_and_vocab_follow_the_protocol() {
     assert_eq!((alice.train_sessions, alice.test_sessions), (7, 3));
     // Training tracks come first, most played first.
     let seen = out.tracks.column("seen_in_train").unwrap().bool().unwrap().clone();
-    let first_unseen = seen.into_iter().position(|s| s == Some(false)).unwrap_or(out.tracks.height());
+    let first_unseen = seen.iter().position(|s| s == Some(false)).unwrap_or(out.tracks.height());
     assert_eq!(first_unseen, st.train_tracks);
     assert!(seen_is_prefix(&out.tracks));
     let counts = out.tracks.column("train_count").unwrap().u32().unwrap().clone();
-    let v: Vec<u32> = counts.into_iter().map(|c| c.unwrap()).collect();
+    let v: Vec<u32> = counts.iter().map(|c| c.unwrap()).collect();
     assert!(v[..st.train_tracks].windows(2).all(|w| w[0] >= w[1]));
 
-    let with_valid = sessionize(&ing.events, &ing.keys, &SessionOptions { validation_share: 0.3, ..opts }).unwrap();
+    let with_valid =
+        sessionize(&ing.events, &ing.keys, &SessionOptions { validation_share: 0.3, ..opts })
+            .unwrap();
     let alice = with_valid.stats.per_user.iter().find(|u| u.user == "alice").unwrap();
     assert_eq!((alice.train_sessions, alice.valid_sessions, alice.test_sessions), (5, 2, 3));
 }
 
 fn seen_is_prefix(tracks: &segue_sessions::DataFrame) -> bool {
-    let seen: Vec<bool> = tracks.column("seen_in_train").unwrap().bool().unwrap().into_iter().map(|s| s.unwrap()).collect();
+    let seen: Vec<bool> = tracks
+        .column("seen_in_train")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .iter()
+        .map(|s| s.unwrap())
+        .collect();
     seen.windows(2).all(|w| w[0] || !w[1])
 }
 
@@ -80,7 +96,16 @@ fn seen_is_prefix(tracks: &segue_sessions::DataFrame) -> bool {
 fn normalised_identity_merges_spellings() {
     let dir = tempfile::tempdir().unwrap();
     let mut plays = Vec::new();
-    for (i, (a, t)) in [("The Beatles", "Help!"), (" the  BEATLES ", "help!"), ("ＴＨＥ BEATLES", "Help!"), ("Sigur Rós", "Hoppípolla"), ("sigur rós", "HOPPÍPOLLA")].iter().enumerate() {
+    for (i, (a, t)) in [
+        ("The Beatles", "Help!"),
+        (" the  BEATLES ", "help!"),
+        ("ＴＨＥ BEATLES", "Help!"),
+        ("Sigur Rós", "Hoppípolla"),
+        ("sigur rós", "HOPPÍPOLLA"),
+    ]
+    .iter()
+    .enumerate()
+    {
         plays.push(("u", T0 + i as i64 * 60, a.to_string(), t.to_string()));
     }
     write_lastfm(&dir.path().join("l.tsv"), &plays);
@@ -95,11 +120,16 @@ fn normalised_identity_merges_spellings() {
 fn empty_file_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("empty.tsv"), "").unwrap();
-    let err = run(&[SourceSpec::new(Format::Lastfm1k, ["empty.tsv"])], dir.path(), &lenient()).unwrap_err().to_string();
+    let err = run(&[SourceSpec::new(Format::Lastfm1k, ["empty.tsv"])], dir.path(), &lenient())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("empty.tsv") && err.contains("empty"), "{err}");
     std::fs::create_dir(dir.path().join("u")).unwrap();
     std::fs::write(dir.path().join("u/StreamingHistory0.json"), "\n").unwrap();
-    let err = run(&[SourceSpec::new(Format::SpotifyStreamingHistory, ["u"])], dir.path(), &lenient()).unwrap_err().to_string();
+    let err =
+        run(&[SourceSpec::new(Format::SpotifyStreamingHistory, ["u"])], dir.path(), &lenient())
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("StreamingHistory0.json") && err.contains("empty"), "{err}");
 }
 
@@ -108,11 +138,21 @@ fn folder_without_matching_files_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("export")).unwrap();
     std::fs::write(dir.path().join("export/notes.txt"), "hi").unwrap();
-    let err = run(&[SourceSpec::new(Format::SpotifyStreamingHistory, ["export"])], dir.path(), &lenient()).unwrap_err().to_string();
+    let err = run(
+        &[SourceSpec::new(Format::SpotifyStreamingHistory, ["export"])],
+        dir.path(),
+        &lenient(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("export") && err.contains("StreamingHistory*.json"), "{err}");
-    let err = run(&[SourceSpec::new(Format::Lastfm1k, ["nothing-*.tsv"])], dir.path(), &lenient()).unwrap_err().to_string();
+    let err = run(&[SourceSpec::new(Format::Lastfm1k, ["nothing-*.tsv"])], dir.path(), &lenient())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no file matches") && err.contains("nothing-*.tsv"), "{err}");
-    let err = run(&[SourceSpec::new(Format::Lastfm1k, ["missing.tsv"])], dir.path(), &lenient()).unwrap_err().to_string();
+    let err = run(&[SourceSpec::new(Format::Lastfm1k, ["missing.tsv"])], dir.path(), &lenient())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing.tsv"), "{err}");
 }
 
@@ -147,8 +187,13 @@ fn column_mapping_reads_tables_and_names_a_wrong_column() {
     let ts = ing.events.column("ts").unwrap().i64().unwrap().get(0).unwrap();
     assert_eq!(ts, T0 - 200);
 
-    let err = run(&[table_source("plays.csv", "artist")], dir.path(), &lenient()).unwrap_err().to_string();
-    assert!(err.contains("plays.csv") && err.contains("`artist`") && err.contains("`band`"), "{err}");
+    let err = run(&[table_source("plays.csv", "artist")], dir.path(), &lenient())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("plays.csv") && err.contains("`artist`") && err.contains("`band`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -174,7 +219,10 @@ fn truncated_json_is_an_error_with_its_position() {
     std::fs::create_dir(dir.path().join("me")).unwrap();
     let json = "[\n  {\"endTime\": \"2021-12-03 05:31\", \"artistName\": \"A\", \"trackName\": \"T\", \"msPlayed\": 188823},\n  {\"endTime\": \"2021-12-03 05";
     std::fs::write(dir.path().join("me/StreamingHistory0.json"), json).unwrap();
-    let err = run(&[SourceSpec::new(Format::SpotifyStreamingHistory, ["me"])], dir.path(), &lenient()).unwrap_err().to_string();
+    let err =
+        run(&[SourceSpec::new(Format::SpotifyStreamingHistory, ["me"])], dir.path(), &lenient())
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("StreamingHistory0.json, line 3") && err.contains("truncated"), "{err}");
 }
 
@@ -192,7 +240,13 @@ fn bad_times_and_field_counts_are_counted_or_fatal_in_strict_mode() {
         "u\t2020-01-01T00:00:00Z\t\tA\t\tT\tx".to_string(),
         "u\t2020-01-01T00:00:00Z\t\tA".to_string(),
     ];
-    let reasons = [SkipReason::BadTimestamp, SkipReason::TimestampBefore2000, SkipReason::TimestampInFuture, SkipReason::TooManyFields, SkipReason::TooFewFields];
+    let reasons = [
+        SkipReason::BadTimestamp,
+        SkipReason::TimestampBefore2000,
+        SkipReason::TimestampInFuture,
+        SkipReason::TooManyFields,
+        SkipReason::TooFewFields,
+    ];
     for (line, reason) in lines.iter().zip(reasons) {
         let body = format!("{text}{line}\n");
         std::fs::write(dir.path().join("l.tsv"), &body).unwrap();
@@ -211,7 +265,9 @@ fn bad_times_and_field_counts_are_counted_or_fatal_in_strict_mode() {
 fn all_bad_is_an_error_that_says_why() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("l.tsv"), "u\tnope\t\tA\t\tT\n").unwrap();
-    let err = run(&[SourceSpec::new(Format::Lastfm1k, ["l.tsv"])], dir.path(), &lenient()).unwrap_err().to_string();
+    let err = run(&[SourceSpec::new(Format::Lastfm1k, ["l.tsv"])], dir.path(), &lenient())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no usable listening events") && err.contains("timestamp"), "{err}");
 }
 
@@ -223,11 +279,16 @@ fn gzip_zstd_globs_and_many_files() {
     for (u, t, a, title) in &plays {
         text += &format!("{u}\t{}\t\t{a}\t\t{title}\n", iso(*t));
     }
-    let (first, second) = text.split_at(text.find("Song 5").map(|i| text[..i].rfind('\n').unwrap() + 1).unwrap());
+    let (first, second) =
+        text.split_at(text.find("Song 5").map(|i| text[..i].rfind('\n').unwrap() + 1).unwrap());
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(first.as_bytes()).unwrap();
     std::fs::write(dir.path().join("part-1.tsv.gz"), gz.finish().unwrap()).unwrap();
-    std::fs::write(dir.path().join("part-2.tsv.zst"), zstd::encode_all(second.as_bytes(), 3).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("part-2.tsv.zst"),
+        zstd::encode_all(second.as_bytes(), 3).unwrap(),
+    )
+    .unwrap();
     let ing = run(&[SourceSpec::new(Format::Lastfm1k, ["part-*"])], dir.path(), &strict()).unwrap();
     assert_eq!(ing.events.height(), 10);
     assert_eq!(ing.files.len(), 2);
@@ -245,14 +306,20 @@ fn spotify_extended_and_lastfm_scrobbles() {
     }
     recs.push(format!("{{\"ts\": \"{}\", \"username\": \"sam\", \"ms_played\": 900000, \"master_metadata_track_name\": null, \"episode_name\": \"A podcast\"}}", iso(T0 + 2000)));
     std::fs::write(dir.path().join("endsong_0.json"), format!("[{}]", recs.join(",\n"))).unwrap();
-    let mut csv = String::from("uts,utc_time,artist,artist_mbid,album,album_mbid,track,track_mbid\n");
+    let mut csv =
+        String::from("uts,utc_time,artist,artist_mbid,album,album_mbid,track,track_mbid\n");
     for i in 0..5 {
         csv += &format!("{},\"01 Jan 2020, 00:00\",B,,Al,,S{i},\n", T0 + 10_000 + i * 200);
     }
     std::fs::write(dir.path().join("scrobbles.csv"), csv).unwrap();
     let mut scrobbles = SourceSpec::new(Format::LastfmScrobblesCsv, ["scrobbles.csv"]);
     scrobbles.user = Some("sam-lastfm".into());
-    let ing = run(&[SourceSpec::new(Format::SpotifyExtended, ["endsong_0.json"]), scrobbles], dir.path(), &strict()).unwrap();
+    let ing = run(
+        &[SourceSpec::new(Format::SpotifyExtended, ["endsong_0.json"]), scrobbles],
+        dir.path(),
+        &strict(),
+    )
+    .unwrap();
     assert_eq!(ing.events.height(), 10);
     assert_eq!(ing.skips.count(SkipReason::NotATrack), 1);
     let out = sessionize(&ing.events, &ing.keys, &SessionOptions::default()).unwrap();

@@ -25,7 +25,13 @@ pub fn write_lastfm(path: &Path, plays: &[Play]) -> PathBuf {
 
 /// A user's sessions: `sessions` sessions of `len` plays 3 minutes apart, 5 hours between
 /// sessions, tracks drawn round-robin from `catalogue` titles of one artist.
-pub fn sessions_of(user: &'static str, sessions: usize, len: usize, catalogue: usize, start: i64) -> Vec<Play> {
+pub fn sessions_of(
+    user: &'static str,
+    sessions: usize,
+    len: usize,
+    catalogue: usize,
+    start: i64,
+) -> Vec<Play> {
     let mut out = Vec::new();
     let mut k = 0;
     for s in 0..sessions {

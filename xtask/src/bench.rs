@@ -58,14 +58,20 @@ fn bench_dir() -> PathBuf {
 fn peak_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::SessionsWorker { listens, format, out } => worker(&listens, &format, &out),
-        BenchCommand::Sessions { listens, builtin, repeat, python, peers } => sessions(listens, builtin, repeat.max(1), &python, &peers),
+        BenchCommand::Sessions { listens, builtin, repeat, python, peers } => {
+            sessions(listens, builtin, repeat.max(1), &python, &peers)
+        }
     }
 }
 
@@ -74,8 +80,11 @@ fn worker(listens: &Path, format: &str, out: &Path) -> Result<()> {
     let source = match format {
         "lastfm-1k" => SourceSpec::new(Format::Lastfm1k, [listens.display().to_string()]),
         "builtin" => {
-            let p = crate::pipeline::Pipeline::load(&crate::workspace_root().join("pipelines/default.toml"))?;
-            let mut ingested = ingest(&p.dataset.sources, p.base_dir(), &IngestOptions::default(), &NoProgress)?;
+            let p = crate::pipeline::Pipeline::load(
+                &crate::workspace_root().join("pipelines/default.toml"),
+            )?;
+            let mut ingested =
+                ingest(&p.dataset.sources, p.base_dir(), &IngestOptions::default(), &NoProgress)?;
             return finish_worker(&mut ingested, out, started);
         }
         other => bail!("unknown worker format {other}"),
@@ -84,7 +93,11 @@ fn worker(listens: &Path, format: &str, out: &Path) -> Result<()> {
     finish_worker(&mut ingested, out, started)
 }
 
-fn finish_worker(ingested: &mut segue_sessions::Ingested, out: &Path, started: Instant) -> Result<()> {
+fn finish_worker(
+    ingested: &mut segue_sessions::Ingested,
+    out: &Path,
+    started: Instant,
+) -> Result<()> {
     std::fs::create_dir_all(out)?;
     ingested.write(out)?;
     let mut s = sessionize(&ingested.events, &ingested.keys, &SessionOptions::default())?;
@@ -103,7 +116,11 @@ fn finish_worker(ingested: &mut segue_sessions::Ingested, out: &Path, started: I
 
 fn last_json_line(stdout: &[u8]) -> Result<serde_json::Value> {
     let text = String::from_utf8_lossy(stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).context("no JSON line in the output")?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("no JSON line in the output")?;
     Ok(serde_json::from_str(line)?)
 }
 
@@ -112,19 +129,34 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn sessions(listens: Option<PathBuf>, builtin: bool, repeat: usize, python: &Path, peers: &Path) -> Result<()> {
+fn sessions(
+    listens: Option<PathBuf>,
+    builtin: bool,
+    repeat: usize,
+    python: &Path,
+    peers: &Path,
+) -> Result<()> {
     if !python.exists() {
-        bail!("the peers' Python {} does not exist; set it up as ../shared/peers/README.md says, or pass --python", python.display());
+        bail!(
+            "the peers' Python {} does not exist; set it up as ../shared/peers/README.md says, or pass --python",
+            python.display()
+        );
     }
     let dir = bench_dir();
     std::fs::create_dir_all(&dir)?;
     let (peer_listens, worker_args): (PathBuf, Vec<String>) = if builtin {
         let tsv = dir.join("builtin-listens.tsv");
-        let folders: Vec<PathBuf> = std::fs::read_dir(crate::workspace_root().join("data/listens"))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        let status = Command::new(python).arg(peers.join("spotify_to_lastfm1k.py")).arg("--out").arg(&tsv).args(&folders).status()?;
+        let folders: Vec<PathBuf> =
+            std::fs::read_dir(crate::workspace_root().join("data/listens"))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect();
+        let status = Command::new(python)
+            .arg(peers.join("spotify_to_lastfm1k.py"))
+            .arg("--out")
+            .arg(&tsv)
+            .args(&folders)
+            .status()?;
         if !status.success() {
             bail!("the peer's spotify_to_lastfm1k.py failed");
         }
@@ -135,10 +167,15 @@ fn sessions(listens: Option<PathBuf>, builtin: bool, repeat: usize, python: &Pat
             None => {
                 let f = dir.join("paper/listens.tsv");
                 if !f.exists() {
-                    eprintln!("generating the paper-size log with the peers' gen_synthetic.py (once) ...");
+                    eprintln!(
+                        "generating the paper-size log with the peers' gen_synthetic.py (once) ..."
+                    );
                     let status = Command::new(python)
                         .arg(peers.join("gen_synthetic.py"))
-                        .args(["--users", "541", "--tracks", "414000", "--events", "5500000", "--seed", "0", "--out"])
+                        .args([
+                            "--users", "541", "--tracks", "414000", "--events", "5500000",
+                            "--seed", "0", "--out",
+                        ])
                         .arg(dir.join("paper"))
                         .status()?;
                     if !status.success() {
@@ -148,11 +185,20 @@ fn sessions(listens: Option<PathBuf>, builtin: bool, repeat: usize, python: &Pat
                 f
             }
         };
-        let args = vec!["--format".into(), "lastfm-1k".into(), "--listens".into(), file.display().to_string()];
+        let args = vec![
+            "--format".into(),
+            "lastfm-1k".into(),
+            "--listens".into(),
+            file.display().to_string(),
+        ];
         (file, args)
     };
     let size = std::fs::metadata(&peer_listens).map(|m| m.len()).unwrap_or(0);
-    eprintln!("bench sessions: {} ({:.0} MB), {repeat} run(s) per side", peer_listens.display(), size as f64 / 1e6);
+    eprintln!(
+        "bench sessions: {} ({:.0} MB), {repeat} run(s) per side",
+        peer_listens.display(),
+        size as f64 / 1e6
+    );
     let exe = std::env::current_exe()?;
     let peer_wrapper = "import resource, runpy, sys, json, io, contextlib\n\
         sys.argv = sys.argv[1:]\n\
@@ -163,13 +209,22 @@ fn sessions(listens: Option<PathBuf>, builtin: bool, repeat: usize, python: &Pat
         let out = dir.join("segue-work");
         let _ = std::fs::remove_dir_all(&out);
         let t = Instant::now();
-        let o = Command::new(&exe).args(["bench", "sessions-worker", "--out"]).arg(&out).args(&worker_args).output()?;
+        let o = Command::new(&exe)
+            .args(["bench", "sessions-worker", "--out"])
+            .arg(&out)
+            .args(&worker_args)
+            .output()?;
         if !o.status.success() {
             bail!("segue worker failed: {}", String::from_utf8_lossy(&o.stderr));
         }
         let mut r = last_json_line(&o.stdout)?;
         r["process_seconds"] = serde_json::json!(t.elapsed().as_secs_f64());
-        eprintln!("  segue run {}: {:.2} s, peak {:.0} MB", i + 1, r["seconds"].as_f64().unwrap_or(0.0), r["peak_rss"].as_f64().unwrap_or(0.0) / 1e6);
+        eprintln!(
+            "  segue run {}: {:.2} s, peak {:.0} MB",
+            i + 1,
+            r["seconds"].as_f64().unwrap_or(0.0),
+            r["peak_rss"].as_f64().unwrap_or(0.0) / 1e6
+        );
         ours.push(r);
 
         let work = dir.join("peer-work");
@@ -187,21 +242,48 @@ fn sessions(listens: Option<PathBuf>, builtin: bool, repeat: usize, python: &Pat
             bail!("peer failed: {}", String::from_utf8_lossy(&o.stderr));
         }
         let text = String::from_utf8_lossy(&o.stdout);
-        let mut stage: serde_json::Value = text.lines().find(|l| l.contains("\"stage\"")).map(serde_json::from_str).transpose()?.context("peer printed no stage line")?;
+        let mut stage: serde_json::Value = text
+            .lines()
+            .find(|l| l.contains("\"stage\""))
+            .map(serde_json::from_str)
+            .transpose()?
+            .context("peer printed no stage line")?;
         stage["peak_rss"] = last_json_line(&o.stdout)?["peak_rss"].clone();
         stage["process_seconds"] = serde_json::json!(t.elapsed().as_secs_f64());
-        eprintln!("  peer  run {}: {:.2} s, peak {:.0} MB", i + 1, stage["seconds"].as_f64().unwrap_or(0.0), stage["peak_rss"].as_f64().unwrap_or(0.0) / 1e6);
+        eprintln!(
+            "  peer  run {}: {:.2} s, peak {:.0} MB",
+            i + 1,
+            stage["seconds"].as_f64().unwrap_or(0.0),
+            stage["peak_rss"].as_f64().unwrap_or(0.0) / 1e6
+        );
         theirs.push(stage);
     }
-    let med = |v: &[serde_json::Value], k: &str| median(v.iter().map(|r| r[k].as_f64().unwrap_or(f64::NAN)).collect());
+    let med = |v: &[serde_json::Value], k: &str| {
+        median(v.iter().map(|r| r[k].as_f64().unwrap_or(f64::NAN)).collect())
+    };
     let (s_ours, s_theirs) = (med(&ours, "seconds"), med(&theirs, "seconds"));
     let (m_ours, m_theirs) = (med(&ours, "peak_rss"), med(&theirs, "peak_rss"));
     let (p_ours, p_theirs) = (med(&ours, "process_seconds"), med(&theirs, "process_seconds"));
-    println!("## bench sessions: ingest + sessionize, {} ({:.0} MB)\n", peer_listens.display(), size as f64 / 1e6);
+    println!(
+        "## bench sessions: ingest + sessionize, {} ({:.0} MB)\n",
+        peer_listens.display(),
+        size as f64 / 1e6
+    );
     println!("| | segue | pandas peer | ratio |\n|---|---:|---:|---:|");
-    println!("| stage wall time (s, median of {repeat}) | {s_ours:.2} | {s_theirs:.2} | {:.1}x faster |", s_theirs / s_ours);
-    println!("| process wall time incl. start-up (s) | {p_ours:.2} | {p_theirs:.2} | {:.1}x faster |", p_theirs / p_ours);
-    println!("| peak memory (MB) | {:.0} | {:.0} | {:.1}x less |", m_ours / 1e6, m_theirs / 1e6, m_theirs / m_ours);
+    println!(
+        "| stage wall time (s, median of {repeat}) | {s_ours:.2} | {s_theirs:.2} | {:.1}x faster |",
+        s_theirs / s_ours
+    );
+    println!(
+        "| process wall time incl. start-up (s) | {p_ours:.2} | {p_theirs:.2} | {:.1}x faster |",
+        p_theirs / p_ours
+    );
+    println!(
+        "| peak memory (MB) | {:.0} | {:.0} | {:.1}x less |",
+        m_ours / 1e6,
+        m_theirs / 1e6,
+        m_theirs / m_ours
+    );
     let (a, b) = (&ours[0], &theirs[0]);
     println!("\n| Table I | segue | peer | equal |\n|---|---:|---:|---|");
     for k in ["users", "sessions", "unique_songs", "events", "mean_session_length"] {

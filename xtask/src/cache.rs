@@ -54,7 +54,12 @@ impl Recipe {
     }
 }
 
-fn diff_json(prefix: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+fn diff_json(
+    prefix: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
     match (old, new) {
         (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
@@ -126,7 +131,10 @@ impl Cache {
         if !dir.exists() {
             return Check::Missing;
         }
-        let manifest: Manifest = match std::fs::read_to_string(&manifest_path).ok().and_then(|t| serde_json::from_str(&t).ok()) {
+        let manifest: Manifest = match std::fs::read_to_string(&manifest_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+        {
             Some(m) => m,
             None => return Check::Corrupt("its manifest.json is missing or unreadable".into()),
         };
@@ -151,7 +159,8 @@ impl Cache {
         let key = recipe.key();
         let final_dir = self.stage_dir(&recipe.stage, &key);
         let parent = final_dir.parent().expect("stage dir has a parent");
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
         let tmp = parent.join(format!(".tmp-{key}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -169,13 +178,24 @@ impl Cache {
             let name = entry.file_name().to_string_lossy().into_owned();
             files.insert(name, hash_file(&entry.path())?);
         }
-        let manifest = Manifest { recipe: recipe.clone(), key: key.clone(), files, seconds: started.elapsed().as_secs_f64(), summary };
+        let manifest = Manifest {
+            recipe: recipe.clone(),
+            key: key.clone(),
+            files,
+            seconds: started.elapsed().as_secs_f64(),
+            summary,
+        };
         std::fs::write(tmp.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
         if final_dir.exists() {
-            std::fs::remove_dir_all(&final_dir).with_context(|| format!("removing {}", final_dir.display()))?;
+            std::fs::remove_dir_all(&final_dir)
+                .with_context(|| format!("removing {}", final_dir.display()))?;
         }
-        std::fs::rename(&tmp, &final_dir).with_context(|| format!("moving {} into place", final_dir.display()))?;
-        segue_core::fs::write_bytes_atomic(&self.last_path(&recipe.stage), &serde_json::to_vec_pretty(recipe)?)?;
+        std::fs::rename(&tmp, &final_dir)
+            .with_context(|| format!("moving {} into place", final_dir.display()))?;
+        segue_core::fs::write_bytes_atomic(
+            &self.last_path(&recipe.stage),
+            &serde_json::to_vec_pretty(recipe)?,
+        )?;
         Ok(manifest)
     }
 }
@@ -200,11 +220,12 @@ mod tests {
         let cache = Cache { root: dir.path().to_path_buf() };
         let r = recipe(7200);
         assert!(matches!(cache.check("sessionize", &r.key()), Check::Missing));
-        cache.build(&r, |d| {
-            std::fs::write(d.join("a.txt"), "hello")?;
-            Ok(serde_json::json!({}))
-        })
-        .unwrap();
+        cache
+            .build(&r, |d| {
+                std::fs::write(d.join("a.txt"), "hello")?;
+                Ok(serde_json::json!({}))
+            })
+            .unwrap();
         assert!(matches!(cache.check("sessionize", &r.key()), Check::Fresh(_)));
         std::fs::write(cache.stage_dir("sessionize", &r.key()).join("a.txt"), "tampered").unwrap();
         assert!(matches!(cache.check("sessionize", &r.key()), Check::Corrupt(_)));

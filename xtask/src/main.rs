@@ -100,7 +100,12 @@ fn real_main() -> Result<()> {
 
 fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
     let started = Instant::now();
-    eprintln!("reproduce: pipeline {} ({}), cache {}", p.pipeline.name, p.path.display(), p.cache_dir().display());
+    eprintln!(
+        "reproduce: pipeline {} ({}), cache {}",
+        p.pipeline.name,
+        p.path.display(),
+        p.cache_dir().display()
+    );
     let mut runner = Runner::new(p);
     let mut times = Vec::new();
     for stage in STAGES {
@@ -110,8 +115,15 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
         times.push((stage, t.elapsed().as_secs_f64(), m.seconds));
     }
     let report_dir = p.cache_dir().join("report");
-    let md = report::table1(&p.pipeline.name, &runner.dir("ingest")?, &runner.dir("sessionize")?, &report_dir)?;
-    let mut timing = String::from("## Stage times\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n");
+    let md = report::table1(
+        &p.pipeline.name,
+        &runner.dir("ingest")?,
+        &runner.dir("sessionize")?,
+        &report_dir,
+    )?;
+    let mut timing = String::from(
+        "## Stage times\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n",
+    );
     for (stage, now, built) in &times {
         timing.push_str(&format!("| {stage} | {now:.2} | {built:.2} |\n"));
     }
@@ -119,20 +131,31 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
     segue_core::fs::write_bytes_atomic(&report_dir.join("report.md"), report.as_bytes())?;
     println!("{md}");
     println!("{timing}");
-    eprintln!("reproduce: done in {:.1} s; report in {}", started.elapsed().as_secs_f64(), report_dir.join("report.md").display());
+    eprintln!(
+        "reproduce: done in {:.1} s; report in {}",
+        started.elapsed().as_secs_f64(),
+        report_dir.join("report.md").display()
+    );
     Ok(())
 }
 
 fn status(p: &Pipeline) -> Result<()> {
     let mut runner = Runner::new(p);
-    println!("pipeline {} ({}), cache {}", p.pipeline.name, p.path.display(), p.cache_dir().display());
+    println!(
+        "pipeline {} ({}), cache {}",
+        p.pipeline.name,
+        p.path.display(),
+        p.cache_dir().display()
+    );
     let mut upstream_ok = true;
     for stage in STAGES {
         let recipe = runner.recipe(stage)?;
         let key = recipe.key();
         runner_note_key(&mut runner, stage, &key);
         let line = match runner.cache.check(stage, &key) {
-            Check::Fresh(m) if upstream_ok => format!("fresh (key {key}, built in {:.1} s)", m.seconds),
+            Check::Fresh(m) if upstream_ok => {
+                format!("fresh (key {key}, built in {:.1} s)", m.seconds)
+            }
             Check::Fresh(_) => format!("fresh (key {key})"),
             Check::Corrupt(why) => {
                 upstream_ok = false;

@@ -86,7 +86,19 @@ pub struct Word2VecParams {
 
 impl Default for Word2VecParams {
     fn default() -> Self {
-        Word2VecParams { vector_size: 150, window: 5, negative: 5, ns_exponent: 0.75, sample: 1e-3, alpha: 0.025, min_alpha: 1e-4, epochs: 5, min_count: 1, cbow_mean: true, threads: 2 }
+        Word2VecParams {
+            vector_size: 150,
+            window: 5,
+            negative: 5,
+            ns_exponent: 0.75,
+            sample: 1e-3,
+            alpha: 0.025,
+            min_alpha: 1e-4,
+            epochs: 5,
+            min_count: 1,
+            cbow_mean: true,
+            threads: 2,
+        }
     }
 }
 
@@ -142,22 +154,37 @@ pub struct ModelParams {
 
 impl Default for ModelParams {
     fn default() -> Self {
-        ModelParams { embedding_dim: 150, hidden: 150, fc: 256, dropout: 0.2, leaky_slope: 0.01, max_input_len: 20, batch_size: 32, lr: 1e-3, epochs: 10, patience: 2 }
+        ModelParams {
+            embedding_dim: 150,
+            hidden: 150,
+            fc: 256,
+            dropout: 0.2,
+            leaky_slope: 0.01,
+            max_input_len: 20,
+            batch_size: 32,
+            lr: 1e-3,
+            epochs: 10,
+            patience: 2,
+        }
     }
 }
 
 impl Pipeline {
     /// Reads and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading pipeline file {}", path.display()))?;
-        let mut p: Pipeline = toml::from_str(&text).map_err(|e| anyhow::anyhow!("pipeline file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading pipeline file {}", path.display()))?;
+        let mut p: Pipeline = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("pipeline file {}: {e}", path.display()))?;
         p.path = path.canonicalize().with_context(|| format!("resolving {}", path.display()))?;
         p.validate().with_context(|| format!("pipeline file {}", path.display()))?;
         Ok(p)
     }
 
     fn validate(&self) -> Result<()> {
-        if self.pipeline.name.is_empty() || !self.pipeline.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if self.pipeline.name.is_empty()
+            || !self.pipeline.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             bail!("pipeline.name = {:?}: use letters, digits, '-', '_' or '.'", self.pipeline.name);
         }
         if self.dataset.sources.is_empty() {
@@ -191,7 +218,11 @@ impl Pipeline {
         if !(0.0..1.0).contains(&self.model.dropout) {
             bail!("model.dropout = {}: must be in [0, 1)", self.model.dropout);
         }
-        for (name, v) in [("word2vec.alpha", self.word2vec.alpha), ("vae.lr", self.vae.lr), ("model.lr", self.model.lr)] {
+        for (name, v) in [
+            ("word2vec.alpha", self.word2vec.alpha),
+            ("vae.lr", self.vae.lr),
+            ("model.lr", self.model.lr),
+        ] {
             if !(v > 0.0 && v.is_finite()) {
                 bail!("{name} = {v}: must be a positive number");
             }

@@ -16,11 +16,15 @@ impl segue_core::Progress for Bars {
             None => ProgressBar::new_spinner(),
         };
         let template = match (total.is_some(), unit) {
-            (true, "bytes") => "{msg:28} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            (true, "bytes") => {
+                "{msg:28} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}"
+            }
             (true, _) => "{msg:28} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
             (false, _) => "{msg:28} {spinner} {human_pos} {per_sec}",
         };
-        bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "),
+        );
         bar.set_message(step.to_string());
         *self.bar.lock().expect("progress lock") = Some(bar);
     }

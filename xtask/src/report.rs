@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use crate::stages::IngestReport;
 
 fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -25,7 +26,12 @@ fn thousands(n: u64) -> String {
 }
 
 /// Table I and its details, in markdown; the CSV of the five paper columns beside it.
-pub fn table1(pipeline_name: &str, ingest_dir: &Path, sessions_dir: &Path, out_dir: &Path) -> Result<String> {
+pub fn table1(
+    pipeline_name: &str,
+    ingest_dir: &Path,
+    sessions_dir: &Path,
+    out_dir: &Path,
+) -> Result<String> {
     let stats: serde_json::Value = load(&sessions_dir.join("stats.json"))?;
     let ingest: IngestReport = load(&ingest_dir.join("ingest_report.json"))?;
     let g = |k: &str| stats[k].as_u64().unwrap_or(0);
@@ -34,7 +40,15 @@ pub fn table1(pipeline_name: &str, ingest_dir: &Path, sessions_dir: &Path, out_d
     writeln!(md, "## Table I: dataset statistics ({pipeline_name})\n")?;
     writeln!(md, "| users | sessions | unique songs | listening events | mean session length |")?;
     writeln!(md, "|---:|---:|---:|---:|---:|")?;
-    writeln!(md, "| {} | {} | {} | {} | {:.2} |\n", thousands(g("users")), thousands(g("sessions")), thousands(g("unique_songs")), thousands(g("events")), mean)?;
+    writeln!(
+        md,
+        "| {} | {} | {} | {} | {:.2} |\n",
+        thousands(g("users")),
+        thousands(g("sessions")),
+        thousands(g("unique_songs")),
+        thousands(g("events")),
+        mean
+    )?;
     let o = &stats["options"];
     writeln!(
         md,
@@ -45,35 +59,85 @@ pub fn table1(pipeline_name: &str, ingest_dir: &Path, sessions_dir: &Path, out_d
     writeln!(md, "| records read | {} |", thousands(ingest.records))?;
     if let Some(reasons) = ingest.skipped["reasons"].as_object() {
         for (reason, c) in reasons {
-            writeln!(md, "| records dropped: {} | {} |", reason.replace('_', " "), thousands(c["count"].as_u64().unwrap_or(0)))?;
+            writeln!(
+                md,
+                "| records dropped: {} | {} |",
+                reason.replace('_', " "),
+                thousands(c["count"].as_u64().unwrap_or(0))
+            )?;
         }
     }
     writeln!(md, "| events after ingest | {} |", thousands(ingest.events))?;
-    writeln!(md, "| sessions before the length filter | {} |", thousands(g("sessions_before_filter")))?;
+    writeln!(
+        md,
+        "| sessions before the length filter | {} |",
+        thousands(g("sessions_before_filter"))
+    )?;
     writeln!(md, "| sessions dropped (too short) | {} |", thousands(g("sessions_dropped_short")))?;
-    writeln!(md, "| events in dropped sessions | {} |", thousands(g("events_in_dropped_sessions")))?;
-    writeln!(md, "| train / valid / test sessions | {} / {} / {} |", thousands(g("train_sessions")), thousands(g("valid_sessions")), thousands(g("test_sessions")))?;
-    writeln!(md, "| train / valid / test events | {} / {} / {} |", thousands(g("train_events")), thousands(g("valid_events")), thousands(g("test_events")))?;
-    writeln!(md, "| tracks seen in training / only outside it | {} / {} |", thousands(g("train_tracks")), thousands(g("unseen_tracks")))?;
-    writeln!(md, "| share of repeats within sessions | {:.1}% |\n", 100.0 * stats["repeat_share"].as_f64().unwrap_or(0.0))?;
+    writeln!(
+        md,
+        "| events in dropped sessions | {} |",
+        thousands(g("events_in_dropped_sessions"))
+    )?;
+    writeln!(
+        md,
+        "| train / valid / test sessions | {} / {} / {} |",
+        thousands(g("train_sessions")),
+        thousands(g("valid_sessions")),
+        thousands(g("test_sessions"))
+    )?;
+    writeln!(
+        md,
+        "| train / valid / test events | {} / {} / {} |",
+        thousands(g("train_events")),
+        thousands(g("valid_events")),
+        thousands(g("test_events"))
+    )?;
+    writeln!(
+        md,
+        "| tracks seen in training / only outside it | {} / {} |",
+        thousands(g("train_tracks")),
+        thousands(g("unseen_tracks"))
+    )?;
+    writeln!(
+        md,
+        "| share of repeats within sessions | {:.1}% |\n",
+        100.0 * stats["repeat_share"].as_f64().unwrap_or(0.0)
+    )?;
     let per_user = stats["per_user"].as_array().cloned().unwrap_or_default();
-    let mut csv_users = String::from("user,sessions,train_sessions,valid_sessions,test_sessions,events,unique_tracks,repeat_share\n");
+    let mut csv_users = String::from(
+        "user,sessions,train_sessions,valid_sessions,test_sessions,events,unique_tracks,repeat_share\n",
+    );
     for u in &per_user {
         writeln!(
             csv_users,
             "{},{},{},{},{},{},{},{:.4}",
             csv_field(u["user"].as_str().unwrap_or("")),
-            u["sessions"], u["train_sessions"], u["valid_sessions"], u["test_sessions"], u["events"], u["unique_tracks"],
+            u["sessions"],
+            u["train_sessions"],
+            u["valid_sessions"],
+            u["test_sessions"],
+            u["events"],
+            u["unique_tracks"],
             u["repeat_share"].as_f64().unwrap_or(0.0)
         )?;
     }
     if per_user.len() <= 20 {
-        writeln!(md, "| user | sessions | train | valid | test | events | unique tracks | repeats |\n|---|---:|---:|---:|---:|---:|---:|---:|")?;
+        writeln!(
+            md,
+            "| user | sessions | train | valid | test | events | unique tracks | repeats |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        )?;
         for u in &per_user {
             writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {} | {:.1}% |",
-                u["user"].as_str().unwrap_or(""), u["sessions"], u["train_sessions"], u["valid_sessions"], u["test_sessions"], u["events"], u["unique_tracks"],
+                u["user"].as_str().unwrap_or(""),
+                u["sessions"],
+                u["train_sessions"],
+                u["valid_sessions"],
+                u["test_sessions"],
+                u["events"],
+                u["unique_tracks"],
                 100.0 * u["repeat_share"].as_f64().unwrap_or(0.0)
             )?;
         }
@@ -81,7 +145,14 @@ pub fn table1(pipeline_name: &str, ingest_dir: &Path, sessions_dir: &Path, out_d
         writeln!(md, "Per-user counts for {} users: table1_users.csv.", per_user.len())?;
     }
     std::fs::create_dir_all(out_dir)?;
-    let csv = format!("users,sessions,unique_songs,events,mean_session_length\n{},{},{},{},{:.4}\n", g("users"), g("sessions"), g("unique_songs"), g("events"), mean);
+    let csv = format!(
+        "users,sessions,unique_songs,events,mean_session_length\n{},{},{},{},{:.4}\n",
+        g("users"),
+        g("sessions"),
+        g("unique_songs"),
+        g("events"),
+        mean
+    );
     segue_core::fs::write_bytes_atomic(&out_dir.join("table1.md"), md.as_bytes())?;
     segue_core::fs::write_bytes_atomic(&out_dir.join("table1.csv"), csv.as_bytes())?;
     segue_core::fs::write_bytes_atomic(&out_dir.join("table1_users.csv"), csv_users.as_bytes())?;
@@ -89,5 +160,9 @@ pub fn table1(pipeline_name: &str, ingest_dir: &Path, sessions_dir: &Path, out_d
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }

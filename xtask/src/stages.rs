@@ -66,7 +66,12 @@ pub struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     pub fn new(pipeline: &'a Pipeline) -> Self {
-        Runner { pipeline, cache: Cache { root: pipeline.cache_dir() }, keys: BTreeMap::new(), input_hashes: None }
+        Runner {
+            pipeline,
+            cache: Cache { root: pipeline.cache_dir() },
+            keys: BTreeMap::new(),
+            input_hashes: None,
+        }
     }
 
     /// Content hashes of the dataset's listening files (hashed once per run).
@@ -88,16 +93,28 @@ impl<'a> Runner<'a> {
     pub fn recipe(&mut self, stage: &str) -> Result<Recipe> {
         let p = self.pipeline;
         let (params, files) = match stage {
-            "ingest" => (serde_json::json!({ "sources": p.dataset.sources, "ingest": p.ingest }), self.input_files()?),
+            "ingest" => (
+                serde_json::json!({ "sources": p.dataset.sources, "ingest": p.ingest }),
+                self.input_files()?,
+            ),
             "sessionize" => (serde_json::to_value(&p.sessionize)?, BTreeMap::new()),
             other => bail!("no recipe for stage {other}"),
         };
         let mut up = BTreeMap::new();
         for u in upstream(stage) {
-            let key = self.keys.get(*u).with_context(|| format!("stage {u} was not resolved before {stage}"))?;
+            let key = self
+                .keys
+                .get(*u)
+                .with_context(|| format!("stage {u} was not resolved before {stage}"))?;
             up.insert(u.to_string(), key.clone());
         }
-        Ok(Recipe { stage: stage.into(), code_version: code_version(stage), params, upstream: up, files })
+        Ok(Recipe {
+            stage: stage.into(),
+            code_version: code_version(stage),
+            params,
+            upstream: up,
+            files,
+        })
     }
 
     /// Records a stage's key without running it (for `status`).
@@ -121,11 +138,15 @@ impl<'a> Runner<'a> {
                 eprintln!("{stage:>12}: fresh, skipped (key {key}, built in {:.1} s)", m.seconds);
                 return Ok(m);
             }
-            Check::Corrupt(why) => eprintln!("{stage:>12}: cached artifact is damaged ({why}); recomputing"),
+            Check::Corrupt(why) => {
+                eprintln!("{stage:>12}: cached artifact is damaged ({why}); recomputing")
+            }
             Check::Fresh(_) => eprintln!("{stage:>12}: forced; recomputing"),
             Check::Missing => {
                 let why = match self.cache.last_recipe(stage) {
-                    Some(old) if old != recipe => format!(" ({})", recipe.differences(&old).join("; ")),
+                    Some(old) if old != recipe => {
+                        format!(" ({})", recipe.differences(&old).join("; "))
+                    }
                     _ => String::new(),
                 };
                 eprintln!("{stage:>12}: running{why}");
@@ -167,7 +188,9 @@ fn run_ingest(p: &Pipeline, dir: &Path) -> Result<serde_json::Value> {
     };
     std::fs::write(dir.join("ingest_report.json"), serde_json::to_vec_pretty(&report)?)?;
     print_skips(&out.skips, out.records);
-    Ok(serde_json::json!({ "records": report.records, "events": report.events, "skipped": out.skips.total() }))
+    Ok(
+        serde_json::json!({ "records": report.records, "events": report.events, "skipped": out.skips.total() }),
+    )
 }
 
 /// The end-of-stage account of skipped records: a count and first examples per reason.

@@ -120,9 +120,8 @@ impl EmbeddingTable {
         let emb = st
             .tensor("embeddings")
             .map_err(|e| Error::artifact(path, format!("tensor `embeddings`: {e}")))?;
-        let mask = st
-            .tensor("mask")
-            .map_err(|e| Error::artifact(path, format!("tensor `mask`: {e}")))?;
+        let mask =
+            st.tensor("mask").map_err(|e| Error::artifact(path, format!("tensor `mask`: {e}")))?;
         let (rows, dim) = match (emb.dtype(), emb.shape()) {
             (Dtype::F32, [r, d]) => (*r, *d),
             (dt, shape) => {

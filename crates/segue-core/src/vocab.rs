@@ -6,7 +6,9 @@ use unicode_normalization::UnicodeNormalization;
 use crate::{Error, Result};
 
 /// A track's row in every embedding table and its class in the model's output layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TrackId(pub u32);
 
 impl TrackId {

@@ -58,14 +58,16 @@ pub fn read_sources(
 ) -> Result<(RawEvents, SkipReport, Vec<PathBuf>)> {
     let mut events = RawEvents::default();
     let mut skips = SkipReport::new(options.strict);
-    let settings = ReadSettings { min_ms_played: options.min_ms_played, latest: time::latest_plausible() };
+    let settings =
+        ReadSettings { min_ms_played: options.min_ms_played, latest: time::latest_plausible() };
     let mut all_files = Vec::new();
     if sources.is_empty() {
         return Err(Error::Config("the dataset has no sources".into()));
     }
     for source in sources {
         let files = source.files(base)?;
-        let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let total: u64 =
+            files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
         progress.start(&format!("reading {:?} files", source.format), Some(total), "bytes");
         for file in &files {
             let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
@@ -77,17 +79,42 @@ pub fn read_sources(
                 format => {
                     let bytes = read_input(file)?;
                     if bytes.iter().all(u8::is_ascii_whitespace) {
-                        return Err(Error::input(file, segue_core::Position::File, "the file is empty; expected listening records"));
+                        return Err(Error::input(
+                            file,
+                            segue_core::Position::File,
+                            "the file is empty; expected listening records",
+                        ));
                     }
                     match format {
                         Format::Lastfm1k => {
                             // Progress is reported on decompressed bytes; scale to the file size.
-                            let scale = NoScale { inner: progress, num: size, den: bytes.len() as u64 };
-                            read_lastfm_1k(&bytes, file, options.strict, settings.latest, &mut events, &mut skips, &scale)?;
+                            let scale =
+                                NoScale { inner: progress, num: size, den: bytes.len() as u64 };
+                            read_lastfm_1k(
+                                &bytes,
+                                file,
+                                options.strict,
+                                settings.latest,
+                                &mut events,
+                                &mut skips,
+                                &scale,
+                            )?;
                         }
                         Format::SpotifyStreamingHistory | Format::SpotifyExtended => {
-                            let kind = if format == Format::SpotifyExtended { SpotifyKind::Extended } else { SpotifyKind::StreamingHistory };
-                            read_spotify(&bytes, file, kind, &source.user_for(file), settings, &mut events, &mut skips)?;
+                            let kind = if format == Format::SpotifyExtended {
+                                SpotifyKind::Extended
+                            } else {
+                                SpotifyKind::StreamingHistory
+                            };
+                            read_spotify(
+                                &bytes,
+                                file,
+                                kind,
+                                &source.user_for(file),
+                                settings,
+                                &mut events,
+                                &mut skips,
+                            )?;
                             progress.advance(size);
                         }
                         Format::Table | Format::LastfmScrobblesCsv => unreachable!("handled above"),
@@ -119,7 +146,12 @@ impl Progress for NoScale<'_> {
 }
 
 /// Normalises, de-duplicates and sorts raw events.
-pub fn build_events(raw: RawEvents, mut skips: SkipReport, options: &IngestOptions, files: Vec<PathBuf>) -> Result<Ingested> {
+pub fn build_events(
+    raw: RawEvents,
+    mut skips: SkipReport,
+    options: &IngestOptions,
+    files: Vec<PathBuf>,
+) -> Result<Ingested> {
     let records = raw.len() as u64 + skips.total();
     // Normalise each distinct spelling once, in parallel; map spellings to normalised codes.
     let norm_codes = |strings: &[Box<str>]| -> (Vec<u32>, Vec<String>) {
@@ -142,7 +174,8 @@ pub fn build_events(raw: RawEvents, mut skips: SkipReport, options: &IngestOptio
 
     // Users in code-point order, so the user column sorts like the strings.
     let mut user_order: Vec<u32> = (0..raw.users.len() as u32).collect();
-    user_order.sort_by(|&a, &b| raw.users.strings()[a as usize].cmp(&raw.users.strings()[b as usize]));
+    user_order
+        .sort_by(|&a, &b| raw.users.strings()[a as usize].cmp(&raw.users.strings()[b as usize]));
     let mut user_rank = vec![0u32; raw.users.len()];
     for (rank, &u) in user_order.iter().enumerate() {
         user_rank[u as usize] = rank as u32;
@@ -164,9 +197,12 @@ pub fn build_events(raw: RawEvents, mut skips: SkipReport, options: &IngestOptio
             if empty < crate::raw::MAX_EXAMPLES as u64 || options.strict {
                 let artist = &raw.artists.strings()[raw.artist[i] as usize];
                 let title = &raw.titles.strings()[raw.title[i] as usize];
-                skips.skip(SkipReason::EmptyArtistOrTitle, Path::new("(all inputs)"), segue_core::Position::Record(i as u64 + 1), || {
-                    format!("artist {artist:?}, title {title:?}")
-                })?;
+                skips.skip(
+                    SkipReason::EmptyArtistOrTitle,
+                    Path::new("(all inputs)"),
+                    segue_core::Position::Record(i as u64 + 1),
+                    || format!("artist {artist:?}, title {title:?}"),
+                )?;
             } else {
                 skips.add_count(SkipReason::EmptyArtistOrTitle, 1);
             }
@@ -192,7 +228,10 @@ pub fn build_events(raw: RawEvents, mut skips: SkipReport, options: &IngestOptio
     ])
     .map_err(pl_err)?;
     let df = df
-        .sort(["user", "ts", "seq"], SortMultipleOptions::new().with_multithreaded(true).with_maintain_order(true))
+        .sort(
+            ["user", "ts", "seq"],
+            SortMultipleOptions::new().with_multithreaded(true).with_maintain_order(true),
+        )
         .map_err(pl_err)?;
     let user_col = parquet::u32_column(&df, "user")?;
     let ts_col = parquet::i64_column(&df, "ts")?;
@@ -204,7 +243,10 @@ pub fn build_events(raw: RawEvents, mut skips: SkipReport, options: &IngestOptio
         let mut start = 0;
         while start < user_col.len() {
             let mut end = start + 1;
-            while end < user_col.len() && user_col[end] == user_col[start] && ts_col[end] == ts_col[start] {
+            while end < user_col.len()
+                && user_col[end] == user_col[start]
+                && ts_col[end] == ts_col[start]
+            {
                 end += 1;
             }
             for j in start + 1..end {
@@ -223,8 +265,10 @@ pub fn build_events(raw: RawEvents, mut skips: SkipReport, options: &IngestOptio
         .filter(|(_, k)| **k)
         .map(|(&u, _)| &*users[user_order[u as usize] as usize])
         .collect();
-    let ts_kept: Vec<i64> = ts_col.iter().zip(&keep).filter(|(_, k)| **k).map(|(&t, _)| t).collect();
-    let key_kept: Vec<u32> = key_col.iter().zip(&keep).filter(|(_, k)| **k).map(|(&t, _)| t).collect();
+    let ts_kept: Vec<i64> =
+        ts_col.iter().zip(&keep).filter(|(_, k)| **k).map(|(&t, _)| t).collect();
+    let key_kept: Vec<u32> =
+        key_col.iter().zip(&keep).filter(|(_, k)| **k).map(|(&t, _)| t).collect();
     let events = DataFrame::new_infer_height(vec![
         Column::new("user".into(), user_names),
         Column::new("ts".into(), ts_kept),
@@ -234,10 +278,34 @@ pub fn build_events(raw: RawEvents, mut skips: SkipReport, options: &IngestOptio
 
     let keys = DataFrame::new_infer_height(vec![
         Column::new("track_key".into(), (0..key_first.len() as u32).collect::<Vec<_>>()),
-        Column::new("artist_key".into(), key_first.iter().map(|&i| artist_keys[artist_norm[raw.artist[i] as usize] as usize].as_str()).collect::<Vec<_>>()),
-        Column::new("title_key".into(), key_first.iter().map(|&i| title_keys[title_norm[raw.title[i] as usize] as usize].as_str()).collect::<Vec<_>>()),
-        Column::new("artist".into(), key_first.iter().map(|&i| &*raw.artists.strings()[raw.artist[i] as usize]).collect::<Vec<_>>()),
-        Column::new("title".into(), key_first.iter().map(|&i| &*raw.titles.strings()[raw.title[i] as usize]).collect::<Vec<_>>()),
+        Column::new(
+            "artist_key".into(),
+            key_first
+                .iter()
+                .map(|&i| artist_keys[artist_norm[raw.artist[i] as usize] as usize].as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "title_key".into(),
+            key_first
+                .iter()
+                .map(|&i| title_keys[title_norm[raw.title[i] as usize] as usize].as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "artist".into(),
+            key_first
+                .iter()
+                .map(|&i| &*raw.artists.strings()[raw.artist[i] as usize])
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "title".into(),
+            key_first
+                .iter()
+                .map(|&i| &*raw.titles.strings()[raw.title[i] as usize])
+                .collect::<Vec<_>>(),
+        ),
     ])
     .map_err(pl_err)?;
     if events.height() == 0 {
@@ -245,14 +313,24 @@ pub fn build_events(raw: RawEvents, mut skips: SkipReport, options: &IngestOptio
             "no usable listening events in {} file(s): {} record(s) read, all skipped ({})",
             files.len(),
             records,
-            skips.reasons.iter().map(|(r, c)| format!("{}: {}", r.describe(), c.count)).collect::<Vec<_>>().join("; ")
+            skips
+                .reasons
+                .iter()
+                .map(|(r, c)| format!("{}: {}", r.describe(), c.count))
+                .collect::<Vec<_>>()
+                .join("; ")
         )));
     }
     Ok(Ingested { events, keys, skips, records, files })
 }
 
 /// Reads and builds in one call.
-pub fn ingest(sources: &[SourceSpec], base: &Path, options: &IngestOptions, progress: &dyn Progress) -> Result<Ingested> {
+pub fn ingest(
+    sources: &[SourceSpec],
+    base: &Path,
+    options: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<Ingested> {
     let (raw, skips, files) = read_sources(sources, base, options, progress)?;
     build_events(raw, skips, options, files)
 }

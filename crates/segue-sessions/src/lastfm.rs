@@ -138,7 +138,9 @@ pub fn read_lastfm_1k(
         let mut chunk_skips = r.skips;
         for c in chunk_skips.reasons.values_mut() {
             for ex in &mut c.examples {
-                if let Some(n) = ex.position.strip_prefix("line ").and_then(|n| n.parse::<u64>().ok()) {
+                if let Some(n) =
+                    ex.position.strip_prefix("line ").and_then(|n| n.parse::<u64>().ok())
+                {
                     ex.position = format!("line {}", n + line_offset);
                 }
             }
@@ -168,7 +170,15 @@ mod tests {
     fn parse(text: &str, strict: bool) -> Result<(RawEvents, SkipReport)> {
         let mut ev = RawEvents::default();
         let mut sk = SkipReport::new(strict);
-        read_lastfm_1k(text.as_bytes(), Path::new("x.tsv"), strict, time::latest_plausible(), &mut ev, &mut sk, &NoProgress)?;
+        read_lastfm_1k(
+            text.as_bytes(),
+            Path::new("x.tsv"),
+            strict,
+            time::latest_plausible(),
+            &mut ev,
+            &mut sk,
+            &NoProgress,
+        )?;
         Ok((ev, sk))
     }
 
@@ -202,7 +212,10 @@ mod tests {
         text.push_str("u\tbad\t\tA\t\tT\n");
         let (ev, sk) = parse(&text, false).unwrap();
         assert_eq!(ev.len(), n);
-        assert_eq!(sk.reasons[&SkipReason::BadTimestamp].examples[0].position, format!("line {}", n + 1));
+        assert_eq!(
+            sk.reasons[&SkipReason::BadTimestamp].examples[0].position,
+            format!("line {}", n + 1)
+        );
         let err = parse(&text, true).unwrap_err().to_string();
         assert!(err.contains(&format!("line {}", n + 1)), "{err}");
     }

@@ -36,7 +36,7 @@ pub mod table;
 pub mod time;
 
 pub use ingest::{IngestOptions, Ingested, ingest};
+pub use polars::prelude::DataFrame;
 pub use raw::{RawEvents, SkipReason, SkipReport};
 pub use sessionize::{SessionOptions, SessionStats, Sessionized, Split, sessionize};
 pub use source::{ColumnMap, Format, SourceSpec, TimeFormat, TimeIs};
-pub use polars::prelude::DataFrame;

@@ -21,7 +21,9 @@ pub fn write(path: &Path, df: &mut DataFrame) -> Result<()> {
 /// Reads a Parquet file.
 pub fn read(path: &Path) -> Result<DataFrame> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    ParquetReader::new(file).finish().map_err(|e| Error::artifact(path, format!("reading Parquet: {e}")))
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|e| Error::artifact(path, format!("reading Parquet: {e}")))
 }
 
 fn column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Column> {
@@ -46,8 +48,11 @@ pub fn i64_column(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
 /// A string column; nulls are an error.
 pub fn str_column(df: &DataFrame, name: &str) -> Result<Vec<String>> {
     let c = column(df, name)?.str().map_err(pl_err)?;
-    c.into_iter()
+    c.iter()
         .enumerate()
-        .map(|(i, v)| v.map(str::to_owned).ok_or_else(|| Error::Other(format!("column `{name}` is null at row {i}"))))
+        .map(|(i, v)| {
+            v.map(str::to_owned)
+                .ok_or_else(|| Error::Other(format!("column `{name}` is null at row {i}")))
+        })
         .collect()
 }

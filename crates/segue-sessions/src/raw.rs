@@ -123,7 +123,9 @@ impl SkipReason {
             SkipReason::EmptyArtistOrTitle => "an empty artist or title",
             SkipReason::ShortPlay => "a play shorter than the minimum",
             SkipReason::NotATrack => "not a music track (e.g. a podcast episode)",
-            SkipReason::DuplicateEvent => "a duplicate of an earlier event (same user, time, track)",
+            SkipReason::DuplicateEvent => {
+                "a duplicate of an earlier event (same user, time, track)"
+            }
         }
     }
 }
@@ -180,7 +182,11 @@ impl SkipReport {
             return Err(Error::input(
                 file,
                 position,
-                format!("{} (found {}); rerun without strict mode to skip such records", reason.describe(), detail()),
+                format!(
+                    "{} (found {}); rerun without strict mode to skip such records",
+                    reason.describe(),
+                    detail()
+                ),
             ));
         }
         let entry = self.reasons.entry(reason).or_default();

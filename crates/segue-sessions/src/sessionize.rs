@@ -25,7 +25,12 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { gap_seconds: 7200, min_session_len: 5, train_share: 0.7, validation_share: 0.1 }
+        SessionOptions {
+            gap_seconds: 7200,
+            min_session_len: 5,
+            train_share: 0.7,
+            validation_share: 0.1,
+        }
     }
 }
 
@@ -33,16 +38,28 @@ impl SessionOptions {
     /// Checks every value, naming the bad one.
     pub fn validate(&self) -> Result<()> {
         if self.gap_seconds <= 0 {
-            return Err(Error::Config(format!("sessionize.gap_seconds = {}: must be positive", self.gap_seconds)));
+            return Err(Error::Config(format!(
+                "sessionize.gap_seconds = {}: must be positive",
+                self.gap_seconds
+            )));
         }
         if self.min_session_len < 2 {
-            return Err(Error::Config(format!("sessionize.min_session_len = {}: must be at least 2 (a session needs an input and a target)", self.min_session_len)));
+            return Err(Error::Config(format!(
+                "sessionize.min_session_len = {}: must be at least 2 (a session needs an input and a target)",
+                self.min_session_len
+            )));
         }
         if !(self.train_share > 0.0 && self.train_share <= 1.0) {
-            return Err(Error::Config(format!("sessionize.train_share = {}: must be in (0, 1]", self.train_share)));
+            return Err(Error::Config(format!(
+                "sessionize.train_share = {}: must be in (0, 1]",
+                self.train_share
+            )));
         }
         if !(0.0..1.0).contains(&self.validation_share) {
-            return Err(Error::Config(format!("sessionize.validation_share = {}: must be in [0, 1)", self.validation_share)));
+            return Err(Error::Config(format!(
+                "sessionize.validation_share = {}: must be in [0, 1)",
+                self.validation_share
+            )));
         }
         Ok(())
     }
@@ -152,10 +169,15 @@ pub struct Sessionized {
 }
 
 /// Cuts sorted events (as written by ingest) into sessions, splits them and builds the vocab.
-pub fn sessionize(events: &DataFrame, keys: &DataFrame, options: &SessionOptions) -> Result<Sessionized> {
+pub fn sessionize(
+    events: &DataFrame,
+    keys: &DataFrame,
+    options: &SessionOptions,
+) -> Result<Sessionized> {
     options.validate()?;
-    let users_ca = events.column("user").and_then(|c| c.str()).map_err(pl_err)?.rechunk().into_owned();
-    let user: Vec<&str> = users_ca.into_iter().map(|u| u.unwrap_or("")).collect();
+    let users_ca =
+        events.column("user").and_then(|c| c.str()).map_err(pl_err)?.rechunk().into_owned();
+    let user: Vec<&str> = users_ca.iter().map(|u| u.unwrap_or("")).collect();
     let ts = parquet::i64_column(events, "ts")?;
     let key = parquet::u32_column(events, "track_key")?;
     let n = ts.len();
@@ -165,7 +187,9 @@ pub fn sessionize(events: &DataFrame, keys: &DataFrame, options: &SessionOptions
     for i in 0..n {
         let new = i == 0 || user[i] != user[i - 1] || ts[i] - ts[i - 1] >= options.gap_seconds;
         if i > 0 && (user[i] < user[i - 1] || (user[i] == user[i - 1] && ts[i] < ts[i - 1])) {
-            return Err(Error::Other(format!("events are not sorted by (user, time) at row {i}; they must come from ingest")));
+            return Err(Error::Other(format!(
+                "events are not sorted by (user, time) at row {i}; they must come from ingest"
+            )));
         }
         if new {
             starts.push(i);
@@ -211,7 +235,9 @@ pub fn sessionize(events: &DataFrame, keys: &DataFrame, options: &SessionOptions
         for &k in &key[a..b] {
             let k = k as usize;
             if k >= n_keys {
-                return Err(Error::Other(format!("track_key {k} is not in the keys table ({n_keys} keys)")));
+                return Err(Error::Other(format!(
+                    "track_key {k} is not in the keys table ({n_keys} keys)"
+                )));
             }
             total_count[k] += 1;
             if split[s] == Split::Train {
@@ -225,12 +251,19 @@ pub fn sessionize(events: &DataFrame, keys: &DataFrame, options: &SessionOptions
     let tc: Vec<u32> = present.iter().map(|&k| train_count[k as usize]).collect();
     let seen: Vec<bool> = tc.iter().map(|&c| c > 0).collect();
     vocab.with_column(Column::new("train_count".into(), tc)).map_err(pl_err)?;
-    vocab.with_column(Column::new("total_count".into(), present.iter().map(|&k| total_count[k as usize]).collect::<Vec<_>>())).map_err(pl_err)?;
+    vocab
+        .with_column(Column::new(
+            "total_count".into(),
+            present.iter().map(|&k| total_count[k as usize]).collect::<Vec<_>>(),
+        ))
+        .map_err(pl_err)?;
     vocab.with_column(Column::new("seen_in_train".into(), seen)).map_err(pl_err)?;
     let mut vocab = vocab
         .sort(
             ["seen_in_train", "train_count", "artist_key", "title_key"],
-            SortMultipleOptions::new().with_order_descending_multi([true, true, false, false]).with_maintain_order(true),
+            SortMultipleOptions::new()
+                .with_order_descending_multi([true, true, false, false])
+                .with_maintain_order(true),
         )
         .map_err(pl_err)?;
     let order = parquet::u32_column(&vocab, "track_key")?;
@@ -238,9 +271,20 @@ pub fn sessionize(events: &DataFrame, keys: &DataFrame, options: &SessionOptions
     for (id, &k) in order.iter().enumerate() {
         track_of_key.insert(k, id as u32);
     }
-    vocab.with_column(Column::new("track".into(), (0..order.len() as u32).collect::<Vec<_>>())).map_err(pl_err)?;
+    vocab
+        .with_column(Column::new("track".into(), (0..order.len() as u32).collect::<Vec<_>>()))
+        .map_err(pl_err)?;
     let tracks = vocab
-        .select(["track", "artist_key", "title_key", "artist", "title", "train_count", "total_count", "seen_in_train"])
+        .select([
+            "track",
+            "artist_key",
+            "title_key",
+            "artist",
+            "title",
+            "train_count",
+            "total_count",
+            "seen_in_train",
+        ])
         .map_err(pl_err)?;
     let train_tracks = order.iter().filter(|&&k| train_count[k as usize] > 0).count();
 
@@ -266,7 +310,16 @@ pub fn sessionize(events: &DataFrame, keys: &DataFrame, options: &SessionOptions
             }
             user_tracks.clear();
             user_repeats = 0;
-            per_user.push(UserStats { user: u.to_string(), sessions: 0, train_sessions: 0, valid_sessions: 0, test_sessions: 0, events: 0, unique_tracks: 0, repeat_share: 0.0 });
+            per_user.push(UserStats {
+                user: u.to_string(),
+                sessions: 0,
+                train_sessions: 0,
+                valid_sessions: 0,
+                test_sessions: 0,
+                events: 0,
+                unique_tracks: 0,
+                repeat_share: 0.0,
+            });
         }
         let p = per_user.last_mut().expect("pushed above");
         p.sessions += 1;
@@ -313,7 +366,11 @@ pub fn sessionize(events: &DataFrame, keys: &DataFrame, options: &SessionOptions
         sessions: kept.len(),
         unique_songs: order.len(),
         events: events_kept,
-        mean_session_length: if kept.is_empty() { 0.0 } else { events_kept as f64 / kept.len() as f64 },
+        mean_session_length: if kept.is_empty() {
+            0.0
+        } else {
+            events_kept as f64 / kept.len() as f64
+        },
         events_before_sessionize: n,
         sessions_before_filter,
         sessions_dropped_short: sessions_before_filter - kept.len(),
@@ -338,7 +395,8 @@ impl Sessionized {
     pub fn write(&mut self, dir: &std::path::Path) -> Result<()> {
         parquet::write(&dir.join("sessions.parquet"), &mut self.sessions)?;
         parquet::write(&dir.join("tracks.parquet"), &mut self.tracks)?;
-        let json = serde_json::to_vec_pretty(&self.stats).map_err(|e| Error::Other(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&self.stats).map_err(|e| Error::Other(e.to_string()))?;
         segue_core::fs::write_bytes_atomic(&dir.join("stats.json"), &json)
     }
 }

@@ -28,10 +28,21 @@ impl Format {
     pub fn folder_patterns(self) -> &'static [&'static str] {
         match self {
             Format::Lastfm1k => &["*.tsv", "*.tsv.gz", "*.tsv.zst"],
-            Format::SpotifyStreamingHistory => &["StreamingHistory*.json", "StreamingHistory*.json.gz", "StreamingHistory*.json.zst"],
-            Format::SpotifyExtended => &["endsong*.json", "Streaming_History_Audio_*.json", "endsong*.json.gz", "Streaming_History_Audio_*.json.gz"],
+            Format::SpotifyStreamingHistory => &[
+                "StreamingHistory*.json",
+                "StreamingHistory*.json.gz",
+                "StreamingHistory*.json.zst",
+            ],
+            Format::SpotifyExtended => &[
+                "endsong*.json",
+                "Streaming_History_Audio_*.json",
+                "endsong*.json.gz",
+                "Streaming_History_Audio_*.json.gz",
+            ],
             Format::LastfmScrobblesCsv => &["*.csv", "*.csv.gz", "*.csv.zst"],
-            Format::Table => &["*.csv", "*.tsv", "*.parquet", "*.csv.gz", "*.tsv.gz", "*.csv.zst", "*.tsv.zst"],
+            Format::Table => {
+                &["*.csv", "*.tsv", "*.parquet", "*.csv.gz", "*.tsv.gz", "*.csv.zst", "*.tsv.zst"]
+            }
         }
     }
 }
@@ -110,7 +121,12 @@ pub struct SourceSpec {
 impl SourceSpec {
     /// A source of `format` over `paths`.
     pub fn new(format: Format, paths: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        SourceSpec { format, paths: paths.into_iter().map(Into::into).collect(), user: None, columns: None }
+        SourceSpec {
+            format,
+            paths: paths.into_iter().map(Into::into).collect(),
+            user: None,
+            columns: None,
+        }
     }
 
     /// The files of this source, sorted within each path entry, relative paths resolved
@@ -170,10 +186,11 @@ pub fn folder_user(file: &Path) -> String {
 }
 
 fn glob_files(pattern: &str) -> Result<Vec<PathBuf>> {
-    let paths = glob::glob(pattern).map_err(|e| Error::Config(format!("bad glob {pattern}: {e}")))?;
+    let paths =
+        glob::glob(pattern).map_err(|e| Error::Config(format!("bad glob {pattern}: {e}")))?;
     let mut out = Vec::new();
     for p in paths {
-        let p = p.map_err(|e| Error::io(e.path().to_path_buf(), e.into_error()))?;
+        let p = p.map_err(|e| Error::io(e.path().to_path_buf(), std::io::Error::from(e)))?;
         if p.is_file() {
             out.push(p);
         }

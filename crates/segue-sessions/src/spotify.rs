@@ -37,7 +37,11 @@ fn parse_array(bytes: &[u8], file: &Path) -> Result<Vec<Value>> {
             serde_json::error::Category::Data => "unexpected JSON data",
             serde_json::error::Category::Io => "unreadable JSON",
         };
-        Error::input(file, Position::LineColumn(e.line() as u64, e.column() as u64), format!("{what}: {e}"))
+        Error::input(
+            file,
+            Position::LineColumn(e.line() as u64, e.column() as u64),
+            format!("{what}: {e}"),
+        )
     })?;
     match value {
         Value::Array(v) => Ok(v),
@@ -73,16 +77,24 @@ pub fn read_spotify(
     if std::str::from_utf8(bytes).is_err() {
         let valid = std::str::from_utf8(bytes).unwrap_err().valid_up_to();
         let line = bytes[..valid].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
-        return Err(Error::input(file, Position::Line(line), "bytes that are not UTF-8; a Spotify export is UTF-8 JSON"));
+        return Err(Error::input(
+            file,
+            Position::Line(line),
+            "bytes that are not UTF-8; a Spotify export is UTF-8 JSON",
+        ));
     }
     let (time_key, ms_key, artist_key, title_key) = match kind {
         SpotifyKind::StreamingHistory => ("endTime", "msPlayed", "artistName", "trackName"),
-        SpotifyKind::Extended => ("ts", "ms_played", "master_metadata_album_artist_name", "master_metadata_track_name"),
+        SpotifyKind::Extended => {
+            ("ts", "ms_played", "master_metadata_album_artist_name", "master_metadata_track_name")
+        }
     };
     for (i, rec) in parse_array(bytes, file)?.iter().enumerate() {
         let pos = Position::Record(i as u64 + 1);
         let Some(obj) = rec.as_object() else {
-            skips.skip(SkipReason::MissingField, file, pos, || format!("{}, expected an object", kind_name(rec)))?;
+            skips.skip(SkipReason::MissingField, file, pos, || {
+                format!("{}, expected an object", kind_name(rec))
+            })?;
             continue;
         };
         let title = obj.get(title_key).and_then(Value::as_str);
@@ -91,16 +103,21 @@ pub fn read_spotify(
             continue;
         }
         let field = |k: &str| obj.get(k).and_then(Value::as_str);
-        let (Some(end), Some(artist), Some(title)) = (field(time_key), field(artist_key), title) else {
+        let (Some(end), Some(artist), Some(title)) = (field(time_key), field(artist_key), title)
+        else {
             let missing: Vec<&str> = [time_key, artist_key, title_key]
                 .into_iter()
                 .filter(|k| field(k).is_none())
                 .collect();
-            skips.skip(SkipReason::MissingField, file, pos, || format!("no string field {}", missing.join(", ")))?;
+            skips.skip(SkipReason::MissingField, file, pos, || {
+                format!("no string field {}", missing.join(", "))
+            })?;
             continue;
         };
         let Some(ms) = obj.get(ms_key).and_then(Value::as_u64) else {
-            skips.skip(SkipReason::MissingField, file, pos, || format!("`{ms_key}` missing or not a non-negative integer"))?;
+            skips.skip(SkipReason::MissingField, file, pos, || {
+                format!("`{ms_key}` missing or not a non-negative integer")
+            })?;
             continue;
         };
         let Some(end_secs) = time::parse_iso(end) else {
@@ -124,11 +141,17 @@ pub fn read_spotify(
                 skips.skip(reason, file, pos, || end.to_string())?;
             }
             None if crate::raw::is_blank(artist) || crate::raw::is_blank(title) => {
-                skips.skip(SkipReason::EmptyArtistOrTitle, file, pos, || format!("artist {artist:?}, title {title:?}"))?;
+                skips.skip(SkipReason::EmptyArtistOrTitle, file, pos, || {
+                    format!("artist {artist:?}, title {title:?}")
+                })?;
             }
             None => {
                 let user = match kind {
-                    SpotifyKind::Extended => obj.get("username").and_then(Value::as_str).filter(|u| !u.is_empty()).unwrap_or(user),
+                    SpotifyKind::Extended => obj
+                        .get("username")
+                        .and_then(Value::as_str)
+                        .filter(|u| !u.is_empty())
+                        .unwrap_or(user),
                     SpotifyKind::StreamingHistory => user,
                 };
                 out.push(user, start, artist, title);
@@ -155,16 +178,33 @@ mod tests {
         ]"#;
         let mut ev = RawEvents::default();
         let mut sk = SkipReport::new(false);
-        read_spotify(json.as_bytes(), Path::new("s.json"), SpotifyKind::StreamingHistory, "me", settings(), &mut ev, &mut sk).unwrap();
+        read_spotify(
+            json.as_bytes(),
+            Path::new("s.json"),
+            SpotifyKind::StreamingHistory,
+            "me",
+            settings(),
+            &mut ev,
+            &mut sk,
+        )
+        .unwrap();
         assert_eq!(ev.len(), 1);
         // 05:31:00 minus 188.823 s = 05:27:51.177, floored to 05:27:51.
         assert_eq!(time::format_utc(ev.ts[0]), "2021-12-03T05:27:51Z");
         assert_eq!(sk.count(SkipReason::ShortPlay), 1);
         assert_eq!(sk.count(SkipReason::MissingField), 1);
         let mut strict = SkipReport::new(true);
-        let err = read_spotify(json.as_bytes(), Path::new("s.json"), SpotifyKind::StreamingHistory, "me", settings(), &mut ev, &mut strict)
-            .unwrap_err()
-            .to_string();
+        let err = read_spotify(
+            json.as_bytes(),
+            Path::new("s.json"),
+            SpotifyKind::StreamingHistory,
+            "me",
+            settings(),
+            &mut ev,
+            &mut strict,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("s.json, record 3") && err.contains("trackName"), "{err}");
     }
 
@@ -176,7 +216,16 @@ mod tests {
         ]"#;
         let mut ev = RawEvents::default();
         let mut sk = SkipReport::new(true);
-        read_spotify(json.as_bytes(), Path::new("e.json"), SpotifyKind::Extended, "x", settings(), &mut ev, &mut sk).unwrap();
+        read_spotify(
+            json.as_bytes(),
+            Path::new("e.json"),
+            SpotifyKind::Extended,
+            "x",
+            settings(),
+            &mut ev,
+            &mut sk,
+        )
+        .unwrap();
         assert_eq!(ev.len(), 1);
         assert_eq!(&*ev.users.strings()[0], "u");
         assert_eq!(sk.count(SkipReason::NotATrack), 1);
@@ -187,9 +236,17 @@ mod tests {
         let json = "[{\"endTime\": \"2021-12-03 05:31\", \"artistName\": \"A\",\n \"trackName\": ";
         let mut ev = RawEvents::default();
         let mut sk = SkipReport::new(false);
-        let err = read_spotify(json.as_bytes(), Path::new("t.json"), SpotifyKind::StreamingHistory, "me", settings(), &mut ev, &mut sk)
-            .unwrap_err()
-            .to_string();
+        let err = read_spotify(
+            json.as_bytes(),
+            Path::new("t.json"),
+            SpotifyKind::StreamingHistory,
+            "me",
+            settings(),
+            &mut ev,
+            &mut sk,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("t.json, line 2") && err.contains("truncated"), "{err}");
     }
 }

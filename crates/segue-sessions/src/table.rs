@@ -8,24 +8,32 @@ use polars::prelude::*;
 use segue_core::{Error, Position, Result};
 
 use crate::raw::{RawEvents, SkipReason, SkipReport, is_blank};
-use crate::source::{ColumnMap, Format, SourceSpec, TimeFormat, TimeIs, is_parquet, is_tsv, read_input};
+use crate::source::{
+    ColumnMap, Format, SourceSpec, TimeFormat, TimeIs, is_parquet, is_tsv, read_input,
+};
 use crate::spotify::ReadSettings;
 use crate::time;
 
 fn load(file: &Path, separator: Option<char>) -> Result<DataFrame> {
     if is_parquet(file) {
         let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
-        return ParquetReader::new(f)
-            .finish()
-            .map_err(|e| Error::input(file, Position::File, format!("not a readable Parquet file: {e}")));
+        return ParquetReader::new(f).finish().map_err(|e| {
+            Error::input(file, Position::File, format!("not a readable Parquet file: {e}"))
+        });
     }
     let bytes = read_input(file)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::input(file, Position::File, "the file is empty; expected a header line and records"));
+        return Err(Error::input(
+            file,
+            Position::File,
+            "the file is empty; expected a header line and records",
+        ));
     }
     let sep = match separator {
         Some(c) if c.is_ascii() => c as u8,
-        Some(c) => return Err(Error::Config(format!("separator {c:?} is not a single ASCII character"))),
+        Some(c) => {
+            return Err(Error::Config(format!("separator {c:?} is not a single ASCII character")));
+        }
         None if is_tsv(file) => b'\t',
         None => b',',
     };
@@ -46,7 +54,14 @@ fn scrobble_mapping(df: &DataFrame, file: &Path) -> Result<ColumnMap> {
     } else if has("utc_time") {
         ("utc_time", TimeFormat::DayMonthName)
     } else {
-        return Err(Error::input(file, Position::Line(1), format!("a Last.fm scrobble export needs a `uts` or `utc_time` column; the header has {}", header(df))));
+        return Err(Error::input(
+            file,
+            Position::Line(1),
+            format!(
+                "a Last.fm scrobble export needs a `uts` or `utc_time` column; the header has {}",
+                header(df)
+            ),
+        ));
     };
     Ok(ColumnMap {
         user: has("user").then(|| "user".to_string()),
@@ -66,23 +81,45 @@ fn header(df: &DataFrame) -> String {
 
 fn string_column(df: &DataFrame, name: &str, file: &Path) -> Result<StringChunked> {
     let col = df.column(name).map_err(|_| {
-        Error::input(file, Position::Line(1), format!("the column mapping names `{name}`, which the table lacks; its columns are {}", header(df)))
+        Error::input(
+            file,
+            Position::Line(1),
+            format!(
+                "the column mapping names `{name}`, which the table lacks; its columns are {}",
+                header(df)
+            ),
+        )
     })?;
-    let col = col.cast(&DataType::String).map_err(|e| Error::input(file, Position::File, format!("column `{name}`: {e}")))?;
+    let col = col
+        .cast(&DataType::String)
+        .map_err(|e| Error::input(file, Position::File, format!("column `{name}`: {e}")))?;
     Ok(col.str().map_err(|e| Error::Other(e.to_string()))?.rechunk().into_owned())
 }
 
 /// Reads one table file of a `table` or `lastfm-scrobbles-csv` source into `out`.
-pub fn read_table(file: &Path, source: &SourceSpec, settings: ReadSettings, out: &mut RawEvents, skips: &mut SkipReport) -> Result<()> {
+pub fn read_table(
+    file: &Path,
+    source: &SourceSpec,
+    settings: ReadSettings,
+    out: &mut RawEvents,
+    skips: &mut SkipReport,
+) -> Result<()> {
     let separator = source.columns.as_ref().and_then(|c| c.separator);
     let df = load(file, separator)?;
     let map = match (source.format, &source.columns) {
         (Format::LastfmScrobblesCsv, None) => scrobble_mapping(&df, file)?,
         (_, Some(m)) => m.clone(),
-        (_, None) => return Err(Error::Config(format!("the table source of {} has no [columns] mapping", file.display()))),
+        (_, None) => {
+            return Err(Error::Config(format!(
+                "the table source of {} has no [columns] mapping",
+                file.display()
+            )));
+        }
     };
     if map.time_is == TimeIs::End && map.ms_played.is_none() {
-        return Err(Error::Config("a column mapping with time_is = \"end\" needs `ms_played`".into()));
+        return Err(Error::Config(
+            "a column mapping with time_is = \"end\" needs `ms_played`".into(),
+        ));
     }
     let times = string_column(&df, &map.time, file)?;
     let artists = string_column(&df, &map.artist, file)?;
@@ -92,8 +129,11 @@ pub fn read_table(file: &Path, source: &SourceSpec, settings: ReadSettings, out:
     let default_user = source.user_for(file);
     for i in 0..df.height() {
         let pos = Position::Record(i as u64 + 1);
-        let (Some(t), Some(artist), Some(title)) = (times.get(i), artists.get(i), titles.get(i)) else {
-            skips.skip(SkipReason::MissingField, file, pos, || format!("an empty `{}`, `{}` or `{}`", map.time, map.artist, map.title))?;
+        let (Some(t), Some(artist), Some(title)) = (times.get(i), artists.get(i), titles.get(i))
+        else {
+            skips.skip(SkipReason::MissingField, file, pos, || {
+                format!("an empty `{}`, `{}` or `{}`", map.time, map.artist, map.title)
+            })?;
             continue;
         };
         let user = match &users {
@@ -107,13 +147,21 @@ pub fn read_table(file: &Path, source: &SourceSpec, settings: ReadSettings, out:
             None => default_user.as_str(),
         };
         let played = match &ms {
-            Some(m) => match m.get(i).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| *v >= 0.0) {
-                Some(v) => Some(v as i64),
-                None => {
-                    skips.skip(SkipReason::MissingField, file, pos, || format!("`{}` = {:?}, expected milliseconds", map.ms_played.as_deref().unwrap_or(""), m.get(i)))?;
-                    continue;
+            Some(m) => {
+                match m.get(i).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| *v >= 0.0) {
+                    Some(v) => Some(v as i64),
+                    None => {
+                        skips.skip(SkipReason::MissingField, file, pos, || {
+                            format!(
+                                "`{}` = {:?}, expected milliseconds",
+                                map.ms_played.as_deref().unwrap_or(""),
+                                m.get(i)
+                            )
+                        })?;
+                        continue;
+                    }
                 }
-            },
+            }
             None => None,
         };
         let parsed = match map.time_format {
@@ -123,7 +171,9 @@ pub fn read_table(file: &Path, source: &SourceSpec, settings: ReadSettings, out:
             TimeFormat::DayMonthName => time::parse_day_month_name(t),
         };
         let Some(secs) = parsed else {
-            skips.skip(SkipReason::BadTimestamp, file, pos, || format!("`{}` = {t:?}, expected {:?} time", map.time, map.time_format))?;
+            skips.skip(SkipReason::BadTimestamp, file, pos, || {
+                format!("`{}` = {t:?}, expected {:?} time", map.time, map.time_format)
+            })?;
             continue;
         };
         if played.is_some_and(|p| (p as u64) < settings.min_ms_played) {
@@ -135,12 +185,18 @@ pub fn read_table(file: &Path, source: &SourceSpec, settings: ReadSettings, out:
             _ => secs,
         };
         if let Some(why) = time::out_of_range(start, settings.latest) {
-            let reason = if why.starts_with("before") { SkipReason::TimestampBefore2000 } else { SkipReason::TimestampInFuture };
+            let reason = if why.starts_with("before") {
+                SkipReason::TimestampBefore2000
+            } else {
+                SkipReason::TimestampInFuture
+            };
             skips.skip(reason, file, pos, || t.to_string())?;
             continue;
         }
         if is_blank(artist) || is_blank(title) {
-            skips.skip(SkipReason::EmptyArtistOrTitle, file, pos, || format!("artist {artist:?}, title {title:?}"))?;
+            skips.skip(SkipReason::EmptyArtistOrTitle, file, pos, || {
+                format!("artist {artist:?}, title {title:?}")
+            })?;
             continue;
         }
         out.push(user, start, artist, title);

@@ -11,6 +11,7 @@ use segue_core::{Error, Result};
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Last.fm 1K TSV: user, ISO time, artist mbid, artist, track mbid, track; no header.
+    #[serde(rename = "lastfm-1k")]
     Lastfm1k,
     /// Spotify's account-data export: `StreamingHistory*.json` (endTime, artistName, trackName,
     /// msPlayed), one user per file set.

@@ -1,0 +1,116 @@
+//! The xtask binary end to end: reproduce, the cache (skip, staleness, damage, --force), status,
+//! and pipeline-file errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("xtask runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+const PIPELINE: &str = r#"
+[pipeline]
+name = "cli-test"
+cache_dir = "cache"
+
+[dataset]
+[[dataset.sources]]
+format = "lastfm-1k"
+paths = ["listens.tsv"]
+
+[sessionize]
+gap_seconds = 7200
+"#;
+
+fn setup(dir: &Path) -> String {
+    let mut log = String::new();
+    for user in ["u1", "u2"] {
+        for s in 0..4 {
+            for i in 0..6 {
+                let t = 1_577_836_800 + s * 5 * 3600 + i * 200;
+                log += &format!("{user}\t{}\t\tArtist\t\tSong {}\n", segue_time(t), (s * 3 + i) % 9);
+            }
+        }
+    }
+    log += "u1\tnot-a-time\t\tArtist\t\tSong\n";
+    std::fs::write(dir.join("listens.tsv"), log).unwrap();
+    let p = dir.join("p.toml");
+    std::fs::write(&p, PIPELINE).unwrap();
+    p.display().to_string()
+}
+
+fn segue_time(secs: i64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // 2020-01-01 is day 18262; the test's times stay within January 2020.
+    format!("2020-01-{:02}T{:02}:{:02}:{:02}Z", days - 18_262 + 1, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[test]
+fn reproduce_caches_and_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = setup(dir.path());
+
+    let o = xtask(&["reproduce", "--pipeline", &p]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("Table I") && out.contains("| 2 | 8 | 9 | 48 | 6.00 |"), "{out}");
+    assert!(err.contains("ingest: running") && err.contains("sessionize: running"), "{err}");
+    assert!(err.contains("a timestamp that does not parse"), "{err}");
+    assert!(dir.path().join("cache/cli-test/report/table1.csv").exists());
+
+    let (_, err) = text(&xtask(&["reproduce", "--pipeline", &p]));
+    assert!(err.contains("ingest: fresh, skipped") && err.contains("sessionize: fresh, skipped"), "{err}");
+
+    let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(out.contains("ingest: fresh") && out.contains("sessionize: fresh"), "{out}");
+
+    let (_, err) = text(&xtask(&["reproduce", "--pipeline", &p, "--force", "sessionize"]));
+    assert!(err.contains("ingest: fresh, skipped") && err.contains("sessionize: forced"), "{err}");
+
+    // A parameter change makes sessionize stale, and says why.
+    std::fs::write(dir.path().join("p.toml"), PIPELINE.replace("7200", "3600")).unwrap();
+    let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(out.contains("ingest: fresh") && out.contains("sessionize: stale: gap_seconds: 7200 -> 3600"), "{out}");
+    std::fs::write(dir.path().join("p.toml"), PIPELINE).unwrap();
+
+    // A damaged artifact is recomputed, never used.
+    let ingest_dir = std::fs::read_dir(dir.path().join("cache/cli-test/ingest"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("manifest.json").exists())
+        .unwrap();
+    std::fs::write(ingest_dir.join("events.parquet"), b"not parquet").unwrap();
+    let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(out.contains("ingest: stale: artifact damaged"), "{out}");
+    let o = xtask(&["run", "sessionize", "--pipeline", &p]);
+    let (_, err) = text(&o);
+    assert!(o.status.success() && err.contains("ingest: cached artifact is damaged"), "{err}");
+
+    // A changed input file is named.
+    std::fs::write(dir.path().join("listens.tsv"), "u\t2020-01-01T00:00:00Z\t\tA\t\tT\n".repeat(5)).unwrap();
+    let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(out.contains("ingest: stale: input") && out.contains("listens.tsv changed"), "{out}");
+}
+
+#[test]
+fn pipeline_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = setup(dir.path());
+    std::fs::write(&p, format!("{PIPELINE}\n[ingest]\nmin_ms_playd = 3\n")).unwrap();
+    let (_, err) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(err.contains("min_ms_playd") && err.contains("p.toml"), "{err}");
+    std::fs::write(&p, PIPELINE.replace("gap_seconds = 7200", "gap_seconds = -5")).unwrap();
+    let (_, err) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(err.contains("sessionize.gap_seconds = -5"), "{err}");
+    std::fs::write(&p, PIPELINE.replace("lastfm-1k", "lastfm-2k")).unwrap();
+    let (_, err) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(err.contains("lastfm-2k"), "{err}");
+    let o = xtask(&["run", "word3vec", "--pipeline", &p]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("unknown stage `word3vec`") && err.contains("sessionize"), "{err}");
+}

@@ -55,6 +55,17 @@ enum Command {
         #[arg(long, default_value_os_t = default_pipeline())]
         pipeline: PathBuf,
     },
+    /// Write a synthetic dataset with planted structure (segue-synth).
+    Synth {
+        /// tiny (unit tests), small (~100,000 listens) or paper (~5.5 million).
+        #[arg(long)]
+        preset: segue_synth::Preset,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Benchmarks beside the Python peers (../shared/peers).
     Bench {
         #[command(subcommand)]
@@ -79,6 +90,7 @@ fn real_main() -> Result<()> {
         Command::Run { stage, pipeline, force } => {
             check_stage(&stage)?;
             let p = Pipeline::load(&pipeline)?;
+            ensure_synth(&p)?;
             let mut runner = Runner::new(&p);
             for s in closure(&stage) {
                 runner.run(s, force && s == stage)?;
@@ -90,12 +102,54 @@ fn real_main() -> Result<()> {
                 check_stage(f)?;
             }
             let p = Pipeline::load(&pipeline)?;
+            ensure_synth(&p)?;
             reproduce(&p, force.as_deref())?;
         }
         Command::Status { pipeline } => status(&Pipeline::load(&pipeline)?)?,
         Command::Bench { what } => bench::run(what)?,
+        Command::Synth { preset, seed, out } => {
+            synth(&segue_synth::SynthConfig::preset(preset, seed), &out)?;
+        }
     }
     Ok(())
+}
+
+/// Generates and writes a synthetic dataset, reporting its size and time.
+pub fn synth(cfg: &segue_synth::SynthConfig, out: &Path) -> Result<()> {
+    let t = Instant::now();
+    let data = segue_synth::generate(cfg);
+    let generated = t.elapsed().as_secs_f64();
+    let summary = data.write(out)?;
+    eprintln!(
+        "synth: {} listens of {} users over {} tracks ({} planted sessions) in {}: generated in {generated:.1} s, written in {:.1} s",
+        summary.listens,
+        cfg.users,
+        cfg.tracks,
+        data.planted_sessions,
+        out.display(),
+        t.elapsed().as_secs_f64() - generated
+    );
+    Ok(())
+}
+
+/// Makes sure a pipeline's synthetic dataset exists with its configuration.
+fn ensure_synth(p: &Pipeline) -> Result<()> {
+    let Some(spec) = &p.dataset.synth else { return Ok(()) };
+    let out = p.base_dir().join(&spec.out);
+    let cfg = segue_synth::SynthConfig::preset(spec.preset, spec.seed);
+    let meta = std::fs::read_to_string(out.join("synth.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    if meta.is_some_and(|m| m["config"] == serde_json::to_value(&cfg).unwrap_or_default()) {
+        return Ok(());
+    }
+    eprintln!(
+        "synth: generating the {:?} preset (seed {}) into {}",
+        spec.preset,
+        spec.seed,
+        out.display()
+    );
+    synth(&cfg, &out)
 }
 
 fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
@@ -149,7 +203,13 @@ fn status(p: &Pipeline) -> Result<()> {
     );
     let mut upstream_ok = true;
     for stage in STAGES {
-        let recipe = runner.recipe(stage)?;
+        let recipe = match runner.recipe(stage) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("{stage:>12}: missing: its inputs are unavailable ({e:#})");
+                break;
+            }
+        };
         let key = recipe.key();
         runner_note_key(&mut runner, stage, &key);
         let line = match runner.cache.check(stage, &key) {

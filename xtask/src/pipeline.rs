@@ -65,6 +65,20 @@ pub struct Dataset {
     /// Users CSV (user, k10), optional.
     #[serde(default)]
     pub users: Option<String>,
+    /// Generate the dataset with segue-synth before ingest, when it is missing.
+    #[serde(default)]
+    pub synth: Option<SynthSpec>,
+}
+
+/// A synthetic dataset a pipeline generates for itself.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthSpec {
+    pub preset: segue_synth::Preset,
+    #[serde(default)]
+    pub seed: u64,
+    /// Output folder, relative to the pipeline file; the sources read from it.
+    pub out: PathBuf,
 }
 
 /// Word2Vec CBOW, gensim's defaults except vector size 150 and min_count 1 (DESIGN.md).

@@ -9,7 +9,10 @@ fn xtask(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 const PIPELINE: &str = r#"
@@ -32,7 +35,8 @@ fn setup(dir: &Path) -> String {
         for s in 0..4 {
             for i in 0..6 {
                 let t = 1_577_836_800 + s * 5 * 3600 + i * 200;
-                log += &format!("{user}\t{}\t\tArtist\t\tSong {}\n", segue_time(t), (s * 3 + i) % 9);
+                log +=
+                    &format!("{user}\t{}\t\tArtist\t\tSong {}\n", segue_time(t), (s * 3 + i) % 9);
             }
         }
     }
@@ -47,7 +51,13 @@ fn segue_time(secs: i64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     // 2020-01-01 is day 18262; the test's times stay within January 2020.
-    format!("2020-01-{:02}T{:02}:{:02}:{:02}Z", days - 18_262 + 1, rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "2020-01-{:02}T{:02}:{:02}:{:02}Z",
+        days - 18_262 + 1,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[test]
@@ -64,7 +74,10 @@ fn reproduce_caches_and_explains() {
     assert!(dir.path().join("cache/cli-test/report/table1.csv").exists());
 
     let (_, err) = text(&xtask(&["reproduce", "--pipeline", &p]));
-    assert!(err.contains("ingest: fresh, skipped") && err.contains("sessionize: fresh, skipped"), "{err}");
+    assert!(
+        err.contains("ingest: fresh, skipped") && err.contains("sessionize: fresh, skipped"),
+        "{err}"
+    );
 
     let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
     assert!(out.contains("ingest: fresh") && out.contains("sessionize: fresh"), "{out}");
@@ -75,7 +88,11 @@ fn reproduce_caches_and_explains() {
     // A parameter change makes sessionize stale, and says why.
     std::fs::write(dir.path().join("p.toml"), PIPELINE.replace("7200", "3600")).unwrap();
     let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
-    assert!(out.contains("ingest: fresh") && out.contains("sessionize: stale: gap_seconds: 7200 -> 3600"), "{out}");
+    assert!(
+        out.contains("ingest: fresh")
+            && out.contains("sessionize: stale: gap_seconds: 7200 -> 3600"),
+        "{out}"
+    );
     std::fs::write(dir.path().join("p.toml"), PIPELINE).unwrap();
 
     // A damaged artifact is recomputed, never used.
@@ -92,7 +109,8 @@ fn reproduce_caches_and_explains() {
     assert!(o.status.success() && err.contains("ingest: cached artifact is damaged"), "{err}");
 
     // A changed input file is named.
-    std::fs::write(dir.path().join("listens.tsv"), "u\t2020-01-01T00:00:00Z\t\tA\t\tT\n".repeat(5)).unwrap();
+    std::fs::write(dir.path().join("listens.tsv"), "u\t2020-01-01T00:00:00Z\t\tA\t\tT\n".repeat(5))
+        .unwrap();
     let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
     assert!(out.contains("ingest: stale: input") && out.contains("listens.tsv changed"), "{out}");
 }
@@ -112,5 +130,10 @@ fn pipeline_errors_name_the_key() {
     assert!(err.contains("lastfm-2k"), "{err}");
     let o = xtask(&["run", "word3vec", "--pipeline", &p]);
     let (_, err) = text(&o);
-    assert!(!o.status.success() && err.contains("unknown stage `word3vec`") && err.contains("sessionize"), "{err}");
+    assert!(
+        !o.status.success()
+            && err.contains("unknown stage `word3vec`")
+            && err.contains("sessionize"),
+        "{err}"
+    );
 }

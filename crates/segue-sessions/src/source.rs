@@ -138,7 +138,8 @@ impl SourceSpec {
         }
         let mut out = Vec::new();
         for p in &self.paths {
-            let full = if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
+            let full =
+                clean(&if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) });
             let full_str = full.to_string_lossy().into_owned();
             let mut found = if full.is_dir() {
                 let mut v = Vec::new();
@@ -176,6 +177,24 @@ impl SourceSpec {
     pub fn user_for(&self, file: &Path) -> String {
         self.user.clone().unwrap_or_else(|| folder_user(file))
     }
+}
+
+/// Removes `.` and resolves `..` lexically, so messages show plain paths.
+fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 /// The name of the folder holding `file`: the user id of single-user exports.

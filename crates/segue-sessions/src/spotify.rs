@@ -127,7 +127,9 @@ pub fn read_spotify(
             continue;
         };
         if ms < settings.min_ms_played {
-            skips.skip(SkipReason::ShortPlay, file, pos, String::new)?;
+            skips.skip(SkipReason::ShortPlay, file, pos, || {
+                format!("{ms} ms played, minimum {}", settings.min_ms_played)
+            })?;
             continue;
         }
         let start = (end_secs * 1000 - ms as i64).div_euclid(1000);

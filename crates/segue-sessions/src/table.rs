@@ -177,7 +177,9 @@ pub fn read_table(
             continue;
         };
         if played.is_some_and(|p| (p as u64) < settings.min_ms_played) {
-            skips.skip(SkipReason::ShortPlay, file, pos, String::new)?;
+            skips.skip(SkipReason::ShortPlay, file, pos, || {
+                format!("{} ms played, minimum {}", played.unwrap_or(0), settings.min_ms_played)
+            })?;
             continue;
         }
         let start = match (map.time_is, played) {

@@ -12,8 +12,10 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes a file through `write` into a temporary sibling, syncs it, then renames it over
-/// `path`. On any error the temporary file is removed and `path` is untouched.
+/// Writes a file through `write` into a temporary sibling, then renames it over `path`. On any
+/// error the temporary file is removed and `path` is untouched. The file is not fsynced: a
+/// process that dies leaves no partial file, and a torn write after a power loss is caught by
+/// the hashes the xtask's cache records for every artifact.
 pub fn write_atomic<F>(path: &Path, write: F) -> Result<()>
 where
     F: FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<()>,
@@ -23,8 +25,7 @@ where
         let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut out = std::io::BufWriter::new(file);
         write(&mut out)?;
-        let file = out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     })();
     if result.is_err() {

@@ -153,24 +153,28 @@ pub fn build_events(
     files: Vec<PathBuf>,
 ) -> Result<Ingested> {
     let records = raw.len() as u64 + skips.total();
-    // Normalise each distinct spelling once, in parallel; map spellings to normalised codes.
-    let norm_codes = |strings: &[Box<str>]| -> (Vec<u32>, Vec<String>) {
-        let normed: Vec<String> = strings.par_iter().map(|s| normalize_name(s)).collect();
-        let mut index: FxHashMap<&str, u32> = FxHashMap::default();
-        let mut uniq: Vec<String> = Vec::new();
-        let codes = normed
-            .iter()
-            .map(|n| {
-                *index.entry(n.as_str()).or_insert_with(|| {
-                    uniq.push(n.clone());
-                    uniq.len() as u32 - 1
-                })
+    // Normalise each distinct raw (artist, title) spelling once, in parallel; spellings that
+    // normalise alike share a track key, numbered in first-seen order.
+    let pairs = raw.tracks.pairs();
+    let normed: Vec<(String, String)> =
+        pairs.par_iter().map(|(a, t)| (normalize_name(a), normalize_name(t))).collect();
+    let mut key_index: FxHashMap<(&str, &str), u32> = FxHashMap::default();
+    let mut key_first: Vec<usize> = Vec::new(); // the raw pair that first gave each key
+    let mut empty_pairs = vec![false; pairs.len()];
+    let pair_key: Vec<u32> = normed
+        .iter()
+        .enumerate()
+        .map(|(p, (a, t))| {
+            if a.is_empty() || t.is_empty() {
+                empty_pairs[p] = true;
+                return u32::MAX;
+            }
+            *key_index.entry((a.as_str(), t.as_str())).or_insert_with(|| {
+                key_first.push(p);
+                key_first.len() as u32 - 1
             })
-            .collect();
-        (codes, uniq)
-    };
-    let (artist_norm, artist_keys) = norm_codes(raw.artists.strings());
-    let (title_norm, title_keys) = norm_codes(raw.titles.strings());
+        })
+        .collect();
 
     // Users in code-point order, so the user column sorts like the strings.
     let mut user_order: Vec<u32> = (0..raw.users.len() as u32).collect();
@@ -181,44 +185,32 @@ pub fn build_events(
         user_rank[u as usize] = rank as u32;
     }
 
-    // Track keys: distinct (artist, title) pairs of normalised codes, in first-seen order.
-    let mut key_index: FxHashMap<(u32, u32), u32> = FxHashMap::default();
-    let mut key_first: Vec<usize> = Vec::new();
     let n = raw.len();
     let mut user = Vec::with_capacity(n);
     let mut ts = Vec::with_capacity(n);
     let mut key = Vec::with_capacity(n);
     let mut seq = Vec::with_capacity(n);
-    let mut empty = 0u64;
     for i in 0..n {
-        let a = artist_norm[raw.artist[i] as usize];
-        let t = title_norm[raw.title[i] as usize];
-        if artist_keys[a as usize].is_empty() || title_keys[t as usize].is_empty() {
-            if empty < crate::raw::MAX_EXAMPLES as u64 || options.strict {
-                let artist = &raw.artists.strings()[raw.artist[i] as usize];
-                let title = &raw.titles.strings()[raw.title[i] as usize];
-                skips.skip(
-                    SkipReason::EmptyArtistOrTitle,
-                    Path::new("(all inputs)"),
-                    segue_core::Position::Record(i as u64 + 1),
-                    || format!("artist {artist:?}, title {title:?}"),
-                )?;
-            } else {
-                skips.add_count(SkipReason::EmptyArtistOrTitle, 1);
-            }
-            empty += 1;
+        let k = pair_key[raw.track[i] as usize];
+        if k == u32::MAX {
+            // Readers skip blank names with their file and line; this catches the rest.
+            let (artist, title) = &pairs[raw.track[i] as usize];
+            skips.skip(
+                SkipReason::EmptyArtistOrTitle,
+                Path::new("(all inputs)"),
+                segue_core::Position::Record(i as u64 + 1),
+                || format!("artist {artist:?}, title {title:?}"),
+            )?;
             continue;
         }
-        let next = key_first.len() as u32;
-        let k = *key_index.entry((a, t)).or_insert_with(|| {
-            key_first.push(i);
-            next
-        });
         user.push(user_rank[raw.user[i] as usize]);
         ts.push(raw.ts[i]);
         key.push(k);
         seq.push(i as u32);
     }
+    debug_assert!(
+        empty_pairs.iter().all(|e| !e) || skips.count(SkipReason::EmptyArtistOrTitle) > 0
+    );
 
     let df = DataFrame::new_infer_height(vec![
         Column::new("user".into(), user),
@@ -276,36 +268,15 @@ pub fn build_events(
     ])
     .map_err(pl_err)?;
 
+    let first = |f: fn(&(String, String), &(Box<str>, Box<str>)) -> String| -> Vec<String> {
+        key_first.iter().map(|&p| f(&normed[p], &pairs[p])).collect()
+    };
     let keys = DataFrame::new_infer_height(vec![
         Column::new("track_key".into(), (0..key_first.len() as u32).collect::<Vec<_>>()),
-        Column::new(
-            "artist_key".into(),
-            key_first
-                .iter()
-                .map(|&i| artist_keys[artist_norm[raw.artist[i] as usize] as usize].as_str())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "title_key".into(),
-            key_first
-                .iter()
-                .map(|&i| title_keys[title_norm[raw.title[i] as usize] as usize].as_str())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "artist".into(),
-            key_first
-                .iter()
-                .map(|&i| &*raw.artists.strings()[raw.artist[i] as usize])
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "title".into(),
-            key_first
-                .iter()
-                .map(|&i| &*raw.titles.strings()[raw.title[i] as usize])
-                .collect::<Vec<_>>(),
-        ),
+        Column::new("artist_key".into(), first(|n, _| n.0.clone())),
+        Column::new("title_key".into(), first(|n, _| n.1.clone())),
+        Column::new("artist".into(), first(|_, r| r.0.to_string())),
+        Column::new("title".into(), first(|_, r| r.1.to_string())),
     ])
     .map_err(pl_err)?;
     if events.height() == 0 {

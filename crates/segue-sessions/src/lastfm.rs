@@ -9,15 +9,17 @@ use segue_core::{Position, Progress, Result};
 use crate::raw::{BorrowedEvents, RawEvents, SkipReason, SkipReport};
 use crate::time;
 
-/// Chunk size of the parallel parse.
+/// Smallest chunk of the parallel parse.
 const CHUNK: usize = 4 << 20;
 
-/// Splits `buf` into pieces of about `CHUNK` bytes that end at line ends.
+/// Splits `buf` into pieces that end at line ends: about 8 per thread (few chunks keep the
+/// merge of their string tables cheap), none smaller than `CHUNK`.
 fn line_chunks(buf: &[u8]) -> Vec<&[u8]> {
+    let chunk = CHUNK.max(buf.len() / (rayon::current_num_threads() * 8));
     let mut out = Vec::new();
     let mut start = 0;
     while start < buf.len() {
-        let mut end = (start + CHUNK).min(buf.len());
+        let mut end = (start + chunk).min(buf.len());
         if end < buf.len() {
             end = match memchr::memchr(b'\n', &buf[end..]) {
                 Some(i) => end + i + 1,
@@ -68,27 +70,34 @@ fn parse_line<'a>(
 ) -> Result<()> {
     let pos = Position::Line(line_no);
     let show = || String::from_utf8_lossy(&line[..line.len().min(120)]).into_owned();
-    let Ok(text) = std::str::from_utf8(line) else {
-        return skips.skip(SkipReason::NotUtf8, file, pos, show);
-    };
-    let mut fields = [""; 6];
+    // Split on tab bytes; only the four fields used are checked for UTF-8.
+    let mut fields: [&[u8]; 6] = [&[]; 6];
     let mut n = 0;
-    for f in text.split('\t') {
-        if n == 6 {
-            let count = text.split('\t').count();
+    let mut start = 0;
+    for tab in memchr::memchr_iter(b'\t', line) {
+        if n == 5 {
+            let count = memchr::memchr_iter(b'\t', line).count() + 1;
             return skips.skip(SkipReason::TooManyFields, file, pos, || {
                 format!("{count} tab-separated fields, expected 6 (user, time, artist mbid, artist, track mbid, track): {}", show())
             });
         }
-        fields[n] = f;
+        fields[n] = &line[start..tab];
         n += 1;
+        start = tab + 1;
     }
+    fields[n] = &line[start..];
+    n += 1;
     if n < 6 {
         return skips.skip(SkipReason::TooFewFields, file, pos, || {
             format!("{n} tab-separated fields, expected 6 (user, time, artist mbid, artist, track mbid, track): {}", show())
         });
     }
-    let [user, ts, _, artist, _, title] = fields;
+    let text = |b: &'a [u8]| std::str::from_utf8(b);
+    let (Ok(user), Ok(ts), Ok(artist), Ok(title)) =
+        (text(fields[0]), text(fields[1]), text(fields[3]), text(fields[5]))
+    else {
+        return skips.skip(SkipReason::NotUtf8, file, pos, show);
+    };
     if user.trim().is_empty() {
         return skips.skip(SkipReason::EmptyUser, file, pos, show);
     }
@@ -194,7 +203,7 @@ mod tests {
         let (ev, sk) = parse(text, false).unwrap();
         assert_eq!(ev.len(), 2);
         assert_eq!(ev.users.strings().len(), 2);
-        assert_eq!(&*ev.titles.strings()[ev.title[1] as usize], "T");
+        assert_eq!(&*ev.tracks.pairs()[ev.track[1] as usize].1, "T");
         assert_eq!(sk.count(SkipReason::TooManyFields), 1);
         assert_eq!(sk.count(SkipReason::BadTimestamp), 1);
         assert_eq!(sk.count(SkipReason::TimestampBefore2000), 1);

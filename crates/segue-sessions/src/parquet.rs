@@ -11,7 +11,7 @@ use crate::ingest::pl_err;
 pub fn write(path: &Path, df: &mut DataFrame) -> Result<()> {
     segue_core::fs::write_atomic(path, |out| {
         ParquetWriter::new(out)
-            .with_compression(ParquetCompression::Zstd(None))
+            .with_compression(ParquetCompression::Lz4Raw)
             .finish(df)
             .map(|_| ())
             .map_err(|e| Error::artifact(path, format!("writing Parquet: {e}")))

@@ -234,35 +234,94 @@ impl SkipReport {
     }
 }
 
+/// Distinct (artist, title) pairs of raw spellings and their codes, in first-seen order; one
+/// hash lookup per event instead of two.
+#[derive(Debug, Clone)]
+pub struct PairInterner<S> {
+    table: hashbrown::HashTable<u32>,
+    pairs: Vec<(S, S)>,
+}
+
+impl<S> Default for PairInterner<S> {
+    fn default() -> Self {
+        PairInterner { table: hashbrown::HashTable::new(), pairs: Vec::new() }
+    }
+}
+
+fn pair_hash(a: &str, t: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = rustc_hash::FxBuildHasher.build_hasher();
+    h.write(a.as_bytes());
+    h.write_u8(0xff); // not UTF-8: separates the fields
+    h.write(t.as_bytes());
+    h.finish()
+}
+
+impl<S: AsRef<str>> PairInterner<S> {
+    /// The code of `(artist, title)`, adding it (converted by `own`) when new.
+    pub fn intern_with(
+        &mut self,
+        artist: &str,
+        title: &str,
+        own: impl FnOnce(&str, &str) -> (S, S),
+    ) -> u32 {
+        let hash = pair_hash(artist, title);
+        let pairs = &self.pairs;
+        if let Some(&code) = self.table.find(hash, |&c| {
+            let (a, t) = &pairs[c as usize];
+            a.as_ref() == artist && t.as_ref() == title
+        }) {
+            return code;
+        }
+        let code = self.pairs.len() as u32;
+        self.pairs.push(own(artist, title));
+        let pairs = &self.pairs;
+        self.table.insert_unique(hash, code, |&c| {
+            let (a, t) = &pairs[c as usize];
+            pair_hash(a.as_ref(), t.as_ref())
+        });
+        code
+    }
+
+    /// The distinct pairs, index = code.
+    pub fn pairs(&self) -> &[(S, S)] {
+        &self.pairs
+    }
+
+    /// Number of distinct pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// True when nothing was interned.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
 /// Events in columns, strings interned, in input order.
 #[derive(Debug, Default)]
 pub struct RawEvents {
     /// Distinct user ids.
     pub users: Interner<Box<str>>,
-    /// Distinct raw artist spellings.
-    pub artists: Interner<Box<str>>,
-    /// Distinct raw titles.
-    pub titles: Interner<Box<str>>,
+    /// Distinct raw (artist, title) spellings.
+    pub tracks: PairInterner<Box<str>>,
     /// User code per event.
     pub user: Vec<u32>,
     /// Start time per event, UTC seconds.
     pub ts: Vec<i64>,
-    /// Raw artist code per event.
-    pub artist: Vec<u32>,
-    /// Raw title code per event.
-    pub title: Vec<u32>,
+    /// Raw (artist, title) code per event.
+    pub track: Vec<u32>,
 }
 
 impl RawEvents {
     /// Appends one event.
     pub fn push(&mut self, user: &str, ts: i64, artist: &str, title: &str) {
         let u = self.users.intern(user);
-        let a = self.artists.intern(artist);
-        let t = self.titles.intern(title);
+        let t = self.tracks.intern_with(artist, title, |a, t| (a.into(), t.into()));
         self.user.push(u);
         self.ts.push(ts);
-        self.artist.push(a);
-        self.title.push(t);
+        self.track.push(t);
     }
 
     /// Number of events.
@@ -277,15 +336,15 @@ impl RawEvents {
 
     /// Appends events whose strings were interned in borrowed form (a parallel chunk).
     pub fn absorb(&mut self, chunk: BorrowedEvents<'_>) {
-        let remap = |local: &Interner<&str>, global: &mut Interner<Box<str>>| -> Vec<u32> {
-            local.strings().iter().map(|s| global.intern(*s)).collect()
-        };
-        let users = remap(&chunk.users, &mut self.users);
-        let artists = remap(&chunk.artists, &mut self.artists);
-        let titles = remap(&chunk.titles, &mut self.titles);
+        let users: Vec<u32> = chunk.users.strings().iter().map(|s| self.users.intern(*s)).collect();
+        let tracks: Vec<u32> = chunk
+            .tracks
+            .pairs()
+            .iter()
+            .map(|(a, t)| self.tracks.intern_with(a, t, |a, t| (a.into(), t.into())))
+            .collect();
         self.user.extend(chunk.user.iter().map(|&c| users[c as usize]));
-        self.artist.extend(chunk.artist.iter().map(|&c| artists[c as usize]));
-        self.title.extend(chunk.title.iter().map(|&c| titles[c as usize]));
+        self.track.extend(chunk.track.iter().map(|&c| tracks[c as usize]));
         self.ts.extend_from_slice(&chunk.ts);
     }
 }
@@ -295,30 +354,33 @@ impl RawEvents {
 pub struct BorrowedEvents<'a> {
     /// Distinct user ids.
     pub users: Interner<&'a str>,
-    /// Distinct raw artists.
-    pub artists: Interner<&'a str>,
-    /// Distinct raw titles.
-    pub titles: Interner<&'a str>,
+    /// Distinct raw (artist, title) pairs.
+    pub tracks: PairInterner<&'a str>,
     /// User code per event.
     pub user: Vec<u32>,
     /// Start time per event, UTC seconds.
     pub ts: Vec<i64>,
-    /// Artist code per event.
-    pub artist: Vec<u32>,
-    /// Title code per event.
-    pub title: Vec<u32>,
+    /// Pair code per event.
+    pub track: Vec<u32>,
+    last_user: Option<(&'a str, u32)>,
 }
 
 impl<'a> BorrowedEvents<'a> {
     /// Appends one event.
     pub fn push(&mut self, user: &'a str, ts: i64, artist: &'a str, title: &'a str) {
-        let u = self.users.intern(&user);
-        let a = self.artists.intern(&artist);
-        let t = self.titles.intern(&title);
+        // Logs come grouped by user: most lines repeat the previous line's user.
+        let u = match self.last_user {
+            Some((name, code)) if name == user => code,
+            _ => {
+                let code = self.users.intern(&user);
+                self.last_user = Some((user, code));
+                code
+            }
+        };
+        let t = self.tracks.intern_with(artist, title, |_, _| (artist, title));
         self.user.push(u);
         self.ts.push(ts);
-        self.artist.push(a);
-        self.title.push(t);
+        self.track.push(t);
     }
 }
 

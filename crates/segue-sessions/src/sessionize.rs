@@ -3,7 +3,6 @@
 //! training tracks first.
 
 use polars::prelude::*;
-use rustc_hash::{FxHashMap, FxHashSet};
 use segue_core::{Error, Result};
 
 use crate::ingest::pl_err;
@@ -267,9 +266,9 @@ pub fn sessionize(
         )
         .map_err(pl_err)?;
     let order = parquet::u32_column(&vocab, "track_key")?;
-    let mut track_of_key: FxHashMap<u32, u32> = FxHashMap::default();
+    let mut track_of_key = vec![u32::MAX; n_keys];
     for (id, &k) in order.iter().enumerate() {
-        track_of_key.insert(k, id as u32);
+        track_of_key[k as usize] = id as u32;
     }
     vocab
         .with_column(Column::new("track".into(), (0..order.len() as u32).collect::<Vec<_>>()))
@@ -296,8 +295,10 @@ pub fn sessionize(
     let mut s_ts = Vec::with_capacity(events_kept);
     let mut s_split = Vec::with_capacity(events_kept);
     let mut per_user: Vec<UserStats> = Vec::new();
-    let mut user_tracks: FxHashSet<u32> = FxHashSet::default();
-    let mut in_session: FxHashSet<u32> = FxHashSet::default();
+    // Stamps instead of sets: last_session[t] = 1 + the last session that played t.
+    let mut last_session = vec![0u32; order.len()];
+    let mut last_user = vec![0u32; order.len()];
+    let mut user_unique = 0usize;
     let mut repeats_total = 0usize;
     let mut user_repeats = 0usize;
     let (mut split_sessions, mut split_events) = ([0usize; 3], [0usize; 3]);
@@ -305,10 +306,10 @@ pub fn sessionize(
         let u = user[a];
         if per_user.last().is_none_or(|p| p.user != u) {
             if let Some(p) = per_user.last_mut() {
-                p.unique_tracks = user_tracks.len();
+                p.unique_tracks = user_unique;
                 p.repeat_share = user_repeats as f64 / p.events.max(1) as f64;
             }
-            user_tracks.clear();
+            user_unique = 0;
             user_repeats = 0;
             per_user.push(UserStats {
                 user: u.to_string(),
@@ -332,14 +333,18 @@ pub fn sessionize(
             Split::Valid => p.valid_sessions += 1,
             Split::Test => p.test_sessions += 1,
         }
-        in_session.clear();
+        let user_stamp = per_user.len() as u32;
         for (pos, i) in (a..b).enumerate() {
-            let t = track_of_key[&key[i]];
-            if !in_session.insert(t) {
+            let t = track_of_key[key[i] as usize];
+            if last_session[t as usize] == s as u32 + 1 {
                 repeats_total += 1;
                 user_repeats += 1;
             }
-            user_tracks.insert(t);
+            last_session[t as usize] = s as u32 + 1;
+            if last_user[t as usize] != user_stamp {
+                last_user[t as usize] = user_stamp;
+                user_unique += 1;
+            }
             s_user.push(u);
             s_id.push(s as u32);
             s_pos.push(pos as u32);
@@ -349,7 +354,7 @@ pub fn sessionize(
         }
     }
     if let Some(p) = per_user.last_mut() {
-        p.unique_tracks = user_tracks.len();
+        p.unique_tracks = user_unique;
         p.repeat_share = user_repeats as f64 / p.events.max(1) as f64;
     }
     let sessions = DataFrame::new_infer_height(vec![

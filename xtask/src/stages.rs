@@ -46,10 +46,10 @@ pub fn closure(target: &str) -> Vec<&'static str> {
         for u in upstream(s) {
             visit(u, out);
         }
-        if let Some(name) = STAGES.iter().find(|n| **n == s) {
-            if !out.contains(name) {
-                out.push(name);
-            }
+        if let Some(name) = STAGES.iter().find(|n| **n == s)
+            && !out.contains(name)
+        {
+            out.push(name);
         }
     }
     visit(target, &mut out);

@@ -268,9 +268,9 @@ pub fn build_events(
     ])
     .map_err(pl_err)?;
 
-    let first = |f: fn(&(String, String), &(Box<str>, Box<str>)) -> String| -> Vec<String> {
-        key_first.iter().map(|&p| f(&normed[p], &pairs[p])).collect()
-    };
+    type Pick = fn(&(String, String), &(Box<str>, Box<str>)) -> String;
+    let first =
+        |f: Pick| -> Vec<String> { key_first.iter().map(|&p| f(&normed[p], &pairs[p])).collect() };
     let keys = DataFrame::new_infer_height(vec![
         Column::new("track_key".into(), (0..key_first.len() as u32).collect::<Vec<_>>()),
         Column::new("artist_key".into(), first(|n, _| n.0.clone())),

@@ -46,7 +46,7 @@ fn checked(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
     let dim = match mo {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         _ => return None,
     };
@@ -116,7 +116,7 @@ pub fn parse_iso(s: &str) -> Option<i64> {
 /// assert_eq!(parse_day_month_name("04 May 2009, 23:08"), Some(1_241_478_480));
 /// ```
 pub fn parse_day_month_name(s: &str) -> Option<i64> {
-    let mut parts = s.trim().split(|c: char| c == ' ' || c == ',').filter(|p| !p.is_empty());
+    let mut parts = s.trim().split([' ', ',']).filter(|p| !p.is_empty());
     let d = digits(parts.next()?.as_bytes())?;
     let mo = month_from_name(parts.next()?.as_bytes())?;
     let y = digits(parts.next()?.as_bytes())?;

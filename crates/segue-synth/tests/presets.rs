@@ -59,7 +59,7 @@ fn csv_keys(path: &Path) -> Vec<(String, String)> {
         let mut open = line.matches('"').count() % 2 == 1;
         while open {
             let next = rows.next().unwrap();
-            open = next.matches('"').count() % 2 == 0;
+            open = next.matches('"').count().is_multiple_of(2);
         }
     }
     out

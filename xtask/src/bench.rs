@@ -134,6 +134,12 @@ fn last_json_line(stdout: &[u8]) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(line)?)
 }
 
+fn report_run(side: &str, i: usize, r: &serde_json::Value) {
+    let seconds = r["seconds"].as_f64().unwrap_or(0.0);
+    let peak = r["peak_rss"].as_f64().unwrap_or(0.0) / 1e6;
+    eprintln!("  {side} run {}: {seconds:.2} s, peak {peak:.0} MB", i + 1);
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -229,12 +235,7 @@ fn sessions(
         }
         let mut r = last_json_line(&o.stdout)?;
         r["process_seconds"] = serde_json::json!(t.elapsed().as_secs_f64());
-        eprintln!(
-            "  segue run {}: {:.2} s, peak {:.0} MB",
-            i + 1,
-            r["seconds"].as_f64().unwrap_or(0.0),
-            r["peak_rss"].as_f64().unwrap_or(0.0) / 1e6
-        );
+        report_run("segue", i, &r);
         ours.push(r);
 
         let work = dir.join("peer-work");
@@ -260,12 +261,7 @@ fn sessions(
             .context("peer printed no stage line")?;
         stage["peak_rss"] = last_json_line(&o.stdout)?["peak_rss"].clone();
         stage["process_seconds"] = serde_json::json!(t.elapsed().as_secs_f64());
-        eprintln!(
-            "  peer  run {}: {:.2} s, peak {:.0} MB",
-            i + 1,
-            stage["seconds"].as_f64().unwrap_or(0.0),
-            stage["peak_rss"].as_f64().unwrap_or(0.0) / 1e6
-        );
+        report_run("peer ", i, &stage);
         theirs.push(stage);
     }
     let med = |v: &[serde_json::Value], k: &str| {

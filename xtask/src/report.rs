@@ -79,20 +79,10 @@ pub fn table1(
         "| events in dropped sessions | {} |",
         thousands(g("events_in_dropped_sessions"))
     )?;
-    writeln!(
-        md,
-        "| train / valid / test sessions | {} / {} / {} |",
-        thousands(g("train_sessions")),
-        thousands(g("valid_sessions")),
-        thousands(g("test_sessions"))
-    )?;
-    writeln!(
-        md,
-        "| train / valid / test events | {} / {} / {} |",
-        thousands(g("train_events")),
-        thousands(g("valid_events")),
-        thousands(g("test_events"))
-    )?;
+    for what in ["sessions", "events"] {
+        let [tr, va, te] = ["train", "valid", "test"].map(|p| thousands(g(&format!("{p}_{what}"))));
+        writeln!(md, "| train / valid / test {what} | {tr} / {va} / {te} |")?;
+    }
     writeln!(
         md,
         "| tracks seen in training / only outside it | {} / {} |",
@@ -108,19 +98,21 @@ pub fn table1(
     let mut csv_users = String::from(
         "user,sessions,train_sessions,valid_sessions,test_sessions,events,unique_tracks,repeat_share\n",
     );
+    const COUNTS: [&str; 6] = [
+        "sessions",
+        "train_sessions",
+        "valid_sessions",
+        "test_sessions",
+        "events",
+        "unique_tracks",
+    ];
+    let counts = |u: &serde_json::Value, sep: &str| {
+        COUNTS.map(|k| u[k].as_u64().unwrap_or(0).to_string()).join(sep)
+    };
     for u in &per_user {
-        writeln!(
-            csv_users,
-            "{},{},{},{},{},{},{},{:.4}",
-            csv_field(u["user"].as_str().unwrap_or("")),
-            u["sessions"],
-            u["train_sessions"],
-            u["valid_sessions"],
-            u["test_sessions"],
-            u["events"],
-            u["unique_tracks"],
-            u["repeat_share"].as_f64().unwrap_or(0.0)
-        )?;
+        let (name, repeats) =
+            (u["user"].as_str().unwrap_or(""), u["repeat_share"].as_f64().unwrap_or(0.0));
+        writeln!(csv_users, "{},{},{repeats:.4}", csv_field(name), counts(u, ","))?;
     }
     if per_user.len() <= 20 {
         writeln!(
@@ -128,18 +120,9 @@ pub fn table1(
             "| user | sessions | train | valid | test | events | unique tracks | repeats |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         )?;
         for u in &per_user {
-            writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {:.1}% |",
-                u["user"].as_str().unwrap_or(""),
-                u["sessions"],
-                u["train_sessions"],
-                u["valid_sessions"],
-                u["test_sessions"],
-                u["events"],
-                u["unique_tracks"],
-                100.0 * u["repeat_share"].as_f64().unwrap_or(0.0)
-            )?;
+            let (name, repeats) =
+                (u["user"].as_str().unwrap_or(""), u["repeat_share"].as_f64().unwrap_or(0.0));
+            writeln!(md, "| {name} | {} | {:.1}% |", counts(u, " | "), 100.0 * repeats)?;
         }
     } else {
         writeln!(md, "Per-user counts for {} users: table1_users.csv.", per_user.len())?;

@@ -171,6 +171,27 @@ mod tests {
         ReadSettings { min_ms_played: 30_000, latest: time::latest_plausible() }
     }
 
+    /// Reads `json` as `file`; the events and the report (or the strict-mode error).
+    fn read(
+        json: &str,
+        file: &str,
+        kind: SpotifyKind,
+        strict: bool,
+    ) -> (RawEvents, Result<SkipReport>) {
+        let mut ev = RawEvents::default();
+        let mut sk = SkipReport::new(strict);
+        let r = read_spotify(
+            json.as_bytes(),
+            Path::new(file),
+            kind,
+            "me",
+            settings(),
+            &mut ev,
+            &mut sk,
+        );
+        (ev, r.map(|()| sk))
+    }
+
     #[test]
     fn streaming_history_start_time_and_filters() {
         let json = r#"[
@@ -178,35 +199,15 @@ mod tests {
           {"endTime": "2021-12-03 05:32", "artistName": "Kaiit", "trackName": "Skip", "msPlayed": 2000},
           {"endTime": "2021-12-03 05:33", "artistName": "Kaiit", "msPlayed": 200000}
         ]"#;
-        let mut ev = RawEvents::default();
-        let mut sk = SkipReport::new(false);
-        read_spotify(
-            json.as_bytes(),
-            Path::new("s.json"),
-            SpotifyKind::StreamingHistory,
-            "me",
-            settings(),
-            &mut ev,
-            &mut sk,
-        )
-        .unwrap();
+        let (ev, sk) = read(json, "s.json", SpotifyKind::StreamingHistory, false);
+        let sk = sk.unwrap();
         assert_eq!(ev.len(), 1);
         // 05:31:00 minus 188.823 s = 05:27:51.177, floored to 05:27:51.
         assert_eq!(time::format_utc(ev.ts[0]), "2021-12-03T05:27:51Z");
         assert_eq!(sk.count(SkipReason::ShortPlay), 1);
         assert_eq!(sk.count(SkipReason::MissingField), 1);
-        let mut strict = SkipReport::new(true);
-        let err = read_spotify(
-            json.as_bytes(),
-            Path::new("s.json"),
-            SpotifyKind::StreamingHistory,
-            "me",
-            settings(),
-            &mut ev,
-            &mut strict,
-        )
-        .unwrap_err()
-        .to_string();
+        let err =
+            read(json, "s.json", SpotifyKind::StreamingHistory, true).1.unwrap_err().to_string();
         assert!(err.contains("s.json, record 3") && err.contains("trackName"), "{err}");
     }
 
@@ -216,18 +217,8 @@ mod tests {
           {"ts": "2020-01-01T12:00:00Z", "username": "u", "ms_played": 60000, "master_metadata_track_name": "T", "master_metadata_album_artist_name": "A"},
           {"ts": "2020-01-01T12:10:00Z", "username": "u", "ms_played": 60000, "master_metadata_track_name": null, "master_metadata_album_artist_name": null, "episode_name": "Pod"}
         ]"#;
-        let mut ev = RawEvents::default();
-        let mut sk = SkipReport::new(true);
-        read_spotify(
-            json.as_bytes(),
-            Path::new("e.json"),
-            SpotifyKind::Extended,
-            "x",
-            settings(),
-            &mut ev,
-            &mut sk,
-        )
-        .unwrap();
+        let (ev, sk) = read(json, "e.json", SpotifyKind::Extended, true);
+        let sk = sk.unwrap();
         assert_eq!(ev.len(), 1);
         assert_eq!(&*ev.users.strings()[0], "u");
         assert_eq!(sk.count(SkipReason::NotATrack), 1);
@@ -236,19 +227,8 @@ mod tests {
     #[test]
     fn truncated_json_names_the_position() {
         let json = "[{\"endTime\": \"2021-12-03 05:31\", \"artistName\": \"A\",\n \"trackName\": ";
-        let mut ev = RawEvents::default();
-        let mut sk = SkipReport::new(false);
-        let err = read_spotify(
-            json.as_bytes(),
-            Path::new("t.json"),
-            SpotifyKind::StreamingHistory,
-            "me",
-            settings(),
-            &mut ev,
-            &mut sk,
-        )
-        .unwrap_err()
-        .to_string();
+        let err =
+            read(json, "t.json", SpotifyKind::StreamingHistory, false).1.unwrap_err().to_string();
         assert!(err.contains("t.json, line 2") && err.contains("truncated"), "{err}");
     }
 }

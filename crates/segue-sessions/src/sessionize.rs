@@ -65,15 +65,17 @@ impl SessionOptions {
 }
 
 /// Which part of the data a session belongs to.
+/// Stored in sessions.parquet as its code (u8): 0 train, 1 valid, 2 test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[repr(u8)]
 pub enum Split {
-    /// Fitted on.
-    Train,
-    /// Held out from training sessions for early stopping.
-    Valid,
-    /// Evaluated on; nothing is fitted on it.
-    Test,
+    /// Fitted on (code 0).
+    Train = 0,
+    /// Held out from training sessions for early stopping (code 1).
+    Valid = 1,
+    /// Evaluated on; nothing is fitted on it (code 2).
+    Test = 2,
 }
 
 impl Split {
@@ -157,7 +159,7 @@ pub struct SessionStats {
 #[derive(Debug)]
 pub struct Sessionized {
     /// Columns `user`, `session` (u32, global, in (user, time) order), `position` (u32, from 0),
-    /// `track` (u32 id), `ts` (i64), `split` ("train" | "valid" | "test").
+    /// `track` (u32 id), `ts` (i64), `split` (u8: 0 train, 1 valid, 2 test, as [`Split`]).
     pub sessions: DataFrame,
     /// The vocabulary: `track` (u32 id), `artist_key`, `title_key`, `artist`, `title`,
     /// `train_count`, `total_count` (u32), `seen_in_train` (bool). Training tracks come first,
@@ -350,7 +352,7 @@ pub fn sessionize(
             s_pos.push(pos as u32);
             s_track.push(t);
             s_ts.push(ts[i]);
-            s_split.push(split[s].as_str());
+            s_split.push(split[s] as u8);
         }
     }
     if let Some(p) = per_user.last_mut() {

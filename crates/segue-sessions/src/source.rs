@@ -218,20 +218,47 @@ fn glob_files(pattern: &str) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Reads a whole input file, decompressing gzip or zstd (recognised by their magic bytes).
-pub fn read_input(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+/// The bytes of an input file: mapped when it is plain, decompressed into memory otherwise.
+#[derive(Debug)]
+pub enum InputBytes {
+    /// A memory map of an uncompressed file.
+    Mapped(memmap2::Mmap),
+    /// Decompressed (or empty) contents.
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for InputBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            InputBytes::Mapped(m) => m,
+            InputBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// Opens a whole input file, decompressing gzip or zstd (recognised by their magic bytes).
+/// Plain files are memory-mapped rather than copied: a 700 MB log is parsed in place.
+pub fn read_input(path: &Path) -> Result<InputBytes> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Ok(InputBytes::Owned(Vec::new()));
+    }
+    // SAFETY: the map is read-only and private to this process; like any reader, segue
+    // assumes its input files are not truncated while it reads them.
+    let raw = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
     let bad = |e: std::io::Error| {
         Error::input(path, segue_core::Position::File, format!("corrupt compressed file: {e}"))
     };
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(raw.len() * 4);
         flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(bad)?;
-        Ok(out)
+        Ok(InputBytes::Owned(out))
     } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        zstd::stream::decode_all(&raw[..]).map_err(bad)
+        zstd::stream::decode_all(&raw[..]).map(InputBytes::Owned).map_err(bad)
     } else {
-        Ok(raw)
+        Ok(InputBytes::Mapped(raw))
     }
 }
 

@@ -41,7 +41,7 @@ fn load(file: &Path, separator: Option<char>) -> Result<DataFrame> {
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
         .with_parse_options(CsvParseOptions::default().with_separator(sep))
-        .into_reader_with_file_handle(Cursor::new(bytes))
+        .into_reader_with_file_handle(Cursor::new(&*bytes))
         .finish()
         .map_err(|e| Error::input(file, Position::File, format!("not a readable CSV table: {e}")))
 }

@@ -135,7 +135,7 @@ pub fn synth(cfg: &segue_synth::SynthConfig, out: &Path) -> Result<()> {
 /// Makes sure a pipeline's synthetic dataset exists with its configuration.
 fn ensure_synth(p: &Pipeline) -> Result<()> {
     let Some(spec) = &p.dataset.synth else { return Ok(()) };
-    let out = p.base_dir().join(&spec.out);
+    let out = segue_sessions::source::clean_path(&p.base_dir().join(&spec.out));
     let cfg = segue_synth::SynthConfig::preset(spec.preset, spec.seed);
     let meta = std::fs::read_to_string(out.join("synth.json"))
         .ok()
@@ -201,6 +201,14 @@ fn status(p: &Pipeline) -> Result<()> {
         p.path.display(),
         p.cache_dir().display()
     );
+    if let Some(spec) = &p.dataset.synth
+        && !p.base_dir().join(&spec.out).join("synth.json").exists()
+    {
+        println!(
+            "     dataset: not generated yet (segue-synth {:?} preset, seed {}); `run` or `reproduce` generates it",
+            spec.preset, spec.seed
+        );
+    }
     let mut upstream_ok = true;
     for stage in STAGES {
         let recipe = match runner.recipe(stage) {

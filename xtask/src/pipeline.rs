@@ -252,7 +252,9 @@ impl Pipeline {
     /// The pipeline's cache folder.
     pub fn cache_dir(&self) -> PathBuf {
         match &self.pipeline.cache_dir {
-            Some(d) => self.base_dir().join(d).join(&self.pipeline.name),
+            Some(d) => segue_sessions::source::clean_path(
+                &self.base_dir().join(d).join(&self.pipeline.name),
+            ),
             None => crate::workspace_root().join(".segue").join(&self.pipeline.name),
         }
     }

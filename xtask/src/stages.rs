@@ -17,8 +17,8 @@ pub const STAGES: &[&str] = &["ingest", "sessionize"];
 /// Bumped when a stage's output changes for the same inputs and parameters.
 fn code_version(stage: &str) -> String {
     let v = match stage {
-        "ingest" => 1,
-        "sessionize" => 1,
+        "ingest" => 2,
+        "sessionize" => 2,
         _ => 0,
     };
     format!("{stage}-v{v}")

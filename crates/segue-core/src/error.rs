@@ -29,12 +29,12 @@ impl fmt::Display for Position {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {err}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
+        /// What the operating system said (in the message, so not also a `source`).
+        err: std::io::Error,
     },
     /// An input record (or a whole input file) is not what was expected.
     #[error("{}, {position}: {message}", file.display())]
@@ -65,7 +65,7 @@ pub enum Error {
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), err: source }
     }
 
     /// An [`Error::Input`] for a record of `file`.

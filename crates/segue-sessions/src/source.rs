@@ -138,8 +138,11 @@ impl SourceSpec {
         }
         let mut out = Vec::new();
         for p in &self.paths {
-            let full =
-                clean(&if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) });
+            let full = clean_path(&if Path::new(p).is_absolute() {
+                PathBuf::from(p)
+            } else {
+                base.join(p)
+            });
             let full_str = full.to_string_lossy().into_owned();
             let mut found = if full.is_dir() {
                 let mut v = Vec::new();
@@ -180,7 +183,7 @@ impl SourceSpec {
 }
 
 /// Removes `.` and resolves `..` lexically, so messages show plain paths.
-fn clean(path: &Path) -> PathBuf {
+pub fn clean_path(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for c in path.components() {

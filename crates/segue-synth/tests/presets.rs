@@ -156,6 +156,28 @@ fn small_preset_reads_back_cleanly_with_planted_statistics() {
 }
 
 #[test]
+fn tiny_preset_statistics_in_range() {
+    for seed in 0..3 {
+        let data = generate(&SynthConfig::preset(Preset::Tiny, seed));
+        let dir = tempfile::tempdir().unwrap();
+        data.write(dir.path()).unwrap();
+        let opts = IngestOptions { strict: true, ..IngestOptions::default() };
+        let src = [SourceSpec::new(Format::Lastfm1k, ["listens.tsv"])];
+        let ing = ingest(&src, dir.path(), &opts, &NoProgress).unwrap();
+        assert_eq!(ing.events.height(), 4_000);
+        let s = sessionize(&ing.events, &ing.keys, &SessionOptions::default()).unwrap().stats;
+        assert_eq!(s.users, 8);
+        assert!((3_000..=3_900).contains(&s.events), "seed {seed}: events {}", s.events);
+        assert!(
+            (11.0..=17.0).contains(&s.mean_session_length),
+            "seed {seed}: {}",
+            s.mean_session_length
+        );
+        assert!((250..=400).contains(&s.unique_songs), "seed {seed}: unique {}", s.unique_songs);
+    }
+}
+
+#[test]
 fn features_are_in_spotify_units() {
     let data = generate(&SynthConfig::preset(Preset::Tiny, 1));
     for t in &data.tracks {

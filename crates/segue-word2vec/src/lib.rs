@@ -1,0 +1,575 @@
+//! CBOW Word2Vec with negative sampling, as gensim implements it, on any token sequences.
+//!
+//! Faithful to gensim 4's `word2vec_inner.pyx`: a window shrunk at random per position,
+//! frequent-token down-sampling with gensim's `sample_int`, negatives drawn from the
+//! unigram^`ns_exponent` cumulative table with its linear congruential generator, the
+//! 1000-entry sigmoid table clipped at |x| >= 6, a learning rate decaying linearly per job of
+//! up to 10,000 words, and `cbow_mean` (the context mean as input, the full error applied to
+//! every context vector, as gensim does).
+//!
+//! Threads: with `threads = 1` training is bit-for-bit deterministic for a seed. With more,
+//! jobs run Hogwild (lock-free, as word2vec.c and gensim): threads update shared rows without
+//! synchronisation, so results vary from run to run.
+//!
+//! ```
+//! use segue_word2vec::{Corpus, Params, train};
+//!
+//! // Two "genres" of tokens that never share a sentence.
+//! let mut flat = Vec::new();
+//! let mut offsets = vec![0];
+//! for s in 0..400u32 {
+//!     let base = if s % 2 == 0 { 0 } else { 10 };
+//!     flat.extend((0..8).map(|i| base + (s * 7 + i * 3) % 10));
+//!     offsets.push(flat.len());
+//! }
+//! let params = Params { vector_size: 16, epochs: 10, threads: 1, sample: 0.0, ..Params::default() };
+//! let model = train(&Corpus::new(&flat, &offsets, 20).unwrap(), &params).unwrap();
+//! let near = model.most_similar(3, 5);
+//! assert!(near.iter().all(|(t, _)| *t < 10), "{near:?}");
+//! ```
+#![deny(missing_docs)]
+
+mod export;
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use segue_core::{EmbeddingTable, Error, Result, TrackId};
+
+pub use export::{read_word2vec_binary, read_word2vec_text};
+
+/// Training parameters: gensim's defaults, except `vector_size` 150 and `min_count` 1.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    /// Width of the vectors.
+    pub vector_size: usize,
+    /// Maximum distance between the predicted token and a context token.
+    pub window: usize,
+    /// Shrink the window at random per position (gensim's `shrink_windows`).
+    pub shrink_windows: bool,
+    /// Noise tokens per prediction.
+    pub negative: usize,
+    /// Exponent of the unigram noise distribution.
+    pub ns_exponent: f64,
+    /// Down-sampling threshold of frequent tokens (0 disables it).
+    pub sample: f64,
+    /// Starting learning rate.
+    pub alpha: f64,
+    /// Final learning rate.
+    pub min_alpha: f64,
+    /// Passes over the corpus.
+    pub epochs: usize,
+    /// Tokens seen fewer times get no vector.
+    pub min_count: u64,
+    /// Use the mean (not the sum) of the context vectors.
+    pub cbow_mean: bool,
+    /// Threads; 1 is deterministic, more run Hogwild.
+    pub threads: usize,
+    /// Seed of the initial vectors and of every job's generator.
+    pub seed: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            vector_size: 150,
+            window: 5,
+            shrink_windows: true,
+            negative: 5,
+            ns_exponent: 0.75,
+            sample: 1e-3,
+            alpha: 0.025,
+            min_alpha: 1e-4,
+            epochs: 5,
+            min_count: 1,
+            cbow_mean: true,
+            threads: 2,
+            seed: 1,
+        }
+    }
+}
+
+impl Params {
+    /// Checks every value, naming a bad one.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name: &str, why: &str| Err(Error::Config(format!("word2vec.{name}: {why}")));
+        if self.vector_size == 0 {
+            return bad("vector_size", "must be positive");
+        }
+        if self.window == 0 {
+            return bad("window", "must be positive");
+        }
+        if self.epochs == 0 {
+            return bad("epochs", "must be positive");
+        }
+        if self.threads == 0 {
+            return bad("threads", "must be positive");
+        }
+        if !(self.alpha > 0.0 && self.min_alpha >= 0.0 && self.min_alpha <= self.alpha) {
+            return bad("alpha", "need 0 <= min_alpha <= alpha and alpha > 0");
+        }
+        if !(self.sample >= 0.0 && self.sample.is_finite()) {
+            return bad("sample", "must be a non-negative number");
+        }
+        Ok(())
+    }
+}
+
+/// Sentences over tokens `0..n_tokens`: sentence `s` is `flat[offsets[s]..offsets[s + 1]]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Corpus<'a> {
+    flat: &'a [u32],
+    offsets: &'a [usize],
+    n_tokens: usize,
+}
+
+impl<'a> Corpus<'a> {
+    /// Checks that offsets are increasing and tokens below `n_tokens`.
+    pub fn new(flat: &'a [u32], offsets: &'a [usize], n_tokens: usize) -> Result<Self> {
+        if offsets.first() != Some(&0)
+            || offsets.last() != Some(&flat.len())
+            || offsets.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(Error::Config(
+                "corpus offsets must rise from 0 to the number of tokens".into(),
+            ));
+        }
+        if let Some(t) = flat.iter().find(|&&t| t as usize >= n_tokens) {
+            return Err(Error::Config(format!("token {t} outside 0..{n_tokens}")));
+        }
+        Ok(Corpus { flat, offsets, n_tokens })
+    }
+
+    fn sentence(&self, s: usize) -> &'a [u32] {
+        &self.flat[self.offsets[s]..self.offsets[s + 1]]
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+}
+
+/// gensim truncates longer sentences.
+pub const MAX_SENTENCE_LEN: usize = 10_000;
+/// Words per job, gensim's `batch_words`.
+pub const BATCH_WORDS: usize = 10_000;
+const MAX_EXP: f32 = 6.0;
+const EXP_TABLE_SIZE: usize = 1000;
+
+/// Tokens with vectors, most frequent first (ties in first-seen order, as gensim's sort).
+#[derive(Debug, Clone)]
+pub struct Vocabulary {
+    /// Token of each vocabulary row.
+    pub tokens: Vec<u32>,
+    /// Row of each token, `u32::MAX` when it has none.
+    pub rows: Vec<u32>,
+    /// Count of each row's token.
+    pub counts: Vec<u64>,
+}
+
+impl Vocabulary {
+    /// Counts tokens and keeps those seen at least `min_count` times.
+    pub fn build(corpus: &Corpus<'_>, min_count: u64) -> Self {
+        let mut count = vec![0u64; corpus.n_tokens];
+        let mut first_seen = Vec::new();
+        for &t in corpus.flat {
+            if count[t as usize] == 0 {
+                first_seen.push(t);
+            }
+            count[t as usize] += 1;
+        }
+        let mut tokens: Vec<u32> =
+            first_seen.into_iter().filter(|&t| count[t as usize] >= min_count.max(1)).collect();
+        tokens.sort_by_key(|&t| std::cmp::Reverse(count[t as usize])); // stable
+        let mut rows = vec![u32::MAX; corpus.n_tokens];
+        for (r, &t) in tokens.iter().enumerate() {
+            rows[t as usize] = r as u32;
+        }
+        let counts = tokens.iter().map(|&t| count[t as usize]).collect();
+        Vocabulary { tokens, rows, counts }
+    }
+
+    /// Number of tokens with vectors.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// True when no token has a vector.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+/// gensim's `make_cum_table`: cumulative unigram^exponent counts scaled to 2^31 - 1.
+pub fn noise_table(counts: &[u64], exponent: f64) -> Vec<u32> {
+    let domain = (i32::MAX) as f64;
+    let total: f64 = counts.iter().map(|&c| (c as f64).powf(exponent)).sum();
+    let mut cumulative = 0.0;
+    counts
+        .iter()
+        .map(|&c| {
+            cumulative += (c as f64).powf(exponent);
+            (cumulative / total * domain).round() as u32
+        })
+        .collect()
+}
+
+/// gensim's down-sampling: each token is kept when its `sample_int` is at least a 32-bit random
+/// draw; `sample_int = P(keep) * (2^32 - 1)` with
+/// `P(keep) = (sqrt(c / t) + 1) * t / c`, `t = sample * total` (or `sample` itself when >= 1).
+pub fn sample_ints(counts: &[u64], sample: f64) -> Vec<u32> {
+    let total: u64 = counts.iter().sum();
+    let threshold = if sample == 0.0 {
+        total as f64
+    } else if sample < 1.0 {
+        sample * total as f64
+    } else {
+        sample
+    };
+    counts
+        .iter()
+        .map(|&c| {
+            let p = ((c as f64 / threshold).sqrt() + 1.0) * (threshold / c as f64);
+            (p.min(1.0) * (u32::MAX as f64)) as u32
+        })
+        .collect()
+}
+
+/// gensim's generator: a 48-bit linear congruential step, returning the upper bits.
+#[inline]
+fn random_int32(next_random: &mut u64) -> u64 {
+    let this = *next_random >> 16;
+    *next_random =
+        (next_random.wrapping_mul(25_214_903_917).wrapping_add(11)) & 281_474_976_710_655;
+    this
+}
+
+fn exp_table() -> Vec<f32> {
+    (0..EXP_TABLE_SIZE)
+        .map(|i| {
+            let e = ((i as f32 / EXP_TABLE_SIZE as f32 * 2.0 - 1.0) * MAX_EXP).exp();
+            e / (e + 1.0)
+        })
+        .collect()
+}
+
+/// A trained model: input vectors (`syn0`) and output weights (`syn1neg`), by vocabulary row.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The parameters it was trained with.
+    pub params: Params,
+    /// The vocabulary.
+    pub vocab: Vocabulary,
+    /// Input vectors, row-major `len x vector_size`.
+    pub syn0: Vec<f32>,
+    /// Output weights of negative sampling.
+    pub syn1neg: Vec<f32>,
+    /// Figures of the run.
+    pub stats: TrainStats,
+}
+
+/// Figures of a training run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TrainStats {
+    /// Corpus tokens with vectors times epochs.
+    pub raw_words: u64,
+    /// Of which trained on after down-sampling.
+    pub effective_words: u64,
+    /// Training time.
+    pub seconds: f64,
+}
+
+impl TrainStats {
+    /// Raw words per second, gensim's figure.
+    pub fn words_per_second(&self) -> f64 {
+        self.raw_words as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Shared parameter rows of a Hogwild run.
+struct Shared {
+    syn0: *mut f32,
+    syn1neg: *mut f32,
+    size: usize,
+}
+
+// SAFETY: Hogwild training (Recht et al.; word2vec.c; gensim) lets threads read and write rows
+// without locks. Races only perturb float values; every index stays in bounds because rows
+// come from the vocabulary. With one thread there is no concurrent access at all.
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// # Safety
+    /// `row` must be a vocabulary row; see the `Sync` note.
+    #[inline]
+    unsafe fn row0(&self, row: u32) -> *mut f32 {
+        // SAFETY: row < vocabulary length, so the offset lies inside syn0.
+        unsafe { self.syn0.add(row as usize * self.size) }
+    }
+
+    #[inline]
+    unsafe fn row1(&self, row: u32) -> *mut f32 {
+        // SAFETY: as `row0`, inside syn1neg.
+        unsafe { self.syn1neg.add(row as usize * self.size) }
+    }
+}
+
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[inline]
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// Scratch of one job: the sentence's kept rows and their window reductions.
+struct JobState {
+    indexes: Vec<u32>,
+    reduced: Vec<usize>,
+}
+
+/// One CBOW prediction with negative sampling: gensim's `fast_sentence_cbow_neg`.
+///
+/// # Safety
+/// All rows must be vocabulary rows of `shared`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn cbow_neg(
+    shared: &Shared,
+    cum_table: &[u32],
+    exp: &[f32],
+    negative: usize,
+    cbow_mean: bool,
+    context: &[u32],
+    word: u32,
+    alpha: f32,
+    next_random: &mut u64,
+    st: &mut (Vec<f32>, Vec<f32>),
+) {
+    let size = shared.size;
+    let (neu1, work) = st;
+    neu1.iter_mut().for_each(|v| *v = 0.0);
+    work.iter_mut().for_each(|v| *v = 0.0);
+    for &c in context {
+        // SAFETY: c is a vocabulary row.
+        let row = unsafe { std::slice::from_raw_parts(shared.row0(c), size) };
+        axpy(1.0, row, neu1);
+    }
+    let count = context.len() as f32;
+    let inv_count = if count > 0.5 { 1.0 / count } else { 1.0 };
+    if cbow_mean {
+        neu1.iter_mut().for_each(|v| *v *= inv_count);
+    }
+    let table_max = u64::from(*cum_table.last().unwrap_or(&1)).max(1);
+    for d in 0..=negative {
+        let (target, label) = if d == 0 {
+            (word, 1.0f32)
+        } else {
+            let draw = ((*next_random >> 16) % table_max) as u32;
+            let t = cum_table.partition_point(|&c| c < draw) as u32; // bisect_left
+            let t = t.min(cum_table.len() as u32 - 1);
+            *next_random =
+                (next_random.wrapping_mul(25_214_903_917).wrapping_add(11)) & 281_474_976_710_655;
+            if t == word {
+                continue;
+            }
+            (t, 0.0)
+        };
+        // SAFETY: target is a vocabulary row.
+        let out = unsafe { std::slice::from_raw_parts_mut(shared.row1(target), size) };
+        let f_dot = dot(neu1, out);
+        if f_dot <= -MAX_EXP || f_dot >= MAX_EXP {
+            continue;
+        }
+        let f = exp[((f_dot + MAX_EXP) * (EXP_TABLE_SIZE as f32 / MAX_EXP / 2.0)) as usize];
+        let g = (label - f) * alpha;
+        axpy(g, out, work);
+        axpy(g, neu1, out);
+    }
+    if !cbow_mean {
+        work.iter_mut().for_each(|v| *v *= inv_count);
+    }
+    for &c in context {
+        // SAFETY: c is a vocabulary row.
+        let row = unsafe { std::slice::from_raw_parts_mut(shared.row0(c), size) };
+        axpy(1.0, work, row);
+    }
+}
+
+/// Trains CBOW on `corpus`.
+pub fn train(corpus: &Corpus<'_>, params: &Params) -> Result<Model> {
+    params.validate()?;
+    let vocab = Vocabulary::build(corpus, params.min_count);
+    if vocab.is_empty() {
+        return Err(Error::Config("word2vec: no token reaches min_count; nothing to train".into()));
+    }
+    let size = params.vector_size;
+    let mut syn0 = vec![0f32; vocab.len() * size];
+    syn0.par_chunks_mut(size).enumerate().for_each(|(r, row)| {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(params.seed ^ (r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for v in row {
+            *v = (rng.random::<f32>() - 0.5) / size as f32;
+        }
+    });
+    let mut syn1neg = vec![0f32; vocab.len() * size];
+    let cum_table = noise_table(&vocab.counts, params.ns_exponent);
+    let sample_int = sample_ints(&vocab.counts, params.sample);
+    let exp = exp_table();
+
+    // Jobs of up to BATCH_WORDS words, as gensim batches sentences.
+    let mut jobs: Vec<(usize, usize, u64)> = Vec::new(); // (first sentence, end, words before)
+    let (mut start, mut words, mut before) = (0, 0usize, 0u64);
+    for s in 0..corpus.len() {
+        let n = corpus.sentence(s).len().min(MAX_SENTENCE_LEN);
+        if words > 0 && words + n > BATCH_WORDS {
+            jobs.push((start, s, before));
+            before += words as u64;
+            start = s;
+            words = 0;
+        }
+        words += n;
+    }
+    if start < corpus.len() {
+        jobs.push((start, corpus.len(), before));
+    }
+    let epoch_words = (before + words as u64).max(1);
+    let shared = Shared { syn0: syn0.as_mut_ptr(), syn1neg: syn1neg.as_mut_ptr(), size };
+    let started = Instant::now();
+    let effective = std::sync::atomic::AtomicU64::new(0);
+    let run_job = |epoch: usize, j: usize| {
+        let (first, end, before) = jobs[j];
+        let progress = (epoch as f64 + before as f64 / epoch_words as f64) / params.epochs as f64;
+        let alpha = (params.alpha - (params.alpha - params.min_alpha) * progress)
+            .max(params.min_alpha) as f32;
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(params.seed.wrapping_add(((epoch as u64) << 40) ^ j as u64));
+        let mut next_random: u64 = (rng.random::<u64>()) & 281_474_976_710_655;
+        let mut st = (vec![0f32; size], vec![0f32; size]);
+        let mut job = JobState { indexes: Vec::new(), reduced: Vec::new() };
+        let mut eff = 0u64;
+        for s in first..end {
+            job.indexes.clear();
+            for &t in corpus.sentence(s).iter().take(MAX_SENTENCE_LEN) {
+                let r = vocab.rows[t as usize];
+                if r == u32::MAX {
+                    continue;
+                }
+                if params.sample > 0.0
+                    && u64::from(sample_int[r as usize]) < random_int32(&mut next_random)
+                {
+                    continue;
+                }
+                job.indexes.push(r);
+            }
+            job.reduced.clear();
+            for _ in 0..job.indexes.len() {
+                let b = if params.shrink_windows {
+                    (random_int32(&mut next_random) % params.window as u64) as usize
+                } else {
+                    0
+                };
+                job.reduced.push(b);
+            }
+            let n = job.indexes.len();
+            eff += n as u64;
+            let mut context = Vec::with_capacity(2 * params.window);
+            for i in 0..n {
+                let b = job.reduced[i];
+                let lo = (i + b).saturating_sub(params.window);
+                let hi = (i + params.window + 1 - b).min(n);
+                context.clear();
+                context.extend(
+                    job.indexes[lo..hi]
+                        .iter()
+                        .enumerate()
+                        .filter(|(m, _)| lo + m != i)
+                        .map(|(_, &r)| r),
+                );
+                // SAFETY: every row comes from the vocabulary.
+                unsafe {
+                    cbow_neg(
+                        &shared,
+                        &cum_table,
+                        &exp,
+                        params.negative,
+                        params.cbow_mean,
+                        &context,
+                        job.indexes[i],
+                        alpha,
+                        &mut next_random,
+                        &mut st,
+                    );
+                }
+            }
+        }
+        effective.fetch_add(eff, std::sync::atomic::Ordering::Relaxed);
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(params.threads)
+        .build()
+        .map_err(|e| Error::Other(format!("word2vec thread pool: {e}")))?;
+    for epoch in 0..params.epochs {
+        if params.threads == 1 {
+            (0..jobs.len()).for_each(|j| run_job(epoch, j));
+        } else {
+            pool.install(|| (0..jobs.len()).into_par_iter().for_each(|j| run_job(epoch, j)));
+        }
+    }
+    let raw_words: u64 = vocab.counts.iter().sum::<u64>() * params.epochs as u64;
+    let stats = TrainStats {
+        raw_words,
+        effective_words: effective.into_inner(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok(Model { params: params.clone(), vocab, syn0, syn1neg, stats })
+}
+
+impl Model {
+    /// The vector of a token, if it has one.
+    pub fn vector(&self, token: u32) -> Option<&[f32]> {
+        let r = *self.vocab.rows.get(token as usize)?;
+        (r != u32::MAX).then(|| {
+            &self.syn0
+                [r as usize * self.params.vector_size..(r as usize + 1) * self.params.vector_size]
+        })
+    }
+
+    /// The `k` tokens nearest to `token` by cosine, best first (empty when it has no vector).
+    pub fn most_similar(&self, token: u32, k: usize) -> Vec<(u32, f32)> {
+        let Some(q) = self.vector(token) else { return Vec::new() };
+        let norm = |v: &[f32]| dot(v, v).sqrt().max(f32::MIN_POSITIVE);
+        let qn = norm(q);
+        let size = self.params.vector_size;
+        let mut scored: Vec<(u32, f32)> = self
+            .syn0
+            .par_chunks(size)
+            .enumerate()
+            .filter(|(r, _)| self.vocab.tokens[*r] != token)
+            .map(|(r, v)| (self.vocab.tokens[r], dot(q, v) / (qn * norm(v))))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.truncate(k);
+        scored
+    }
+
+    /// The vectors as an embedding table of `rows` tracks (token i = track i); tokens without a
+    /// vector are masked.
+    pub fn to_table(&self, rows: usize, vocab_hash: &str) -> Result<EmbeddingTable> {
+        let mut table = EmbeddingTable::zeros(rows, self.params.vector_size, vocab_hash);
+        for (r, &t) in self.vocab.tokens.iter().enumerate() {
+            let size = self.params.vector_size;
+            table.set_row(TrackId(t), &self.syn0[r * size..(r + 1) * size])?;
+        }
+        Ok(table)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+use super::*;
+
+#[test]
+fn noise_table_and_sample_ints_match_gensim() {
+    // gensim 4.4 on a corpus with counts 40000, 1000, 600, 200 (sample 1e-3, ns_exponent 0.75):
+    // `model.cum_table` and `wv.get_vecattr(w, "sample_int")`.
+    let counts = [40_000, 1_000, 600, 200];
+    assert_eq!(
+        noise_table(&counts, 0.75),
+        vec![1_909_661_484, 2_029_725_094, 2_111_576_253, 2_147_483_647]
+    );
+    assert_eq!(
+        sample_ints(&counts, 1e-3),
+        vec![143_329_328, 1_057_637_770, 1_432_848_786, 2_861_157_652]
+    );
+}
+
+#[test]
+fn one_cbow_update_equals_the_hand_computed_one() {
+    // Context rows 0 and 1, target row 2, no negatives, alpha 0.1, cbow_mean.
+    let mut syn0 = vec![0.1, 0.2, 0.3, -0.4, 0.0, 0.0];
+    let mut syn1 = vec![0.0, 0.0, 0.0, 0.0, 0.5, 0.5];
+    let shared = Shared { syn0: syn0.as_mut_ptr(), syn1neg: syn1.as_mut_ptr(), size: 2 };
+    let mut scratch = (vec![0.0; 2], vec![0.0; 2]);
+    let mut next_random = 1;
+    // SAFETY: rows 0..3 exist; one thread.
+    unsafe {
+        cbow_neg(
+            &shared,
+            &[1, 2, 3],
+            &exp_table(),
+            0,
+            true,
+            &[0, 1],
+            2,
+            0.1,
+            &mut next_random,
+            &mut scratch,
+        )
+    };
+    // neu1 = mean = (0.2, -0.1); dot with (0.5, 0.5) = 0.05; the sigmoid table's entry
+    // int((0.05 + 6) * 1000 / 12) = 504 holds sigmoid(0.048) = 0.511998; g = 0.1 (1 - f).
+    let f = 1.0 / (1.0 + (-0.048f64).exp());
+    let g = 0.1 * (1.0 - f);
+    let expect0 = [0.1 + g * 0.5, 0.2 + g * 0.5, 0.3 + g * 0.5, -0.4 + g * 0.5];
+    let expect1 = [0.5 + g * 0.2, 0.5 - g * 0.1];
+    for (a, b) in syn0[..4].iter().zip(expect0) {
+        assert!((f64::from(*a) - b).abs() < 1e-6, "{syn0:?} vs {expect0:?}");
+    }
+    for (a, b) in syn1[4..].iter().zip(expect1) {
+        assert!((f64::from(*a) - b).abs() < 1e-6, "{syn1:?} vs {expect1:?}");
+    }
+}
+
+fn corpus_of(n_sentences: u32) -> (Vec<u32>, Vec<usize>) {
+    let mut flat = Vec::new();
+    let mut offsets = vec![0];
+    for s in 0..n_sentences {
+        let base = (s % 3) * 50;
+        flat.extend((0..12).map(|i| base + (s * 13 + i * 7) % 50));
+        offsets.push(flat.len());
+    }
+    (flat, offsets)
+}
+
+#[test]
+fn single_thread_is_deterministic_and_threads_learn_the_same_structure() {
+    let (flat, offsets) = corpus_of(3_000);
+    let corpus = Corpus::new(&flat, &offsets, 150).unwrap();
+    let params = Params { vector_size: 24, threads: 1, ..Params::default() };
+    let a = train(&corpus, &params).unwrap();
+    let b = train(&corpus, &params).unwrap();
+    assert_eq!(a.syn0, b.syn0);
+    assert_eq!(a.syn1neg, b.syn1neg);
+    assert!(a.stats.effective_words > 0 && a.stats.effective_words <= a.stats.raw_words);
+    let c = train(&corpus, &Params { seed: 2, ..params.clone() }).unwrap();
+    assert_ne!(a.syn0, c.syn0);
+    let hog = train(&corpus, &Params { threads: 2, ..params }).unwrap();
+    for model in [&a, &hog] {
+        // Tokens 0..50, 50..100, 100..150 never share a sentence: neighbours stay in the group.
+        let same = (0..150u32)
+            .map(|t| model.most_similar(t, 10).iter().filter(|(n, _)| n / 50 == t / 50).count())
+            .sum::<usize>();
+        assert!(same as f64 / 1500.0 > 0.9, "{same} of 1500 neighbours in the same group");
+    }
+}
+
+#[test]
+fn exports_round_trip() {
+    let (flat, offsets) = corpus_of(200);
+    let model = train(
+        &Corpus::new(&flat, &offsets, 150).unwrap(),
+        &Params { vector_size: 8, threads: 1, ..Params::default() },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (txt, bin) = (dir.path().join("v.txt"), dir.path().join("v.bin"));
+    model.save_word2vec_text(&txt, |t| format!("track_{t}")).unwrap();
+    model.save_word2vec_binary(&bin, |t| t.to_string()).unwrap();
+    let text = read_word2vec_text(&txt).unwrap();
+    let binary = read_word2vec_binary(&bin).unwrap();
+    assert_eq!(text.len(), model.vocab.len());
+    for (r, (&t, (name, v))) in model.vocab.tokens.iter().zip(&binary).enumerate() {
+        assert_eq!(name, &t.to_string());
+        assert_eq!(v.as_slice(), &model.syn0[r * 8..(r + 1) * 8]);
+        assert_eq!(text[r].0, format!("track_{t}"));
+        assert_eq!(text[r].1, *v, "text keeps every bit (shortest round-trip decimals)");
+    }
+    let table = model.to_table(150, "h").unwrap();
+    assert_eq!(table.present_count(), model.vocab.len());
+}
+
+#[test]
+fn bad_input_is_named() {
+    assert!(Corpus::new(&[1, 2], &[0, 3], 5).is_err());
+    assert!(Corpus::new(&[1, 9], &[0, 2], 5).unwrap_err().to_string().contains("token 9"));
+    let err = Params { window: 0, ..Params::default() }.validate().unwrap_err().to_string();
+    assert!(err.contains("word2vec.window"), "{err}");
+}

@@ -18,7 +18,7 @@ pub struct Pipeline {
     #[serde(default)]
     pub sessionize: SessionOptions,
     #[serde(default)]
-    pub word2vec: Word2VecParams,
+    pub word2vec: segue_word2vec::Params,
     #[serde(default)]
     pub lsa: LsaParams,
     #[serde(default)]
@@ -79,41 +79,6 @@ pub struct SynthSpec {
     pub seed: u64,
     /// Output folder, relative to the pipeline file; the sources read from it.
     pub out: PathBuf,
-}
-
-/// Word2Vec CBOW, gensim's defaults except vector size 150 and min_count 1 (DESIGN.md).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Word2VecParams {
-    pub vector_size: usize,
-    pub window: usize,
-    pub negative: usize,
-    pub ns_exponent: f64,
-    pub sample: f64,
-    pub alpha: f64,
-    pub min_alpha: f64,
-    pub epochs: usize,
-    pub min_count: usize,
-    pub cbow_mean: bool,
-    pub threads: usize,
-}
-
-impl Default for Word2VecParams {
-    fn default() -> Self {
-        Word2VecParams {
-            vector_size: 150,
-            window: 5,
-            negative: 5,
-            ns_exponent: 0.75,
-            sample: 1e-3,
-            alpha: 0.025,
-            min_alpha: 1e-4,
-            epochs: 5,
-            min_count: 1,
-            cbow_mean: true,
-            threads: 2,
-        }
-    }
 }
 
 /// LSA: truncated SVD of the training session x track count matrix.
@@ -205,12 +170,8 @@ impl Pipeline {
             bail!("dataset.sources: at least one [[dataset.sources]] is needed");
         }
         self.sessionize.validate()?;
+        self.word2vec.validate()?;
         let positive = [
-            ("word2vec.vector_size", self.word2vec.vector_size),
-            ("word2vec.window", self.word2vec.window),
-            ("word2vec.epochs", self.word2vec.epochs),
-            ("word2vec.min_count", self.word2vec.min_count),
-            ("word2vec.threads", self.word2vec.threads),
             ("lsa.dim", self.lsa.dim),
             ("vae.hidden", self.vae.hidden),
             ("vae.latent", self.vae.latent),

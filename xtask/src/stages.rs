@@ -12,13 +12,14 @@ use crate::pipeline::Pipeline;
 use crate::progress::Bars;
 
 /// Stages in dependency order.
-pub const STAGES: &[&str] = &["ingest", "sessionize"];
+pub const STAGES: &[&str] = &["ingest", "sessionize", "word2vec"];
 
 /// Bumped when a stage's output changes for the same inputs and parameters.
 fn code_version(stage: &str) -> String {
     let v = match stage {
         "ingest" => 2,
         "sessionize" => 2,
+        "word2vec" => 1,
         _ => 0,
     };
     format!("{stage}-v{v}")
@@ -27,6 +28,7 @@ fn code_version(stage: &str) -> String {
 fn upstream(stage: &str) -> &'static [&'static str] {
     match stage {
         "sessionize" => &["ingest"],
+        "word2vec" => &["sessionize"],
         _ => &[],
     }
 }
@@ -98,6 +100,7 @@ impl<'a> Runner<'a> {
                 self.input_files()?,
             ),
             "sessionize" => (serde_json::to_value(&p.sessionize)?, BTreeMap::new()),
+            "word2vec" => (serde_json::to_value(&p.word2vec)?, BTreeMap::new()),
             other => bail!("no recipe for stage {other}"),
         };
         let mut up = BTreeMap::new();
@@ -159,6 +162,10 @@ impl<'a> Runner<'a> {
                 let ingest_dir = self.dir("ingest")?;
                 self.cache.build(&recipe, |dir| run_sessionize(self.pipeline, &ingest_dir, dir))
             }
+            "word2vec" => {
+                let sessions_dir = self.dir("sessionize")?;
+                self.cache.build(&recipe, |dir| run_word2vec(self.pipeline, &sessions_dir, dir))
+            }
             other => bail!("stage {other} cannot run"),
         }
         .with_context(|| format!("stage {stage}"))?;
@@ -217,4 +224,42 @@ fn run_sessionize(p: &Pipeline, ingest_dir: &Path, dir: &Path) -> Result<serde_j
         "users": s.users, "sessions": s.sessions, "unique_songs": s.unique_songs,
         "events": s.events, "mean_session_length": s.mean_session_length,
     }))
+}
+
+fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+    let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
+    let corpus = segue_sessions::read_split(
+        &sessions_dir.join("sessions.parquet"),
+        segue_sessions::Split::Train,
+    )?;
+    let model = segue_word2vec::train(
+        &segue_word2vec::Corpus::new(&corpus.flat, &corpus.offsets, vocab.len())?,
+        &p.word2vec,
+    )?;
+    model.to_table(vocab.len(), &vocab.hash())?.save(&dir.join("w2v.safetensors"))?;
+    model.save_word2vec_binary(&dir.join("w2v.bin"), |t| t.to_string())?;
+    let st = &model.stats;
+    let summary = serde_json::json!({
+        "sentences": corpus.offsets.len() - 1,
+        "tracks_with_vectors": model.vocab.len(),
+        "tracks": vocab.len(),
+        "raw_words": st.raw_words,
+        "effective_words": st.effective_words,
+        "train_seconds": st.seconds,
+        "words_per_second": st.words_per_second(),
+        "threads": p.word2vec.threads,
+        "deterministic": p.word2vec.threads == 1,
+    });
+    std::fs::write(dir.join("word2vec_report.json"), serde_json::to_vec_pretty(&summary)?)?;
+    eprintln!(
+        "{:>12}  {} of {} tracks have vectors; {:.2} M raw words/s over {} epochs ({} threads{})",
+        "",
+        model.vocab.len(),
+        vocab.len(),
+        st.words_per_second() / 1e6,
+        p.word2vec.epochs,
+        p.word2vec.threads,
+        if p.word2vec.threads == 1 { ", deterministic" } else { ", Hogwild" }
+    );
+    Ok(summary)
 }

@@ -38,5 +38,8 @@ pub mod time;
 pub use ingest::{IngestOptions, Ingested, ingest};
 pub use polars::prelude::DataFrame;
 pub use raw::{RawEvents, SkipReason, SkipReport};
-pub use sessionize::{SessionOptions, SessionStats, Sessionized, Split, sessionize};
+pub use sessionize::{
+    SessionOptions, SessionStats, Sessionized, Split, SplitCorpus, read_split, read_vocab,
+    sessionize,
+};
 pub use source::{ColumnMap, Format, SourceSpec, TimeFormat, TimeIs};

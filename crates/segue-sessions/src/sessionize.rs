@@ -407,3 +407,57 @@ impl Sessionized {
         segue_core::fs::write_bytes_atomic(&dir.join("stats.json"), &json)
     }
 }
+
+/// Sessions of one split as a flat token corpus: `flat[offsets[i]..offsets[i + 1]]` is the
+/// i-th session's tracks, sessions in (user, time) order.
+#[derive(Debug, Clone, Default)]
+pub struct SplitCorpus {
+    /// Track ids, session after session.
+    pub flat: Vec<u32>,
+    /// Session boundaries into `flat`.
+    pub offsets: Vec<usize>,
+}
+
+/// Reads the sessions of `split` from a sessions.parquet written by [`Sessionized::write`].
+pub fn read_split(path: &std::path::Path, split: Split) -> Result<SplitCorpus> {
+    let df = parquet::read(path)?;
+    let session = parquet::u32_column(&df, "session")?;
+    let track = parquet::u32_column(&df, "track")?;
+    let codes = df.column("split").and_then(|c| c.u8()).map_err(pl_err)?.rechunk().into_owned();
+    let codes = codes.cont_slice().map_err(pl_err)?;
+    let mut out = SplitCorpus { flat: Vec::new(), offsets: vec![0] };
+    for i in 0..track.len() {
+        if codes[i] != split as u8 {
+            continue;
+        }
+        if i > 0
+            && session[i] != session[i - 1]
+            && out.flat.len() > *out.offsets.last().unwrap_or(&0)
+        {
+            out.offsets.push(out.flat.len());
+        }
+        out.flat.push(track[i]);
+    }
+    if out.flat.len() > *out.offsets.last().unwrap_or(&0) {
+        out.offsets.push(out.flat.len());
+    }
+    Ok(out)
+}
+
+/// Reads the vocabulary (tracks.parquet) in id order.
+pub fn read_vocab(path: &std::path::Path) -> Result<segue_core::Vocab> {
+    let df = parquet::read(path)?;
+    let ids = parquet::u32_column(&df, "track")?;
+    if ids.iter().enumerate().any(|(i, &t)| t as usize != i) {
+        return Err(Error::artifact(path, "track ids are not 0..V in order"));
+    }
+    let [ak, tk, a, t] =
+        ["artist_key", "title_key", "artist", "title"].map(|c| parquet::str_column(&df, c));
+    let entries = ak?
+        .into_iter()
+        .zip(tk?)
+        .zip(a?.into_iter().zip(t?))
+        .map(|((ak, tk), (a, t))| segue_core::VocabEntry::new(ak, tk, a, t))
+        .collect();
+    segue_core::Vocab::new(entries)
+}

@@ -32,6 +32,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_os_t = crate::workspace_root().join("../shared/peers"))]
         peers: PathBuf,
     },
+    /// CBOW Word2Vec beside gensim on the same training sessions: speed and quality.
+    Word2vec {
+        /// A Last.fm 1K log; by default the paper-size synthetic log (with its truth.csv).
+        #[arg(long)]
+        listens: Option<PathBuf>,
+        /// Use the built-in data, converted for the peer by spotify_to_lastfm1k.py.
+        #[arg(long, conflicts_with = "listens")]
+        builtin: bool,
+        /// Planted genres (gen_synthetic's truth.csv) for the neighbour-genre measure.
+        #[arg(long)]
+        truth: Option<PathBuf>,
+        #[arg(long, default_value_os_t = default_python())]
+        python: PathBuf,
+        #[arg(long, default_value_os_t = crate::workspace_root().join("../shared/peers"))]
+        peers: PathBuf,
+    },
     /// (internal) one timed segue run in this process; prints a JSON line.
     #[command(hide = true)]
     SessionsWorker {
@@ -49,7 +65,7 @@ fn default_python() -> PathBuf {
     home.join(".venvs/peers/bin/python")
 }
 
-fn bench_dir() -> PathBuf {
+pub fn bench_dir() -> PathBuf {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     home.join(".cache/segue/bench")
 }
@@ -69,6 +85,17 @@ fn peak_rss() -> u64 {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::SessionsWorker { listens, format, out } => worker(&listens, &format, &out),
+        BenchCommand::Word2vec { listens, builtin, truth, python, peers } => {
+            let (listens, truth) = match (listens, builtin) {
+                (_, true) => (builtin_tsv(&python, &peers)?, truth),
+                (Some(l), false) => (l, truth),
+                (None, false) => {
+                    let d = paper_log(&python, &peers)?;
+                    (d.join("listens.tsv"), truth.or(Some(d.join("truth.csv"))))
+                }
+            };
+            crate::bench_w2v::run(listens, truth, &python, &peers)
+        }
         BenchCommand::Sessions { listens, builtin, repeat, python, peers } => {
             sessions(listens, builtin, repeat.max(1), &python, &peers)
         }
@@ -138,6 +165,46 @@ fn last_json_line(stdout: &[u8]) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(line)?)
 }
 
+/// The built-in data as the Last.fm 1K TSV the peer reads (its spotify_to_lastfm1k.py).
+pub fn builtin_tsv(python: &Path, peers: &Path) -> Result<PathBuf> {
+    let tsv = bench_dir().join("builtin-listens.tsv");
+    std::fs::create_dir_all(bench_dir())?;
+    let folders: Vec<PathBuf> = std::fs::read_dir(crate::workspace_root().join("data/listens"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    let status = Command::new(python)
+        .arg(peers.join("spotify_to_lastfm1k.py"))
+        .arg("--out")
+        .arg(&tsv)
+        .args(&folders)
+        .status()?;
+    if !status.success() {
+        bail!("the peer's spotify_to_lastfm1k.py failed");
+    }
+    Ok(tsv)
+}
+
+/// The folder of the paper-size synthetic log (gen_synthetic.py, generated once).
+pub fn paper_log(python: &Path, peers: &Path) -> Result<PathBuf> {
+    let d = bench_dir().join("paper");
+    if !d.join("listens.tsv").exists() {
+        eprintln!("generating the paper-size log with the peers' gen_synthetic.py (once) ...");
+        let status = Command::new(python)
+            .arg(peers.join("gen_synthetic.py"))
+            .args([
+                "--users", "541", "--tracks", "414000", "--events", "5500000", "--seed", "0",
+                "--out",
+            ])
+            .arg(&d)
+            .status()?;
+        if !status.success() {
+            bail!("gen_synthetic.py failed");
+        }
+    }
+    Ok(d)
+}
+
 fn report_run(side: &str, i: usize, r: &serde_json::Value) {
     let seconds = r["seconds"].as_f64().unwrap_or(0.0);
     let peak = r["peak_rss"].as_f64().unwrap_or(0.0) / 1e6;
@@ -165,45 +232,12 @@ fn sessions(
     let dir = bench_dir();
     std::fs::create_dir_all(&dir)?;
     let (peer_listens, worker_args): (PathBuf, Vec<String>) = if builtin {
-        let tsv = dir.join("builtin-listens.tsv");
-        let folders: Vec<PathBuf> =
-            std::fs::read_dir(crate::workspace_root().join("data/listens"))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_dir())
-                .collect();
-        let status = Command::new(python)
-            .arg(peers.join("spotify_to_lastfm1k.py"))
-            .arg("--out")
-            .arg(&tsv)
-            .args(&folders)
-            .status()?;
-        if !status.success() {
-            bail!("the peer's spotify_to_lastfm1k.py failed");
-        }
+        let tsv = builtin_tsv(python, peers)?;
         (tsv, vec!["--format".into(), "builtin".into(), "--listens".into(), "-".into()])
     } else {
         let file = match listens {
             Some(f) => f,
-            None => {
-                let f = dir.join("paper/listens.tsv");
-                if !f.exists() {
-                    eprintln!(
-                        "generating the paper-size log with the peers' gen_synthetic.py (once) ..."
-                    );
-                    let status = Command::new(python)
-                        .arg(peers.join("gen_synthetic.py"))
-                        .args([
-                            "--users", "541", "--tracks", "414000", "--events", "5500000",
-                            "--seed", "0", "--out",
-                        ])
-                        .arg(dir.join("paper"))
-                        .status()?;
-                    if !status.success() {
-                        bail!("gen_synthetic.py failed");
-                    }
-                }
-                f
-            }
+            None => paper_log(python, peers)?.join("listens.tsv"),
         };
         let args = vec![
             "--format".into(),

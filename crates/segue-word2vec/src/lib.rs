@@ -319,7 +319,7 @@ impl Shared {
 
 /// Dot product in 8 independent lanes, so the compiler can vectorise it (a plain float `sum`
 /// must keep its sequential order and cannot).
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -333,7 +333,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-#[inline]
+#[inline(always)]
 fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
@@ -346,12 +346,82 @@ struct JobState {
     reduced: Vec<usize>,
 }
 
-/// One CBOW prediction with negative sampling: gensim's `fast_sentence_cbow_neg`.
+/// The arguments of one CBOW prediction.
+struct Prediction<'a> {
+    cum_table: &'a [u32],
+    exp: &'a [f32],
+    negative: usize,
+    cbow_mean: bool,
+    context: &'a [u32],
+    word: u32,
+    alpha: f32,
+}
+
+/// One CBOW prediction with negative sampling, compiled for AVX2 where the CPU has it (the
+/// vector kernels then run 8 lanes wide; the lane order, and so the result, is the same).
+///
+/// # Safety
+/// All rows must be vocabulary rows of `shared`.
+unsafe fn cbow_neg(
+    shared: &Shared,
+    p: &Prediction<'_>,
+    next_random: &mut u64,
+    st: &mut (Vec<f32>, Vec<f32>),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2; the caller upholds the row contract.
+        return unsafe { cbow_neg_avx2(shared, p, next_random, st) };
+    }
+    // SAFETY: the caller upholds the row contract.
+    unsafe {
+        cbow_neg_body(
+            shared,
+            p.cum_table,
+            p.exp,
+            p.negative,
+            p.cbow_mean,
+            p.context,
+            p.word,
+            p.alpha,
+            next_random,
+            st,
+        )
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn cbow_neg_avx2(
+    shared: &Shared,
+    p: &Prediction<'_>,
+    next_random: &mut u64,
+    st: &mut (Vec<f32>, Vec<f32>),
+) {
+    // SAFETY: as `cbow_neg`.
+    unsafe {
+        cbow_neg_body(
+            shared,
+            p.cum_table,
+            p.exp,
+            p.negative,
+            p.cbow_mean,
+            p.context,
+            p.word,
+            p.alpha,
+            next_random,
+            st,
+        )
+    }
+}
+
+/// gensim's `fast_sentence_cbow_neg`.
 ///
 /// # Safety
 /// All rows must be vocabulary rows of `shared`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn cbow_neg(
+#[inline(always)]
+unsafe fn cbow_neg_body(
     shared: &Shared,
     cum_table: &[u32],
     exp: &[f32],
@@ -503,21 +573,17 @@ pub fn train(corpus: &Corpus<'_>, params: &Params) -> Result<Model> {
                         .filter(|(m, _)| lo + m != i)
                         .map(|(_, &r)| r),
                 );
+                let p = Prediction {
+                    cum_table: &cum_table,
+                    exp: &exp,
+                    negative: params.negative,
+                    cbow_mean: params.cbow_mean,
+                    context: &context,
+                    word: job.indexes[i],
+                    alpha,
+                };
                 // SAFETY: every row comes from the vocabulary.
-                unsafe {
-                    cbow_neg(
-                        &shared,
-                        &cum_table,
-                        &exp,
-                        params.negative,
-                        params.cbow_mean,
-                        &context,
-                        job.indexes[i],
-                        alpha,
-                        &mut next_random,
-                        &mut st,
-                    );
-                }
+                unsafe { cbow_neg(&shared, &p, &mut next_random, &mut st) };
             }
         }
         effective.fetch_add(eff, std::sync::atomic::Ordering::Relaxed);

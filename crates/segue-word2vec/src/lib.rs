@@ -468,7 +468,9 @@ unsafe fn cbow_neg_body(
         if f_dot <= -MAX_EXP || f_dot >= MAX_EXP {
             continue;
         }
-        let f = exp[((f_dot + MAX_EXP) * (EXP_TABLE_SIZE as f32 / MAX_EXP / 2.0)) as usize];
+        // f32 rounding can land a dot just below MAX_EXP on index 1000: clamp to the table.
+        let idx = ((f_dot + MAX_EXP) * (EXP_TABLE_SIZE as f32 / MAX_EXP / 2.0)) as usize;
+        let f = exp[idx.min(EXP_TABLE_SIZE - 1)];
         let g = (label - f) * alpha;
         axpy(g, out, work);
         axpy(g, neu1, out);

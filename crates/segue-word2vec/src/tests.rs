@@ -24,20 +24,17 @@ fn one_cbow_update_equals_the_hand_computed_one() {
     let mut scratch = (vec![0.0; 2], vec![0.0; 2]);
     let mut next_random = 1;
     // SAFETY: rows 0..3 exist; one thread.
-    unsafe {
-        cbow_neg(
-            &shared,
-            &[1, 2, 3],
-            &exp_table(),
-            0,
-            true,
-            &[0, 1],
-            2,
-            0.1,
-            &mut next_random,
-            &mut scratch,
-        )
+    let exp = exp_table();
+    let p = Prediction {
+        cum_table: &[1, 2, 3],
+        exp: &exp,
+        negative: 0,
+        cbow_mean: true,
+        context: &[0, 1],
+        word: 2,
+        alpha: 0.1,
     };
+    unsafe { cbow_neg(&shared, &p, &mut next_random, &mut scratch) };
     // neu1 = mean = (0.2, -0.1); dot with (0.5, 0.5) = 0.05; the sigmoid table's entry
     // int((0.05 + 6) * 1000 / 12) = 504 holds sigmoid(0.048) = 0.511998; g = 0.1 (1 - f).
     let f = 1.0 / (1.0 + (-0.048f64).exp());
@@ -116,4 +113,27 @@ fn bad_input_is_named() {
     assert!(Corpus::new(&[1, 9], &[0, 2], 5).unwrap_err().to_string().contains("token 9"));
     let err = Params { window: 0, ..Params::default() }.validate().unwrap_err().to_string();
     assert!(err.contains("word2vec.window"), "{err}");
+}
+
+#[test]
+fn a_dot_just_below_the_clip_stays_inside_the_sigmoid_table() {
+    // 5.9999995 + 6 scaled by 1000 / 12 rounds to 1000.0 in f32: the table's end.
+    let mut syn0 = vec![1.0, 0.0];
+    let mut syn1 = vec![0.0, 5.999_999_5];
+    let shared = Shared { syn0: syn0.as_mut_ptr(), syn1neg: syn1.as_mut_ptr(), size: 1 };
+    let mut scratch = (vec![0.0; 1], vec![0.0; 1]);
+    let exp = exp_table();
+    let p = Prediction {
+        cum_table: &[1, 2],
+        exp: &exp,
+        negative: 0,
+        cbow_mean: true,
+        context: &[0],
+        word: 1,
+        alpha: 0.1,
+    };
+    let mut next_random = 1;
+    // SAFETY: rows 0 and 1 exist; one thread.
+    unsafe { cbow_neg(&shared, &p, &mut next_random, &mut scratch) };
+    assert!(syn1[1] > 5.999_999 && syn0[0] >= 1.0);
 }

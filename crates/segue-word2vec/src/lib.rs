@@ -374,20 +374,7 @@ unsafe fn cbow_neg(
         return unsafe { cbow_neg_avx2(shared, p, next_random, st) };
     }
     // SAFETY: the caller upholds the row contract.
-    unsafe {
-        cbow_neg_body(
-            shared,
-            p.cum_table,
-            p.exp,
-            p.negative,
-            p.cbow_mean,
-            p.context,
-            p.word,
-            p.alpha,
-            next_random,
-            st,
-        )
-    }
+    unsafe { cbow_neg_body(shared, p, next_random, st) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -399,40 +386,21 @@ unsafe fn cbow_neg_avx2(
     st: &mut (Vec<f32>, Vec<f32>),
 ) {
     // SAFETY: as `cbow_neg`.
-    unsafe {
-        cbow_neg_body(
-            shared,
-            p.cum_table,
-            p.exp,
-            p.negative,
-            p.cbow_mean,
-            p.context,
-            p.word,
-            p.alpha,
-            next_random,
-            st,
-        )
-    }
+    unsafe { cbow_neg_body(shared, p, next_random, st) }
 }
 
 /// gensim's `fast_sentence_cbow_neg`.
 ///
 /// # Safety
 /// All rows must be vocabulary rows of `shared`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn cbow_neg_body(
     shared: &Shared,
-    cum_table: &[u32],
-    exp: &[f32],
-    negative: usize,
-    cbow_mean: bool,
-    context: &[u32],
-    word: u32,
-    alpha: f32,
+    p: &Prediction<'_>,
     next_random: &mut u64,
     st: &mut (Vec<f32>, Vec<f32>),
 ) {
+    let &Prediction { cum_table, exp, negative, cbow_mean, context, word, alpha } = p;
     let size = shared.size;
     let (neu1, work) = st;
     neu1.iter_mut().for_each(|v| *v = 0.0);

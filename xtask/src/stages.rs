@@ -232,9 +232,10 @@ fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         &sessions_dir.join("sessions.parquet"),
         segue_sessions::Split::Train,
     )?;
-    let model = segue_word2vec::train(
+    let model = segue_word2vec::train_with_progress(
         &segue_word2vec::Corpus::new(&corpus.flat, &corpus.offsets, vocab.len())?,
         &p.word2vec,
+        &Bars::default(),
     )?;
     model.to_table(vocab.len(), &vocab.hash())?.save(&dir.join("w2v.safetensors"))?;
     model.save_word2vec_binary(&dir.join("w2v.bin"), |t| t.to_string())?;

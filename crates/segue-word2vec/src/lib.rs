@@ -455,6 +455,15 @@ unsafe fn cbow_neg_body(
 
 /// Trains CBOW on `corpus`.
 pub fn train(corpus: &Corpus<'_>, params: &Params) -> Result<Model> {
+    train_with_progress(corpus, params, &segue_core::NoProgress)
+}
+
+/// Trains CBOW on `corpus`, reporting words done (all epochs) to `progress`.
+pub fn train_with_progress(
+    corpus: &Corpus<'_>,
+    params: &Params,
+    progress: &dyn segue_core::Progress,
+) -> Result<Model> {
     params.validate()?;
     let vocab = Vocabulary::build(corpus, params.min_count);
     if vocab.is_empty() {
@@ -496,8 +505,8 @@ pub fn train(corpus: &Corpus<'_>, params: &Params) -> Result<Model> {
     let effective = std::sync::atomic::AtomicU64::new(0);
     let run_job = |epoch: usize, j: usize| {
         let (first, end, before) = jobs[j];
-        let progress = (epoch as f64 + before as f64 / epoch_words as f64) / params.epochs as f64;
-        let alpha = (params.alpha - (params.alpha - params.min_alpha) * progress)
+        let share_done = (epoch as f64 + before as f64 / epoch_words as f64) / params.epochs as f64;
+        let alpha = (params.alpha - (params.alpha - params.min_alpha) * share_done)
             .max(params.min_alpha) as f32;
         let mut rng =
             ChaCha8Rng::seed_from_u64(params.seed.wrapping_add(((epoch as u64) << 40) ^ j as u64));
@@ -557,11 +566,17 @@ pub fn train(corpus: &Corpus<'_>, params: &Params) -> Result<Model> {
             }
         }
         effective.fetch_add(eff, std::sync::atomic::Ordering::Relaxed);
+        progress.advance(corpus.offsets[end] as u64 - corpus.offsets[first] as u64);
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(params.threads)
         .build()
         .map_err(|e| Error::Other(format!("word2vec thread pool: {e}")))?;
+    progress.start(
+        "word2vec (CBOW)",
+        Some(corpus.flat.len() as u64 * params.epochs as u64),
+        "words",
+    );
     for epoch in 0..params.epochs {
         if params.threads == 1 {
             (0..jobs.len()).for_each(|j| run_job(epoch, j));
@@ -569,6 +584,7 @@ pub fn train(corpus: &Corpus<'_>, params: &Params) -> Result<Model> {
             pool.install(|| (0..jobs.len()).into_par_iter().for_each(|j| run_job(epoch, j)));
         }
     }
+    progress.finish();
     let raw_words: u64 = vocab.counts.iter().sum::<u64>() * params.epochs as u64;
     let stats = TrainStats {
         raw_words,

@@ -217,6 +217,48 @@ pub fn noise_table(counts: &[u64], exponent: f64) -> Vec<u32> {
         .collect()
 }
 
+/// Draws noise tokens from a cumulative table exactly as gensim's `bisect_left`, but starts the
+/// search from a 2^16-bucket index of the table, so a draw costs a cache-resident lookup and a
+/// short search instead of ~19 probes into a table of 300,000+ entries.
+#[derive(Debug, Clone)]
+pub struct NoiseSampler {
+    cum: Vec<u32>,
+    /// `starts[b]` = bisect_left(cum, b << shift); one extra entry at the end.
+    starts: Vec<u32>,
+    shift: u32,
+}
+
+impl NoiseSampler {
+    /// The sampler of a cumulative table (as [`noise_table`] makes).
+    pub fn new(cum: Vec<u32>) -> Self {
+        let max = u64::from(*cum.last().unwrap_or(&1)).max(1);
+        let mut shift = 0;
+        while (max >> shift) >= (1 << 16) {
+            shift += 1;
+        }
+        let buckets = (max >> shift) as usize + 2;
+        let starts = (0..buckets)
+            .map(|b| cum.partition_point(|&c| u64::from(c) < (b as u64) << shift) as u32)
+            .collect();
+        NoiseSampler { cum, starts, shift }
+    }
+
+    /// The last cumulative value: draws are taken modulo it.
+    pub fn max(&self) -> u64 {
+        u64::from(*self.cum.last().unwrap_or(&1)).max(1)
+    }
+
+    /// The index `bisect_left(cum, draw)` (clamped to the last index).
+    #[inline]
+    pub fn index(&self, draw: u32) -> u32 {
+        let b = (draw >> self.shift) as usize;
+        let (lo, hi) =
+            (self.starts[b] as usize, (self.starts[b + 1] as usize + 1).min(self.cum.len()));
+        let i = lo + self.cum[lo..hi].partition_point(|&c| c < draw);
+        (i as u32).min(self.cum.len() as u32 - 1)
+    }
+}
+
 /// gensim's down-sampling: each token is kept when its `sample_int` is at least a 32-bit random
 /// draw; `sample_int = P(keep) * (2^32 - 1)` with
 /// `P(keep) = (sqrt(c / t) + 1) * t / c`, `t = sample * total` (or `sample` itself when >= 1).
@@ -348,7 +390,7 @@ struct JobState {
 
 /// The arguments of one CBOW prediction.
 struct Prediction<'a> {
-    cum_table: &'a [u32],
+    noise: &'a NoiseSampler,
     exp: &'a [f32],
     negative: usize,
     cbow_mean: bool,
@@ -400,7 +442,7 @@ unsafe fn cbow_neg_body(
     next_random: &mut u64,
     st: &mut (Vec<f32>, Vec<f32>),
 ) {
-    let &Prediction { cum_table, exp, negative, cbow_mean, context, word, alpha } = p;
+    let &Prediction { noise, exp, negative, cbow_mean, context, word, alpha } = p;
     let size = shared.size;
     let (neu1, work) = st;
     neu1.iter_mut().for_each(|v| *v = 0.0);
@@ -415,14 +457,13 @@ unsafe fn cbow_neg_body(
     if cbow_mean {
         neu1.iter_mut().for_each(|v| *v *= inv_count);
     }
-    let table_max = u64::from(*cum_table.last().unwrap_or(&1)).max(1);
+    let table_max = noise.max();
     for d in 0..=negative {
         let (target, label) = if d == 0 {
             (word, 1.0f32)
         } else {
             let draw = ((*next_random >> 16) % table_max) as u32;
-            let t = cum_table.partition_point(|&c| c < draw) as u32; // bisect_left
-            let t = t.min(cum_table.len() as u32 - 1);
+            let t = noise.index(draw); // gensim's bisect_left
             *next_random =
                 (next_random.wrapping_mul(25_214_903_917).wrapping_add(11)) & 281_474_976_710_655;
             if t == word {
@@ -479,7 +520,7 @@ pub fn train_with_progress(
         }
     });
     let mut syn1neg = vec![0f32; vocab.len() * size];
-    let cum_table = noise_table(&vocab.counts, params.ns_exponent);
+    let noise = NoiseSampler::new(noise_table(&vocab.counts, params.ns_exponent));
     let sample_int = sample_ints(&vocab.counts, params.sample);
     let exp = exp_table();
 
@@ -553,7 +594,7 @@ pub fn train_with_progress(
                         .map(|(_, &r)| r),
                 );
                 let p = Prediction {
-                    cum_table: &cum_table,
+                    noise: &noise,
                     exp: &exp,
                     negative: params.negative,
                     cbow_mean: params.cbow_mean,

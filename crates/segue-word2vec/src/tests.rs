@@ -26,7 +26,7 @@ fn one_cbow_update_equals_the_hand_computed_one() {
     // SAFETY: rows 0..3 exist; one thread.
     let exp = exp_table();
     let p = Prediction {
-        cum_table: &[1, 2, 3],
+        noise: &NoiseSampler::new(vec![1, 2, 3]),
         exp: &exp,
         negative: 0,
         cbow_mean: true,
@@ -124,7 +124,7 @@ fn a_dot_just_below_the_clip_stays_inside_the_sigmoid_table() {
     let mut scratch = (vec![0.0; 1], vec![0.0; 1]);
     let exp = exp_table();
     let p = Prediction {
-        cum_table: &[1, 2],
+        noise: &NoiseSampler::new(vec![1, 2]),
         exp: &exp,
         negative: 0,
         cbow_mean: true,
@@ -136,4 +136,23 @@ fn a_dot_just_below_the_clip_stays_inside_the_sigmoid_table() {
     // SAFETY: rows 0 and 1 exist; one thread.
     unsafe { cbow_neg(&shared, &p, &mut next_random, &mut scratch) };
     assert!(syn1[1] > 5.999_999 && syn0[0] >= 1.0);
+}
+
+#[test]
+fn noise_sampler_equals_bisect_left() {
+    let counts: Vec<u64> = (1..50_000u64).map(|i| 1 + 1_000_000 / (i * i % 997 + i)).collect();
+    let cum = noise_table(&counts, 0.75);
+    let sampler = NoiseSampler::new(cum.clone());
+    let mut next_random = 12_345u64;
+    for _ in 0..200_000 {
+        let draw = ((next_random >> 16) % sampler.max()) as u32;
+        next_random =
+            (next_random.wrapping_mul(25_214_903_917).wrapping_add(11)) & 281_474_976_710_655;
+        let expect = (cum.partition_point(|&c| c < draw) as u32).min(cum.len() as u32 - 1);
+        assert_eq!(sampler.index(draw), expect, "draw {draw}");
+    }
+    for draw in [0, 1, cum[0], cum[0] + 1, cum[10], *cum.last().unwrap() - 1] {
+        let expect = (cum.partition_point(|&c| c < draw) as u32).min(cum.len() as u32 - 1);
+        assert_eq!(sampler.index(draw), expect, "draw {draw}");
+    }
 }

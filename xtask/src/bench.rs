@@ -104,19 +104,19 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 
 fn worker(listens: &Path, format: &str, out: &Path) -> Result<()> {
     let started = Instant::now();
-    let source = match format {
-        "lastfm-1k" => SourceSpec::new(Format::Lastfm1k, [listens.display().to_string()]),
+    let (sources, base) = match format {
+        "lastfm-1k" => {
+            (vec![SourceSpec::new(Format::Lastfm1k, [listens.display().to_string()])], ".".into())
+        }
         "builtin" => {
             let p = crate::pipeline::Pipeline::load(
                 &crate::workspace_root().join("pipelines/default.toml"),
             )?;
-            let mut ingested =
-                ingest(&p.dataset.sources, p.base_dir(), &IngestOptions::default(), &NoProgress)?;
-            return finish_worker(&mut ingested, out, started);
+            (p.dataset.sources.clone(), p.base_dir().to_path_buf())
         }
         other => bail!("unknown worker format {other}"),
     };
-    let mut ingested = ingest(&[source], Path::new("."), &IngestOptions::default(), &NoProgress)?;
+    let mut ingested = ingest(&sources, &base, &IngestOptions::default(), &NoProgress)?;
     finish_worker(&mut ingested, out, started)
 }
 

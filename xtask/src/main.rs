@@ -220,7 +220,7 @@ fn status(p: &Pipeline) -> Result<()> {
             }
         };
         let key = recipe.key();
-        runner_note_key(&mut runner, stage, &key);
+        runner.note_key(stage, &key);
         let line = match runner.cache.check(stage, &key) {
             Check::Fresh(m) if upstream_ok => {
                 format!("fresh (key {key}, built in {:.1} s)", m.seconds)
@@ -241,8 +241,4 @@ fn status(p: &Pipeline) -> Result<()> {
         println!("{stage:>12}: {line}");
     }
     Ok(())
-}
-
-fn runner_note_key(runner: &mut Runner<'_>, stage: &str, key: &str) {
-    runner.note_key(stage, key);
 }

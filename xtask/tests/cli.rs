@@ -35,8 +35,11 @@ fn setup(dir: &Path) -> String {
         for s in 0..4 {
             for i in 0..6 {
                 let t = 1_577_836_800 + s * 5 * 3600 + i * 200;
-                log +=
-                    &format!("{user}\t{}\t\tArtist\t\tSong {}\n", segue_time(t), (s * 3 + i) % 9);
+                log += &format!(
+                    "{user}\t{}\t\tArtist\t\tSong {}\n",
+                    segue_core::format_utc(t),
+                    (s * 3 + i) % 9
+                );
             }
         }
     }
@@ -45,19 +48,6 @@ fn setup(dir: &Path) -> String {
     let p = dir.join("p.toml");
     std::fs::write(&p, PIPELINE).unwrap();
     p.display().to_string()
-}
-
-fn segue_time(secs: i64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // 2020-01-01 is day 18262; the test's times stay within January 2020.
-    format!(
-        "2020-01-{:02}T{:02}:{:02}:{:02}Z",
-        days - 18_262 + 1,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[test]

@@ -88,8 +88,11 @@ pub fn read_sources(
                     match format {
                         Format::Lastfm1k => {
                             // Progress is reported on decompressed bytes; scale to the file size.
-                            let scale =
-                                NoScale { inner: progress, num: size, den: bytes.len() as u64 };
+                            let scale = ScaledProgress {
+                                inner: progress,
+                                num: size,
+                                den: bytes.len() as u64,
+                            };
                             read_lastfm_1k(
                                 &bytes,
                                 file,
@@ -129,13 +132,13 @@ pub fn read_sources(
 }
 
 /// Scales progress from decompressed bytes to file bytes.
-struct NoScale<'a> {
+struct ScaledProgress<'a> {
     inner: &'a dyn Progress,
     num: u64,
     den: u64,
 }
 
-impl Progress for NoScale<'_> {
+impl Progress for ScaledProgress<'_> {
     fn start(&self, step: &str, total: Option<u64>, unit: &str) {
         self.inner.start(step, total, unit)
     }
@@ -160,13 +163,11 @@ pub fn build_events(
         pairs.par_iter().map(|(a, t)| (normalize_name(a), normalize_name(t))).collect();
     let mut key_index: FxHashMap<(&str, &str), u32> = FxHashMap::default();
     let mut key_first: Vec<usize> = Vec::new(); // the raw pair that first gave each key
-    let mut empty_pairs = vec![false; pairs.len()];
     let pair_key: Vec<u32> = normed
         .iter()
         .enumerate()
         .map(|(p, (a, t))| {
             if a.is_empty() || t.is_empty() {
-                empty_pairs[p] = true;
                 return u32::MAX;
             }
             *key_index.entry((a.as_str(), t.as_str())).or_insert_with(|| {
@@ -208,9 +209,6 @@ pub fn build_events(
         key.push(k);
         seq.push(i as u32);
     }
-    debug_assert!(
-        empty_pairs.iter().all(|e| !e) || skips.count(SkipReason::EmptyArtistOrTitle) > 0
-    );
 
     let df = DataFrame::new_infer_height(vec![
         Column::new("user".into(), user),

@@ -106,12 +106,8 @@ fn parse_line<'a>(
             format!("time {ts:?}, expected YYYY-MM-DDTHH:MM:SSZ")
         });
     };
-    match time::out_of_range(secs, latest) {
-        Some("before 2000-01-01") => {
-            return skips.skip(SkipReason::TimestampBefore2000, file, pos, || ts.to_string());
-        }
-        Some(_) => return skips.skip(SkipReason::TimestampInFuture, file, pos, || ts.to_string()),
-        None => {}
+    if let Some(reason) = time::out_of_range(secs, latest) {
+        return skips.skip(reason, file, pos, || ts.to_string());
     }
     if crate::raw::is_blank(artist) || crate::raw::is_blank(title) {
         return skips.skip(SkipReason::EmptyArtistOrTitle, file, pos, show);

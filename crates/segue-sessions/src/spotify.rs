@@ -134,14 +134,7 @@ pub fn read_spotify(
         }
         let start = (end_secs * 1000 - ms as i64).div_euclid(1000);
         match time::out_of_range(start, settings.latest) {
-            Some(why) => {
-                let reason = if why.starts_with("before") {
-                    SkipReason::TimestampBefore2000
-                } else {
-                    SkipReason::TimestampInFuture
-                };
-                skips.skip(reason, file, pos, || end.to_string())?;
-            }
+            Some(reason) => skips.skip(reason, file, pos, || end.to_string())?,
             None if crate::raw::is_blank(artist) || crate::raw::is_blank(title) => {
                 skips.skip(SkipReason::EmptyArtistOrTitle, file, pos, || {
                     format!("artist {artist:?}, title {title:?}")

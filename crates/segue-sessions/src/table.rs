@@ -186,12 +186,7 @@ pub fn read_table(
             (TimeIs::End, Some(p)) => (secs * 1000 - p).div_euclid(1000),
             _ => secs,
         };
-        if let Some(why) = time::out_of_range(start, settings.latest) {
-            let reason = if why.starts_with("before") {
-                SkipReason::TimestampBefore2000
-            } else {
-                SkipReason::TimestampInFuture
-            };
+        if let Some(reason) = time::out_of_range(start, settings.latest) {
             skips.skip(reason, file, pos, || t.to_string())?;
             continue;
         }

@@ -139,11 +139,11 @@ pub fn parse_unix(s: &str, millis: bool) -> Option<i64> {
 }
 
 /// Why a timestamp is unusable, or `None` when it lies between 2000 and `latest`.
-pub fn out_of_range(secs: i64, latest: i64) -> Option<&'static str> {
+pub fn out_of_range(secs: i64, latest: i64) -> Option<crate::SkipReason> {
     if secs < EARLIEST {
-        Some("before 2000-01-01")
+        Some(crate::SkipReason::TimestampBefore2000)
     } else if secs > latest {
-        Some("in the future")
+        Some(crate::SkipReason::TimestampInFuture)
     } else {
         None
     }

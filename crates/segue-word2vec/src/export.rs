@@ -12,31 +12,31 @@ use crate::Model;
 impl Model {
     /// Writes the vectors in word2vec text format, naming each token with `name`.
     pub fn save_word2vec_text(&self, path: &Path, name: impl Fn(u32) -> String) -> Result<()> {
+        self.save_word2vec(path, name, false)
+    }
+
+    /// Writes the vectors in word2vec binary format.
+    pub fn save_word2vec_binary(&self, path: &Path, name: impl Fn(u32) -> String) -> Result<()> {
+        self.save_word2vec(path, name, true)
+    }
+
+    fn save_word2vec(&self, path: &Path, name: impl Fn(u32) -> String, binary: bool) -> Result<()> {
         let size = self.params.vector_size;
         segue_core::fs::write_atomic(path, |out| {
             let io = |e| Error::io(path, e);
             writeln!(out, "{} {size}", self.vocab.len()).map_err(io)?;
             for (r, &t) in self.vocab.tokens.iter().enumerate() {
                 write!(out, "{}", name(t)).map_err(io)?;
-                for v in &self.syn0[r * size..(r + 1) * size] {
-                    write!(out, " {v}").map_err(io)?;
-                }
-                writeln!(out).map_err(io)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Writes the vectors in word2vec binary format.
-    pub fn save_word2vec_binary(&self, path: &Path, name: impl Fn(u32) -> String) -> Result<()> {
-        let size = self.params.vector_size;
-        segue_core::fs::write_atomic(path, |out| {
-            let io = |e| Error::io(path, e);
-            writeln!(out, "{} {size}", self.vocab.len()).map_err(io)?;
-            for (r, &t) in self.vocab.tokens.iter().enumerate() {
-                write!(out, "{} ", name(t)).map_err(io)?;
-                for v in &self.syn0[r * size..(r + 1) * size] {
-                    out.write_all(&v.to_le_bytes()).map_err(io)?;
+                let row = &self.syn0[r * size..(r + 1) * size];
+                if binary {
+                    out.write_all(b" ").map_err(io)?;
+                    for v in row {
+                        out.write_all(&v.to_le_bytes()).map_err(io)?;
+                    }
+                } else {
+                    for v in row {
+                        write!(out, " {v}").map_err(io)?;
+                    }
                 }
                 out.write_all(b"\n").map_err(io)?;
             }

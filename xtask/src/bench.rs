@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+
+use crate::bench_embed::Embedding;
 use segue_core::NoProgress;
 use segue_sessions::{Format, IngestOptions, SessionOptions, SourceSpec, ingest, sessionize};
 
@@ -34,6 +36,23 @@ pub enum BenchCommand {
     },
     /// CBOW Word2Vec beside gensim on the same training sessions: speed and quality.
     Word2vec {
+        /// A Last.fm 1K log; by default the paper-size synthetic log (with its truth.csv).
+        #[arg(long)]
+        listens: Option<PathBuf>,
+        /// Use the built-in data, converted for the peer by spotify_to_lastfm1k.py.
+        #[arg(long, conflicts_with = "listens")]
+        builtin: bool,
+        /// Planted genres (gen_synthetic's truth.csv) for the neighbour-genre measure.
+        #[arg(long)]
+        truth: Option<PathBuf>,
+        #[arg(long, default_value_os_t = default_python())]
+        python: PathBuf,
+        #[arg(long, default_value_os_t = crate::workspace_root().join("../shared/peers"))]
+        peers: PathBuf,
+    },
+    /// Truncated SVD (LSA) beside scikit-learn on the same training sessions: speed, singular
+    /// values and quality.
+    Lsa {
         /// A Last.fm 1K log; by default the paper-size synthetic log (with its truth.csv).
         #[arg(long)]
         listens: Option<PathBuf>,
@@ -86,20 +105,34 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::SessionsWorker { listens, format, out } => worker(&listens, &format, &out),
         BenchCommand::Word2vec { listens, builtin, truth, python, peers } => {
-            let (listens, truth) = match (listens, builtin) {
-                (_, true) => (builtin_tsv(&python, &peers)?, truth),
-                (Some(l), false) => (l, truth),
-                (None, false) => {
-                    let d = paper_log(&python, &peers)?;
-                    (d.join("listens.tsv"), truth.or(Some(d.join("truth.csv"))))
-                }
-            };
-            crate::bench_w2v::run(listens, truth, &python, &peers)
+            embedding(Embedding::Word2vec, listens, builtin, truth, python, peers)
+        }
+        BenchCommand::Lsa { listens, builtin, truth, python, peers } => {
+            embedding(Embedding::Lsa, listens, builtin, truth, python, peers)
         }
         BenchCommand::Sessions { listens, builtin, repeat, python, peers } => {
             sessions(listens, builtin, repeat.max(1), &python, &peers)
         }
     }
+}
+
+fn embedding(
+    which: Embedding,
+    listens: Option<PathBuf>,
+    builtin: bool,
+    truth: Option<PathBuf>,
+    python: PathBuf,
+    peers: PathBuf,
+) -> Result<()> {
+    let (listens, truth) = match (listens, builtin) {
+        (_, true) => (builtin_tsv(&python, &peers)?, truth),
+        (Some(l), false) => (l, truth),
+        (None, false) => {
+            let d = paper_log(&python, &peers)?;
+            (d.join("listens.tsv"), truth.or(Some(d.join("truth.csv"))))
+        }
+    };
+    crate::bench_embed::run(which, listens, truth, &python, &peers)
 }
 
 fn worker(listens: &Path, format: &str, out: &Path) -> Result<()> {

@@ -2,7 +2,7 @@
 //! the paper's tables, reports what is fresh or stale, and benchmarks against the Python peers.
 
 mod bench;
-mod bench_w2v;
+mod bench_embed;
 mod cache;
 mod pipeline;
 mod progress;
@@ -35,7 +35,7 @@ struct Cli {
 enum Command {
     /// Run one stage and whatever it needs (fresh artifacts are reused).
     Run {
-        /// The stage: ingest, sessionize.
+        /// The stage: ingest, sessionize, word2vec, lsa.
         stage: String,
         #[arg(long, default_value_os_t = default_pipeline())]
         pipeline: PathBuf,

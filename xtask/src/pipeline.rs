@@ -20,7 +20,7 @@ pub struct Pipeline {
     #[serde(default)]
     pub word2vec: segue_word2vec::Params,
     #[serde(default)]
-    pub lsa: LsaParams,
+    pub lsa: segue_lsa::LsaParams,
     #[serde(default)]
     pub vae: VaeParams,
     #[serde(default)]
@@ -79,22 +79,6 @@ pub struct SynthSpec {
     pub seed: u64,
     /// Output folder, relative to the pipeline file; the sources read from it.
     pub out: PathBuf,
-}
-
-/// LSA: truncated SVD of the training session x track count matrix.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LsaParams {
-    pub dim: usize,
-    pub n_iter: usize,
-    /// "none" (right singular vectors, the default) or "sigma" (V Sigma).
-    pub scale: String,
-}
-
-impl Default for LsaParams {
-    fn default() -> Self {
-        LsaParams { dim: 150, n_iter: 5, scale: "none".into() }
-    }
 }
 
 /// The acoustic VAE: 11 -> 128 -> 150 (mu, log var) -> 128 -> 11.
@@ -171,8 +155,8 @@ impl Pipeline {
         }
         self.sessionize.validate()?;
         self.word2vec.validate()?;
+        self.lsa.validate()?;
         let positive = [
-            ("lsa.dim", self.lsa.dim),
             ("vae.hidden", self.vae.hidden),
             ("vae.latent", self.vae.latent),
             ("vae.batch_size", self.vae.batch_size),
@@ -186,9 +170,6 @@ impl Pipeline {
             if v == 0 {
                 bail!("{name} = 0: must be positive");
             }
-        }
-        if !["none", "sigma"].contains(&self.lsa.scale.as_str()) {
-            bail!("lsa.scale = {:?}: expected \"none\" or \"sigma\"", self.lsa.scale);
         }
         if !(0.0..1.0).contains(&self.model.dropout) {
             bail!("model.dropout = {}: must be in [0, 1)", self.model.dropout);

@@ -12,7 +12,7 @@ use crate::pipeline::Pipeline;
 use crate::progress::Bars;
 
 /// Stages in dependency order.
-pub const STAGES: &[&str] = &["ingest", "sessionize", "word2vec"];
+pub const STAGES: &[&str] = &["ingest", "sessionize", "word2vec", "lsa"];
 
 /// Bumped when a stage's output changes for the same inputs and parameters.
 fn code_version(stage: &str) -> String {
@@ -20,6 +20,7 @@ fn code_version(stage: &str) -> String {
         "ingest" => 2,
         "sessionize" => 2,
         "word2vec" => 1,
+        "lsa" => 1,
         _ => 0,
     };
     format!("{stage}-v{v}")
@@ -28,7 +29,7 @@ fn code_version(stage: &str) -> String {
 fn upstream(stage: &str) -> &'static [&'static str] {
     match stage {
         "sessionize" => &["ingest"],
-        "word2vec" => &["sessionize"],
+        "word2vec" | "lsa" => &["sessionize"],
         _ => &[],
     }
 }
@@ -101,6 +102,7 @@ impl<'a> Runner<'a> {
             ),
             "sessionize" => (serde_json::to_value(&p.sessionize)?, BTreeMap::new()),
             "word2vec" => (serde_json::to_value(&p.word2vec)?, BTreeMap::new()),
+            "lsa" => (serde_json::to_value(&p.lsa)?, BTreeMap::new()),
             other => bail!("no recipe for stage {other}"),
         };
         let mut up = BTreeMap::new();
@@ -165,6 +167,10 @@ impl<'a> Runner<'a> {
             "word2vec" => {
                 let sessions_dir = self.dir("sessionize")?;
                 self.cache.build(&recipe, |dir| run_word2vec(self.pipeline, &sessions_dir, dir))
+            }
+            "lsa" => {
+                let sessions_dir = self.dir("sessionize")?;
+                self.cache.build(&recipe, |dir| run_lsa(self.pipeline, &sessions_dir, dir))
             }
             other => bail!("stage {other} cannot run"),
         }
@@ -261,6 +267,63 @@ fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         p.word2vec.epochs,
         p.word2vec.threads,
         if p.word2vec.threads == 1 { ", deterministic" } else { ", Hogwild" }
+    );
+    Ok(summary)
+}
+
+fn run_lsa(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+    let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
+    let corpus = segue_sessions::read_split(
+        &sessions_dir.join("sessions.parquet"),
+        segue_sessions::Split::Train,
+    )?;
+    // Training tracks come first in the vocabulary: the columns are ids 0..train_tracks.
+    let train_tracks = corpus.flat.iter().max().map_or(0, |&m| m as usize + 1);
+    let started = Instant::now();
+    let counts =
+        segue_lsa::CountMatrix::from_sessions(&corpus.flat, &corpus.offsets, train_tracks)?;
+    let build_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{:>12}  {} training sessions x {} tracks, {} entries",
+        "",
+        counts.rows,
+        counts.cols,
+        counts.nnz()
+    );
+    // A corpus smaller than the embedding size gets as many components as it has; the rest of
+    // the table's columns are zero, so the model's embedding size stays the same.
+    let possible = counts.rows.min(counts.cols);
+    let params = segue_lsa::LsaParams { dim: p.lsa.dim.min(possible), ..p.lsa.clone() };
+    if params.dim < p.lsa.dim {
+        eprintln!(
+            "{:>12}  warning: only {} components are possible (lsa.dim = {}); the other columns are zero",
+            "", params.dim, p.lsa.dim
+        );
+    }
+    let svd = segue_lsa::randomized_svd_with_progress(&counts, &params, &Bars::default())?;
+    let svd_seconds = started.elapsed().as_secs_f64() - build_seconds;
+    svd.to_table(vocab.len(), p.lsa.dim, &vocab.hash(), p.lsa.scale == "sigma")?
+        .save(&dir.join("lsa.safetensors"))?;
+    let explained: f64 = svd.explained_variance_ratio.iter().sum();
+    let summary = serde_json::json!({
+        "sessions": counts.rows,
+        "train_tracks": counts.cols,
+        "tracks": vocab.len(),
+        "nnz": counts.nnz(),
+        "components": params.dim,
+        "build_seconds": build_seconds,
+        "svd_seconds": svd_seconds,
+        "singular_values": svd.singular_values,
+        "explained_variance_ratio_sum": explained,
+    });
+    std::fs::write(dir.join("lsa_report.json"), serde_json::to_vec_pretty(&summary)?)?;
+    eprintln!(
+        "{:>12}  {} of {} tracks have vectors; {} components explain {:.1}% of the variance",
+        "",
+        counts.cols,
+        vocab.len(),
+        params.dim,
+        100.0 * explained
     );
     Ok(summary)
 }

@@ -61,6 +61,8 @@ fn reproduce_caches_and_explains() {
     assert!(out.contains("Table I") && out.contains("| 2 | 8 | 9 | 48 | 6.00 |"), "{out}");
     assert!(err.contains("ingest: running") && err.contains("sessionize: running"), "{err}");
     assert!(err.contains("a timestamp that does not parse"), "{err}");
+    // 4 training sessions cannot give 150 LSA components: it says so and still writes a table.
+    assert!(err.contains("only 4 components are possible (lsa.dim = 150)"), "{err}");
     assert!(dir.path().join("cache/cli-test/report/table1.csv").exists());
 
     let (_, err) = text(&xtask(&["reproduce", "--pipeline", &p]));

@@ -1,0 +1,143 @@
+use super::*;
+use proptest::prelude::*;
+
+fn q(user: u32, target: u32, seen_in_train: bool, repeat: bool) -> Query {
+    Query { user, target, seen_in_train, repeat }
+}
+
+#[test]
+fn ties_count_against_the_model() {
+    let s = [0.1, 0.5, 0.5, 0.2];
+    assert_eq!(rank(&s, 1).unwrap(), 2);
+    assert_eq!(rank(&s, 2).unwrap(), 2);
+    assert_eq!(rank(&s, 3).unwrap(), 3);
+    assert_eq!(rank(&s, 0).unwrap(), 4);
+    // A constant model ranks every target last.
+    assert_eq!(rank(&[0.0; 7], 3).unwrap(), 7);
+    // Infinities rank; a NaN cannot.
+    assert_eq!(rank(&[f32::INFINITY, 1.0, f32::NEG_INFINITY], 1).unwrap(), 2);
+    let e = rank(&[0.0, f32::NAN, 1.0], 2).unwrap_err().to_string();
+    assert!(e.contains("item 1 is NaN"), "{e}");
+    let e = rank(&[0.0, 1.0], 2).unwrap_err().to_string();
+    assert!(e.contains("target item 2 is outside the 2 scored items"), "{e}");
+}
+
+/// Three predictions worked by hand at k = 1, 2, 3 over 4 items.
+#[test]
+fn metrics_by_hand() {
+    let mut e = Evaluator::new(&[1, 2, 3], 4).unwrap();
+    e.add_rank(&q(7, 0, true, false), 1);
+    e.add_rank(&q(7, 1, true, true), 2);
+    e.add_rank(&q(9, 2, false, false), 4);
+    let r = e.report();
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+    assert_eq!(r.all.count, 3);
+    assert!(close(&r.all.hit, &[1.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0]));
+    assert!(close(&r.all.mrr, &[1.0 / 3.0, 1.5 / 3.0, 1.5 / 3.0]));
+    let n2 = 1.0 / 3f64.log2();
+    assert!(close(&r.all.ndcg, &[1.0 / 3.0, (1.0 + n2) / 3.0, (1.0 + n2) / 3.0]));
+    // Per user: user 7 has hit@2 = 1, user 9 has 0, so the per-user mean is 0.5, not 2/3.
+    assert_eq!(r.per_user.count, 2);
+    assert!(close(&r.per_user.hit, &[0.25, 0.5, 0.5]));
+    assert!(close(&r.users[&7].mrr, &[0.5, 0.75, 0.75]));
+    // Breakdowns.
+    assert_eq!((r.seen.count, r.unseen.count, r.repeat.count, r.new.count), (2, 1, 1, 2));
+    assert!(close(&r.unseen.hit, &[0.0, 0.0, 0.0]));
+    assert!(close(&r.repeat.hit, &[0.0, 1.0, 1.0]));
+    assert!(close(&r.new.hit, &[0.5, 0.5, 0.5]));
+    assert_eq!(r.hit_at(2), Some(2.0 / 3.0));
+    assert_eq!(r.hit_at(5), None);
+}
+
+#[test]
+fn bad_input_is_named() {
+    assert!(Evaluator::new(&[], 3).is_err());
+    assert!(Evaluator::new(&[0, 10], 3).is_err());
+    assert!(Evaluator::new(&[10], 0).is_err());
+    let mut e = Evaluator::new(&[1], 3).unwrap();
+    let err = e.add_scores(&[q(0, 0, true, false)], &[0.0, 1.0]).unwrap_err().to_string();
+    assert!(err.contains("2 scores for 1 queries over 3 items; expected 3"), "{err}");
+    let qs = [q(0, 0, true, false), q(4, 2, true, false)];
+    let err = e.add_scores(&qs, &[0.0, 1.0, 2.0, 0.0, f32::NAN, 2.0]).unwrap_err().to_string();
+    assert!(err.contains("prediction 1 (user 4, target 2): the score of item 1 is NaN"), "{err}");
+    // Nothing of a failed block is counted.
+    assert_eq!(e.report().all.count, 0);
+}
+
+#[test]
+fn batched_parallel_evaluation_equals_one_block() {
+    let items = 50;
+    let queries: Vec<Query> =
+        (0..97u32).map(|i| q(i % 5, (i * 7) % items, i % 3 != 0, i % 4 == 0)).collect();
+    let score_row = |qq: &Query| -> Vec<f32> {
+        (0..items).map(|j| ((j * 31 + qq.target * 17 + qq.user) % 23) as f32).collect()
+    };
+    let all: Vec<f32> = queries.iter().flat_map(score_row).collect();
+    let mut one = Evaluator::new(&PAPER_KS, items as usize).unwrap();
+    one.add_scores(&queries, &all).unwrap();
+    let batched = evaluate(&queries, items as usize, &PAPER_KS, 8, |qs| {
+        Ok(qs.iter().flat_map(score_row).collect())
+    })
+    .unwrap();
+    assert_eq!(one.report(), batched);
+    assert!(batched.all.hit[0] > 0.0 && batched.all.hit[0] < 1.0);
+    // A scoring error names its batch.
+    let err = evaluate(&queries, items as usize, &PAPER_KS, 8, |qs| {
+        Ok(qs.iter().flat_map(|_| vec![0.0; 3]).collect())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("batch 0"), "{err}");
+}
+
+#[test]
+fn report_serialises() {
+    let mut e = Evaluator::new(&PAPER_KS, 100).unwrap();
+    e.add_rank(&q(1, 3, true, false), 12);
+    let json = serde_json::to_string(&e.report()).unwrap();
+    let back: Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, e.report());
+}
+
+proptest! {
+    /// The rank is the target's 1-based position when ties are broken against it, and does
+    /// not change when other items are reordered.
+    #[test]
+    fn rank_is_the_pessimistic_sort_position(
+        scores in prop::collection::vec(-3i32..3, 1..40),
+        target_pick in any::<prop::sample::Index>(),
+        rotate in 0usize..40,
+    ) {
+        let scores: Vec<f32> = scores.into_iter().map(|s| s as f32).collect();
+        let t = target_pick.index(scores.len());
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_by(|&a, &b| {
+            scores[b].total_cmp(&scores[a]).then_with(|| (a == t).cmp(&(b == t)))
+        });
+        let expected = order.iter().position(|&i| i == t).unwrap() + 1;
+        prop_assert_eq!(rank(&scores, t).unwrap(), expected);
+        let mut others: Vec<f32> = scores.iter().enumerate().filter(|(i, _)| *i != t).map(|(_, &s)| s).collect();
+        let n = others.len();
+        if n > 0 { others.rotate_left(rotate % n); }
+        let mut moved = others;
+        moved.insert(0, scores[t]);
+        prop_assert_eq!(rank(&moved, 0).unwrap(), expected);
+    }
+
+    /// Hit, MRR and NDCG grow with k and stay in [0, 1]; MRR <= NDCG <= HR.
+    #[test]
+    fn metrics_are_monotone_and_ordered(ranks in prop::collection::vec(1usize..200, 1..50)) {
+        let mut e = Evaluator::new(&PAPER_KS, 200).unwrap();
+        for (i, &r) in ranks.iter().enumerate() {
+            e.add_rank(&q(i as u32 % 3, 0, true, false), r);
+        }
+        let m = e.report().all;
+        for i in 0..PAPER_KS.len() {
+            prop_assert!(m.mrr[i] <= m.ndcg[i] + 1e-12 && m.ndcg[i] <= m.hit[i] + 1e-12);
+            prop_assert!((0.0..=1.0).contains(&m.hit[i]));
+            if i > 0 {
+                prop_assert!(m.hit[i] >= m.hit[i - 1] && m.mrr[i] >= m.mrr[i - 1] && m.ndcg[i] >= m.ndcg[i - 1]);
+            }
+        }
+    }
+}

@@ -382,6 +382,23 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// Asks the CPU to bring a row into cache (a hint: no effect on results).
+#[inline(always)]
+fn prefetch_row(row: *const f32, size: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in (0..size).step_by(16) {
+        // SAFETY: prefetching never faults; the address is inside the row.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(
+                row.wrapping_add(line).cast::<i8>(),
+                std::arch::x86_64::_MM_HINT_T0,
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (row, size);
+}
+
 /// Scratch of one job: the sentence's kept rows and their window reductions.
 struct JobState {
     indexes: Vec<u32>,
@@ -408,7 +425,7 @@ unsafe fn cbow_neg(
     shared: &Shared,
     p: &Prediction<'_>,
     next_random: &mut u64,
-    st: &mut (Vec<f32>, Vec<f32>),
+    st: &mut (Vec<f32>, Vec<f32>, Vec<(u32, f32)>),
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -425,7 +442,7 @@ unsafe fn cbow_neg_avx2(
     shared: &Shared,
     p: &Prediction<'_>,
     next_random: &mut u64,
-    st: &mut (Vec<f32>, Vec<f32>),
+    st: &mut (Vec<f32>, Vec<f32>, Vec<(u32, f32)>),
 ) {
     // SAFETY: as `cbow_neg`.
     unsafe { cbow_neg_body(shared, p, next_random, st) }
@@ -440,23 +457,15 @@ unsafe fn cbow_neg_body(
     shared: &Shared,
     p: &Prediction<'_>,
     next_random: &mut u64,
-    st: &mut (Vec<f32>, Vec<f32>),
+    st: &mut (Vec<f32>, Vec<f32>, Vec<(u32, f32)>),
 ) {
     let &Prediction { noise, exp, negative, cbow_mean, context, word, alpha } = p;
     let size = shared.size;
-    let (neu1, work) = st;
-    neu1.iter_mut().for_each(|v| *v = 0.0);
-    work.iter_mut().for_each(|v| *v = 0.0);
-    for &c in context {
-        // SAFETY: c is a vocabulary row.
-        let row = unsafe { std::slice::from_raw_parts(shared.row0(c), size) };
-        axpy(1.0, row, neu1);
-    }
-    let count = context.len() as f32;
-    let inv_count = if count > 0.5 { 1.0 / count } else { 1.0 };
-    if cbow_mean {
-        neu1.iter_mut().for_each(|v| *v *= inv_count);
-    }
+    // Draw the targets first (the draws depend on the generator only, not on the updates), so
+    // their output rows, scattered over a table far larger than the caches, are fetched in
+    // parallel while the context is summed.
+    let (neu1, work, targets) = st;
+    targets.clear();
     let table_max = noise.max();
     for d in 0..=negative {
         let (target, label) = if d == 0 {
@@ -471,6 +480,23 @@ unsafe fn cbow_neg_body(
             }
             (t, 0.0)
         };
+        targets.push((target, label));
+        // SAFETY: target is a vocabulary row.
+        prefetch_row(unsafe { shared.row1(target) }, size);
+    }
+    neu1.iter_mut().for_each(|v| *v = 0.0);
+    work.iter_mut().for_each(|v| *v = 0.0);
+    for &c in context {
+        // SAFETY: c is a vocabulary row.
+        let row = unsafe { std::slice::from_raw_parts(shared.row0(c), size) };
+        axpy(1.0, row, neu1);
+    }
+    let count = context.len() as f32;
+    let inv_count = if count > 0.5 { 1.0 / count } else { 1.0 };
+    if cbow_mean {
+        neu1.iter_mut().for_each(|v| *v *= inv_count);
+    }
+    for &(target, label) in targets.iter() {
         // SAFETY: target is a vocabulary row.
         let out = unsafe { std::slice::from_raw_parts_mut(shared.row1(target), size) };
         let f_dot = dot(neu1, out);
@@ -552,7 +578,7 @@ pub fn train_with_progress(
         let mut rng =
             ChaCha8Rng::seed_from_u64(params.seed.wrapping_add(((epoch as u64) << 40) ^ j as u64));
         let mut next_random: u64 = (rng.random::<u64>()) & 281_474_976_710_655;
-        let mut st = (vec![0f32; size], vec![0f32; size]);
+        let mut st = (vec![0f32; size], vec![0f32; size], Vec::with_capacity(params.negative + 1));
         let mut job = JobState { indexes: Vec::new(), reduced: Vec::new() };
         let mut eff = 0u64;
         for s in first..end {
@@ -593,6 +619,14 @@ pub fn train_with_progress(
                         .filter(|(m, _)| lo + m != i)
                         .map(|(_, &r)| r),
                 );
+                // The next prediction's window is known (its reduction is drawn): start
+                // fetching the row that enters it.
+                if i + 1 < n {
+                    let b = job.reduced[i + 1];
+                    let hi = (i + 1 + params.window + 1 - b).min(n);
+                    // SAFETY: a vocabulary row.
+                    prefetch_row(unsafe { shared.row0(job.indexes[hi - 1]) }, size);
+                }
                 let p = Prediction {
                     noise: &noise,
                     exp: &exp,

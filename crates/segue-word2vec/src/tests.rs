@@ -21,7 +21,7 @@ fn one_cbow_update_equals_the_hand_computed_one() {
     let mut syn0 = vec![0.1, 0.2, 0.3, -0.4, 0.0, 0.0];
     let mut syn1 = vec![0.0, 0.0, 0.0, 0.0, 0.5, 0.5];
     let shared = Shared { syn0: syn0.as_mut_ptr(), syn1neg: syn1.as_mut_ptr(), size: 2 };
-    let mut scratch = (vec![0.0; 2], vec![0.0; 2]);
+    let mut scratch = (vec![0.0; 2], vec![0.0; 2], Vec::new());
     let mut next_random = 1;
     // SAFETY: rows 0..3 exist; one thread.
     let exp = exp_table();
@@ -121,7 +121,7 @@ fn a_dot_just_below_the_clip_stays_inside_the_sigmoid_table() {
     let mut syn0 = vec![1.0, 0.0];
     let mut syn1 = vec![0.0, 5.999_999_5];
     let shared = Shared { syn0: syn0.as_mut_ptr(), syn1neg: syn1.as_mut_ptr(), size: 1 };
-    let mut scratch = (vec![0.0; 1], vec![0.0; 1]);
+    let mut scratch = (vec![0.0; 1], vec![0.0; 1], Vec::new());
     let exp = exp_table();
     let p = Prediction {
         noise: &NoiseSampler::new(vec![1, 2]),

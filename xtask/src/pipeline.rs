@@ -22,7 +22,7 @@ pub struct Pipeline {
     #[serde(default)]
     pub lsa: segue_lsa::LsaParams,
     #[serde(default)]
-    pub vae: VaeParams,
+    pub vae: segue_vae::VaeParams,
     #[serde(default)]
     pub model: ModelParams,
     /// Where the file was read from; relative paths are resolved against its folder.
@@ -79,24 +79,6 @@ pub struct SynthSpec {
     pub seed: u64,
     /// Output folder, relative to the pipeline file; the sources read from it.
     pub out: PathBuf,
-}
-
-/// The acoustic VAE: 11 -> 128 -> 150 (mu, log var) -> 128 -> 11.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct VaeParams {
-    pub hidden: usize,
-    pub latent: usize,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub beta: f64,
-}
-
-impl Default for VaeParams {
-    fn default() -> Self {
-        VaeParams { hidden: 128, latent: 150, epochs: 50, batch_size: 64, lr: 1e-3, beta: 1.0 }
-    }
 }
 
 /// The fused attentive BiGRU and its training (paper Fig. 2).
@@ -156,10 +138,8 @@ impl Pipeline {
         self.sessionize.validate()?;
         self.word2vec.validate()?;
         self.lsa.validate()?;
+        self.vae.validate()?;
         let positive = [
-            ("vae.hidden", self.vae.hidden),
-            ("vae.latent", self.vae.latent),
-            ("vae.batch_size", self.vae.batch_size),
             ("model.embedding_dim", self.model.embedding_dim),
             ("model.hidden", self.model.hidden),
             ("model.fc", self.model.fc),
@@ -174,11 +154,7 @@ impl Pipeline {
         if !(0.0..1.0).contains(&self.model.dropout) {
             bail!("model.dropout = {}: must be in [0, 1)", self.model.dropout);
         }
-        for (name, v) in [
-            ("word2vec.alpha", self.word2vec.alpha),
-            ("vae.lr", self.vae.lr),
-            ("model.lr", self.model.lr),
-        ] {
+        for (name, v) in [("word2vec.alpha", self.word2vec.alpha), ("model.lr", self.model.lr)] {
             if !(v > 0.0 && v.is_finite()) {
                 bail!("{name} = {v}: must be a positive number");
             }
@@ -189,6 +165,11 @@ impl Pipeline {
     /// The folder relative paths are resolved against.
     pub fn base_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// A dataset content file, resolved against the pipeline file's folder.
+    pub fn content_file(&self, file: &Option<String>) -> Option<PathBuf> {
+        file.as_ref().map(|f| self.base_dir().join(f))
     }
 
     /// The pipeline's cache folder.

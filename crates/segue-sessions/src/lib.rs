@@ -25,6 +25,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod content;
 pub mod ingest;
 pub mod lastfm;
 pub mod parquet;
@@ -39,7 +40,7 @@ pub use ingest::{IngestOptions, Ingested, ingest};
 pub use polars::prelude::DataFrame;
 pub use raw::{RawEvents, SkipReason, SkipReport};
 pub use sessionize::{
-    SessionOptions, SessionStats, Sessionized, Split, SplitCorpus, read_split, read_vocab,
-    sessionize,
+    SessionOptions, SessionStats, Sessionized, Split, SplitCorpus, TrackCounts, read_split,
+    read_vocab, sessionize,
 };
 pub use source::{ColumnMap, Format, SourceSpec, TimeFormat, TimeIs};

@@ -461,3 +461,45 @@ pub fn read_vocab(path: &std::path::Path) -> Result<segue_core::Vocab> {
         .collect();
     segue_core::Vocab::new(entries)
 }
+
+/// Per-track play counts from a tracks.parquet written by [`Sessionized::write`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackCounts {
+    /// Plays in training sessions, by track id (0 for tracks seen only outside training).
+    pub train: Vec<u32>,
+    /// Plays in all sessions, by track id.
+    pub total: Vec<u32>,
+}
+
+impl TrackCounts {
+    /// Reads the counts; track ids must be 0..V in order.
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        let df = parquet::read(path)?;
+        let ids = parquet::u32_column(&df, "track")?;
+        if ids.iter().enumerate().any(|(i, &t)| t as usize != i) {
+            return Err(Error::artifact(path, "track ids are not 0..V in order"));
+        }
+        Ok(TrackCounts {
+            train: parquet::u32_column(&df, "train_count")?,
+            total: parquet::u32_column(&df, "total_count")?,
+        })
+    }
+
+    /// Whether track `id` occurs in training sessions.
+    pub fn seen_in_train(&self, id: usize) -> bool {
+        self.train.get(id).is_some_and(|&c| c > 0)
+    }
+
+    /// Share of tracks and share of plays (all sessions) among the tracks `has` marks.
+    pub fn coverage(&self, has: impl Fn(usize) -> bool) -> (f64, f64) {
+        let (mut tracks, mut plays, mut all_plays) = (0usize, 0u64, 0u64);
+        for (i, &c) in self.total.iter().enumerate() {
+            all_plays += u64::from(c);
+            if has(i) {
+                tracks += 1;
+                plays += u64::from(c);
+            }
+        }
+        (tracks as f64 / self.total.len().max(1) as f64, plays as f64 / all_plays.max(1) as f64)
+    }
+}

@@ -14,7 +14,7 @@ use crate::source::{
 use crate::spotify::ReadSettings;
 use crate::time;
 
-fn load(file: &Path, separator: Option<char>) -> Result<DataFrame> {
+pub(crate) fn load(file: &Path, separator: Option<char>) -> Result<DataFrame> {
     if is_parquet(file) {
         let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
         return ParquetReader::new(f).finish().map_err(|e| {

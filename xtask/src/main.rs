@@ -35,7 +35,7 @@ struct Cli {
 enum Command {
     /// Run one stage and whatever it needs (fresh artifacts are reused).
     Run {
-        /// The stage: ingest, sessionize, word2vec, lsa.
+        /// The stage: ingest, sessionize, word2vec, lsa, acoustic.
         stage: String,
         #[arg(long, default_value_os_t = default_pipeline())]
         pipeline: PathBuf,

@@ -12,6 +12,24 @@ use crate::bench_embed::Embedding;
 use segue_core::NoProgress;
 use segue_sessions::{Format, IngestOptions, SessionOptions, SourceSpec, ingest, sessionize};
 
+/// The corpus and peers of an embedding benchmark.
+#[derive(clap::Args)]
+pub struct EmbeddingArgs {
+    /// A Last.fm 1K log; by default the paper-size synthetic log (with its truth.csv).
+    #[arg(long)]
+    pub listens: Option<PathBuf>,
+    /// Use the built-in data, converted for the peer by spotify_to_lastfm1k.py.
+    #[arg(long, conflicts_with = "listens")]
+    pub builtin: bool,
+    /// Planted genres (gen_synthetic's truth.csv) for the neighbour-genre measure.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    #[arg(long, default_value_os_t = default_python())]
+    pub python: PathBuf,
+    #[arg(long, default_value_os_t = crate::workspace_root().join("../shared/peers"))]
+    pub peers: PathBuf,
+}
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Ingest + sessionize a Last.fm 1K log, segue beside the pandas peer (`pipeline.py ingest`).
@@ -35,38 +53,10 @@ pub enum BenchCommand {
         peers: PathBuf,
     },
     /// CBOW Word2Vec beside gensim on the same training sessions: speed and quality.
-    Word2vec {
-        /// A Last.fm 1K log; by default the paper-size synthetic log (with its truth.csv).
-        #[arg(long)]
-        listens: Option<PathBuf>,
-        /// Use the built-in data, converted for the peer by spotify_to_lastfm1k.py.
-        #[arg(long, conflicts_with = "listens")]
-        builtin: bool,
-        /// Planted genres (gen_synthetic's truth.csv) for the neighbour-genre measure.
-        #[arg(long)]
-        truth: Option<PathBuf>,
-        #[arg(long, default_value_os_t = default_python())]
-        python: PathBuf,
-        #[arg(long, default_value_os_t = crate::workspace_root().join("../shared/peers"))]
-        peers: PathBuf,
-    },
+    Word2vec(EmbeddingArgs),
     /// Truncated SVD (LSA) beside scikit-learn on the same training sessions: speed, singular
     /// values and quality.
-    Lsa {
-        /// A Last.fm 1K log; by default the paper-size synthetic log (with its truth.csv).
-        #[arg(long)]
-        listens: Option<PathBuf>,
-        /// Use the built-in data, converted for the peer by spotify_to_lastfm1k.py.
-        #[arg(long, conflicts_with = "listens")]
-        builtin: bool,
-        /// Planted genres (gen_synthetic's truth.csv) for the neighbour-genre measure.
-        #[arg(long)]
-        truth: Option<PathBuf>,
-        #[arg(long, default_value_os_t = default_python())]
-        python: PathBuf,
-        #[arg(long, default_value_os_t = crate::workspace_root().join("../shared/peers"))]
-        peers: PathBuf,
-    },
+    Lsa(EmbeddingArgs),
     /// (internal) one timed segue run in this process; prints a JSON line.
     #[command(hide = true)]
     SessionsWorker {
@@ -104,26 +94,16 @@ fn peak_rss() -> u64 {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::SessionsWorker { listens, format, out } => worker(&listens, &format, &out),
-        BenchCommand::Word2vec { listens, builtin, truth, python, peers } => {
-            embedding(Embedding::Word2vec, listens, builtin, truth, python, peers)
-        }
-        BenchCommand::Lsa { listens, builtin, truth, python, peers } => {
-            embedding(Embedding::Lsa, listens, builtin, truth, python, peers)
-        }
+        BenchCommand::Word2vec(args) => embedding(Embedding::Word2vec, args),
+        BenchCommand::Lsa(args) => embedding(Embedding::Lsa, args),
         BenchCommand::Sessions { listens, builtin, repeat, python, peers } => {
             sessions(listens, builtin, repeat.max(1), &python, &peers)
         }
     }
 }
 
-fn embedding(
-    which: Embedding,
-    listens: Option<PathBuf>,
-    builtin: bool,
-    truth: Option<PathBuf>,
-    python: PathBuf,
-    peers: PathBuf,
-) -> Result<()> {
+fn embedding(which: Embedding, args: EmbeddingArgs) -> Result<()> {
+    let EmbeddingArgs { listens, builtin, truth, python, peers } = args;
     let (listens, truth) = match (listens, builtin) {
         (_, true) => (builtin_tsv(&python, &peers)?, truth),
         (Some(l), false) => (l, truth),

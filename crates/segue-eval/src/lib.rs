@@ -260,8 +260,9 @@ fn ranks(queries: &[Query], scores: &[f32], items: usize) -> Result<Vec<usize>> 
         .collect()
 }
 
-/// Scores `queries` in batches of `batch` through `score` (which returns a row-major
-/// `batch.len() x items` block), batches in parallel, and reports.
+/// Scores `queries` in batches of `batch` through `score` (given the index of the batch's first
+/// query and the batch, it returns a row-major `batch.len() x items` block), batches in
+/// parallel, and reports.
 pub fn evaluate<F>(
     queries: &[Query],
     items: usize,
@@ -270,7 +271,7 @@ pub fn evaluate<F>(
     score: F,
 ) -> Result<Report>
 where
-    F: Fn(&[Query]) -> Result<Vec<f32>> + Sync,
+    F: Fn(usize, &[Query]) -> Result<Vec<f32>> + Sync,
 {
     let mut eval = Evaluator::new(ks, items)?;
     let batch = batch.max(1);
@@ -278,7 +279,7 @@ where
         .par_chunks(batch)
         .enumerate()
         .map(|(b, qs)| {
-            let scores = score(qs)?;
+            let scores = score(b * batch, qs)?;
             ranks(qs, &scores, items).map_err(|e| Error::Other(format!("batch {b}: {e}")))
         })
         .collect::<Result<_>>()?;

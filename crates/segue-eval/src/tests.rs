@@ -75,14 +75,14 @@ fn batched_parallel_evaluation_equals_one_block() {
     let all: Vec<f32> = queries.iter().flat_map(score_row).collect();
     let mut one = Evaluator::new(&PAPER_KS, items as usize).unwrap();
     one.add_scores(&queries, &all).unwrap();
-    let batched = evaluate(&queries, items as usize, &PAPER_KS, 8, |qs| {
+    let batched = evaluate(&queries, items as usize, &PAPER_KS, 8, |_, qs| {
         Ok(qs.iter().flat_map(score_row).collect())
     })
     .unwrap();
     assert_eq!(one.report(), batched);
     assert!(batched.all.hit[0] > 0.0 && batched.all.hit[0] < 1.0);
     // A scoring error names its batch.
-    let err = evaluate(&queries, items as usize, &PAPER_KS, 8, |qs| {
+    let err = evaluate(&queries, items as usize, &PAPER_KS, 8, |_, qs| {
         Ok(qs.iter().flat_map(|_| vec![0.0; 3]).collect())
     })
     .unwrap_err()

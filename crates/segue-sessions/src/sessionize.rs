@@ -416,6 +416,10 @@ pub struct SplitCorpus {
     pub flat: Vec<u32>,
     /// Session boundaries into `flat`.
     pub offsets: Vec<usize>,
+    /// The user of each session, an index into `user_names`.
+    pub users: Vec<u32>,
+    /// Every user of the file (all splits), in file order, so indices agree across splits.
+    pub user_names: Vec<String>,
 }
 
 /// Reads the sessions of `split` from a sessions.parquet written by [`Sessionized::write`].
@@ -425,8 +429,15 @@ pub fn read_split(path: &std::path::Path, split: Split) -> Result<SplitCorpus> {
     let track = parquet::u32_column(&df, "track")?;
     let codes = df.column("split").and_then(|c| c.u8()).map_err(pl_err)?.rechunk().into_owned();
     let codes = codes.cont_slice().map_err(pl_err)?;
-    let mut out = SplitCorpus { flat: Vec::new(), offsets: vec![0] };
+    let user = parquet::str_column(&df, "user")?;
+    let mut out = SplitCorpus { offsets: vec![0], ..SplitCorpus::default() };
+    let mut index_of = std::collections::HashMap::new();
     for i in 0..track.len() {
+        let next = index_of.len() as u32;
+        let user_index = *index_of.entry(user[i].as_str()).or_insert_with(|| {
+            out.user_names.push(user[i].clone());
+            next
+        });
         if codes[i] != split as u8 {
             continue;
         }
@@ -435,6 +446,9 @@ pub fn read_split(path: &std::path::Path, split: Split) -> Result<SplitCorpus> {
             && out.flat.len() > *out.offsets.last().unwrap_or(&0)
         {
             out.offsets.push(out.flat.len());
+        }
+        if out.flat.len() == *out.offsets.last().unwrap_or(&0) {
+            out.users.push(user_index);
         }
         out.flat.push(track[i]);
     }

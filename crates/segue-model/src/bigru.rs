@@ -1,0 +1,335 @@
+//! A fused bidirectional GRU as one candle operation with a hand-written backward pass.
+//!
+//! candle's `GRU` runs a dozen small tensor operations per time step and recomputes the input
+//! projection at every step; here the input projection of all steps is one matrix product done
+//! by the caller (so candle differentiates it), and the recurrence of both directions runs in
+//! one op: one `B x H` by `H x 3H` product per step and direction, the directions on two
+//! threads. The forward pass keeps its gates for the backward pass.
+//!
+//! Gates and weights follow PyTorch's `nn.GRU` (rows r, z, n):
+//! `r = s(x_r + W_hr h + b_hr)`, `z = s(x_z + W_hz h + b_hz)`,
+//! `n = tanh(x_n + r * (W_hn h + b_hn))`, `h' = (1 - z) n + z h`,
+//! where `x = W_ih e + b_ih` is the precomputed input projection.
+//!
+//! Sequences are left-aligned: sequence `b` has real items at `0..lengths[b]`. The forward
+//! direction runs over them from the start; the backward direction starts at each sequence's
+//! last real item with a zero state. The output is the sum of the two directions' states at
+//! each real position and zero at padding, so padding never changes a real output.
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use gemm::Parallelism;
+
+/// The op: lengths of the batch's sequences and the gates its forward pass saves.
+pub(crate) struct BiGru {
+    lengths: Vec<usize>,
+    hidden: usize,
+    saved: Mutex<Option<[Saved; 2]>>,
+}
+
+/// What one direction's forward pass keeps, each `B x T x H` (gates r, z, n, the recurrent
+/// part of n before r is applied, and the state entering the step).
+#[derive(Default, Clone)]
+struct Saved {
+    r: Vec<f32>,
+    z: Vec<f32>,
+    n: Vec<f32>,
+    hn: Vec<f32>,
+    h_prev: Vec<f32>,
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `dst (m x n) = [dst +] lhs (m x k) * rhs`, all row-major; `rhs_t` reads rhs as the
+/// transpose of an `n x k` row-major matrix.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    debug_assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    let (lhs_cs, lhs_rs) = if lhs_t { (m as isize, 1) } else { (1, k as isize) };
+    let (rhs_cs, rhs_rs) = if rhs_t { (k as isize, 1) } else { (1, n as isize) };
+    // SAFETY: the slices hold the m x n, m x k and k x n matrices the strides describe
+    // (checked above in debug builds; every caller sizes them from the same m, n, k).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// Geometry shared by the passes.
+#[derive(Clone, Copy)]
+struct Dims {
+    b: usize,
+    t: usize,
+    h: usize,
+}
+
+impl Dims {
+    /// The time step processed at `step` by direction `dir` (0 forward, 1 backward).
+    fn time(&self, dir: usize, step: usize) -> usize {
+        if dir == 0 { step } else { self.t - 1 - step }
+    }
+}
+
+impl BiGru {
+    pub(crate) fn new(lengths: Vec<usize>, hidden: usize) -> Self {
+        BiGru { lengths, hidden, saved: Mutex::new(None) }
+    }
+
+    /// One direction's forward pass: writes its states into `out` (`B x T x H`, zero at
+    /// padding) and returns the saved gates.
+    fn forward_dir(
+        &self,
+        d: Dims,
+        dir: usize,
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) -> Saved {
+        let Dims { b: nb, t: nt, h } = d;
+        let g3 = 3 * h;
+        let mut s = Saved {
+            r: vec![0.0; nb * nt * h],
+            z: vec![0.0; nb * nt * h],
+            n: vec![0.0; nb * nt * h],
+            hn: vec![0.0; nb * nt * h],
+            h_prev: vec![0.0; nb * nt * h],
+        };
+        let mut state = vec![0.0f32; nb * h];
+        let mut gh = vec![0.0f32; nb * g3];
+        for step in 0..nt {
+            let t = d.time(dir, step);
+            matmul(&mut gh, false, &state, false, w, true, nb, g3, h);
+            for b in 0..nb {
+                if t >= self.lengths[b] {
+                    continue; // padding: the state is kept (forward) or still zero (backward)
+                }
+                let at = (b * nt + t) * h;
+                let xrow = &x[(b * nt + t) * 2 * g3 + dir * g3..][..g3];
+                let ghrow = &gh[b * g3..][..g3];
+                let hrow = &mut state[b * h..][..h];
+                s.h_prev[at..at + h].copy_from_slice(hrow);
+                for j in 0..h {
+                    let r = sigmoid(xrow[j] + ghrow[j] + bias[j]);
+                    let z = sigmoid(xrow[h + j] + ghrow[h + j] + bias[h + j]);
+                    let hn = ghrow[2 * h + j] + bias[2 * h + j];
+                    let n = (xrow[2 * h + j] + r * hn).tanh();
+                    let new = (1.0 - z) * n + z * hrow[j];
+                    s.r[at + j] = r;
+                    s.z[at + j] = z;
+                    s.n[at + j] = n;
+                    s.hn[at + j] = hn;
+                    hrow[j] = new;
+                    out[at + j] = new;
+                }
+            }
+        }
+        s
+    }
+
+    /// One direction's backward pass: gradients of the input projection (written into this
+    /// direction's half of `dx`, `B x T x 2 x 3H`), of `W_hh` (`3H x H`) and `b_hh` (`3H`).
+    #[allow(clippy::too_many_arguments)]
+    fn backward_dir(
+        &self,
+        d: Dims,
+        dir: usize,
+        s: &Saved,
+        w: &[f32],
+        grad: &[f32],
+        dw: &mut [f32],
+        db: &mut [f32],
+    ) -> Vec<f32> {
+        let Dims { b: nb, t: nt, h } = d;
+        let g3 = 3 * h;
+        // This direction's input-projection gradient, B x T x 3H.
+        let mut dx = vec![0.0f32; nb * nt * g3];
+        let mut dh = vec![0.0f32; nb * h];
+        let mut gh = vec![0.0f32; nb * g3];
+        let mut h_prev = vec![0.0f32; nb * h];
+        for step in (0..nt).rev() {
+            let t = d.time(dir, step);
+            for b in 0..nb {
+                let ghrow = &mut gh[b * g3..][..g3];
+                let hp = &mut h_prev[b * h..][..h];
+                let dhrow = &mut dh[b * h..][..h];
+                if t >= self.lengths[b] {
+                    ghrow.fill(0.0);
+                    hp.fill(0.0);
+                    if dir == 1 {
+                        dhrow.fill(0.0); // the backward state is reset before a real item
+                    }
+                    continue;
+                }
+                let at = (b * nt + t) * h;
+                hp.copy_from_slice(&s.h_prev[at..at + h]);
+                let dxrow = &mut dx[(b * nt + t) * g3..][..g3];
+                for j in 0..h {
+                    let (r, z, n, hn) = (s.r[at + j], s.z[at + j], s.n[at + j], s.hn[at + j]);
+                    let dtot = dhrow[j] + grad[at + j];
+                    let dn_pre = dtot * (1.0 - z) * (1.0 - n * n);
+                    let dz_pre = dtot * (hp[j] - n) * z * (1.0 - z);
+                    let dr_pre = dn_pre * hn * r * (1.0 - r);
+                    dxrow[j] = dr_pre;
+                    dxrow[h + j] = dz_pre;
+                    dxrow[2 * h + j] = dn_pre;
+                    ghrow[j] = dr_pre;
+                    ghrow[h + j] = dz_pre;
+                    ghrow[2 * h + j] = dn_pre * r;
+                    dhrow[j] = dtot * z;
+                }
+            }
+            // dW += gh^T h_prev; db += column sums of gh; dh += gh W.
+            matmul(dw, true, &gh, true, &h_prev, false, g3, h, nb);
+            for row in gh.chunks_exact(g3) {
+                for (acc, g) in db.iter_mut().zip(row) {
+                    *acc += g;
+                }
+            }
+            matmul(&mut dh, true, &gh, false, w, false, nb, h, g3);
+        }
+        dx
+    }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("bigru: {what} must be f32") };
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle_core::bail!("bigru: {what} must be contiguous")
+    };
+    Ok(&v[start..end])
+}
+
+impl CustomOp3 for BiGru {
+    fn name(&self) -> &'static str {
+        "bigru"
+    }
+
+    /// Arguments: the input projection `B x T x 2 x 3H` (both directions, `b_ih` included),
+    /// `W_hh` as `2 x 3H x H` and `b_hh` as `2 x 3H`. Result: `B x T x H`.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (nb, nt, two, g3) = l1.shape().dims4()?;
+        let h = self.hidden;
+        if two != 2 || g3 != 3 * h || nb != self.lengths.len() {
+            candle_core::bail!("bigru: input projection {:?} for hidden {h}", l1.shape());
+        }
+        if l2.shape().dims() != [2, g3, h] || l3.shape().dims() != [2, g3] {
+            candle_core::bail!("bigru: weights {:?} and biases {:?}", l2.shape(), l3.shape());
+        }
+        if let Some(bad) = self.lengths.iter().find(|&&l| l == 0 || l > nt) {
+            candle_core::bail!("bigru: sequence length {bad} outside 1..={nt}");
+        }
+        let (x, w, bias) =
+            (slice(s1, l1, "input")?, slice(s2, l2, "W_hh")?, slice(s3, l3, "b_hh")?);
+        let d = Dims { b: nb, t: nt, h };
+        let mut out_f = vec![0.0f32; nb * nt * h];
+        let mut out_b = vec![0.0f32; nb * nt * h];
+        let (sf, sb) = rayon::join(
+            || self.forward_dir(d, 0, x, &w[..g3 * h], &bias[..g3], &mut out_f),
+            || self.forward_dir(d, 1, x, &w[g3 * h..], &bias[g3..], &mut out_b),
+        );
+        for (a, b) in out_f.iter_mut().zip(&out_b) {
+            *a += b;
+        }
+        *self.saved.lock().map_err(|_| candle_core::Error::Msg("bigru: poisoned".into()))? =
+            Some([sf, sb]);
+        Ok((CpuStorage::F32(out_f), Shape::from((nb, nt, h))))
+    }
+
+    fn bwd(
+        &self,
+        arg1: &Tensor,
+        arg2: &Tensor,
+        _arg3: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (nb, nt, _, g3) = arg1.dims4()?;
+        let h = self.hidden;
+        let saved = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("bigru: poisoned".into()))?
+            .clone()
+            .ok_or_else(|| candle_core::Error::Msg("bigru: backward before forward".into()))?;
+        let w = arg2.flatten_all()?.to_vec1::<f32>()?;
+        let grad = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let d = Dims { b: nb, t: nt, h };
+        let mut dw = vec![0.0f32; 2 * g3 * h];
+        let mut db = vec![0.0f32; 2 * g3];
+        let (dw_f, dw_b) = dw.split_at_mut(g3 * h);
+        let (db_f, db_b) = db.split_at_mut(g3);
+        let (dx_f, dx_b) = rayon::join(
+            || self.backward_dir(d, 0, &saved[0], &w[..g3 * h], &grad, dw_f, db_f),
+            || self.backward_dir(d, 1, &saved[1], &w[g3 * h..], &grad, dw_b, db_b),
+        );
+        let mut dx = vec![0.0f32; nb * nt * 2 * g3];
+        for (i, row) in dx.chunks_exact_mut(2 * g3).enumerate() {
+            row[..g3].copy_from_slice(&dx_f[i * g3..][..g3]);
+            row[g3..].copy_from_slice(&dx_b[i * g3..][..g3]);
+        }
+        let dev = arg1.device();
+        Ok((
+            Some(Tensor::from_vec(dx, (nb, nt, 2, g3), dev)?),
+            Some(Tensor::from_vec(dw, (2, g3, h), dev)?),
+            Some(Tensor::from_vec(db, (2, g3), dev)?),
+        ))
+    }
+}
+
+/// The fused bidirectional GRU: `x` is the input projection `B x T x 2 x 3H` (both
+/// directions' `W_ih e + b_ih`), `w_hh` is `2 x 3H x H`, `b_hh` is `2 x 3H`; returns the
+/// summed states `B x T x H`, zero at padding.
+pub fn bigru(
+    x: &Tensor,
+    w_hh: &Tensor,
+    b_hh: &Tensor,
+    lengths: &[usize],
+) -> candle_core::Result<Tensor> {
+    let hidden = w_hh.dim(2)?;
+    x.contiguous()?.apply_op3(
+        &w_hh.contiguous()?,
+        &b_hh.contiguous()?,
+        BiGru::new(lengths.to_vec(), hidden),
+    )
+}

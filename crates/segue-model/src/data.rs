@@ -1,0 +1,115 @@
+//! Training and test examples: every position `t >= 1` of a session, its input the previous
+//! `min(t, L)` tracks of that session, its target track `t` (DESIGN.md "Protocol").
+
+use segue_core::{Error, Result};
+
+/// The sessions of one split: `flat[offsets[i]..offsets[i + 1]]` is session `i`, played by
+/// `users[i]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sessions<'a> {
+    /// Track ids, session after session.
+    pub flat: &'a [u32],
+    /// Session boundaries into `flat` (one more than there are sessions).
+    pub offsets: &'a [usize],
+    /// The user of each session.
+    pub users: &'a [u32],
+}
+
+/// One prediction: position `t` of the session starting at `flat[start]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Example {
+    /// Index into `flat` of the session's first track.
+    pub start: usize,
+    /// The target's position in its session (at least 1).
+    pub t: u32,
+    /// The session's user.
+    pub user: u32,
+}
+
+impl<'a> Sessions<'a> {
+    /// Checks the boundaries and the users against the track ids.
+    pub fn new(flat: &'a [u32], offsets: &'a [usize], users: &'a [u32]) -> Result<Self> {
+        if offsets.first() != Some(&0) || offsets.last() != Some(&flat.len()) {
+            return Err(Error::Other(format!(
+                "session offsets must run from 0 to {} (the number of tracks)",
+                flat.len()
+            )));
+        }
+        if offsets.windows(2).any(|w| w[0] > w[1]) {
+            return Err(Error::Other("session offsets must not decrease".into()));
+        }
+        if users.len() + 1 != offsets.len() {
+            return Err(Error::Other(format!(
+                "{} sessions but {} users",
+                offsets.len() - 1,
+                users.len()
+            )));
+        }
+        Ok(Sessions { flat, offsets, users })
+    }
+
+    /// Every example of every session, sessions in order.
+    pub fn examples(&self) -> Vec<Example> {
+        let mut out = Vec::with_capacity(self.flat.len());
+        for (s, w) in self.offsets.windows(2).enumerate() {
+            for t in 1..w[1] - w[0] {
+                out.push(Example { start: w[0], t: t as u32, user: self.users[s] });
+            }
+        }
+        out
+    }
+
+    /// The target of an example.
+    pub fn target(&self, e: &Example) -> u32 {
+        self.flat[e.start + e.t as usize]
+    }
+
+    /// The input window of an example: at most `max_len` tracks before the target.
+    pub fn input(&self, e: &Example, max_len: usize) -> &[u32] {
+        let end = e.start + e.t as usize;
+        &self.flat[end - (e.t as usize).min(max_len)..end]
+    }
+
+    /// A batch of examples, inputs left-aligned and padded to the longest.
+    pub fn batch(&self, examples: &[Example], max_len: usize) -> Batch {
+        let inputs: Vec<&[u32]> = examples.iter().map(|e| self.input(e, max_len)).collect();
+        let targets = examples.iter().map(|e| self.target(e)).collect();
+        Batch::new(&inputs, targets)
+    }
+}
+
+/// Model input: `B` sequences left-aligned in a `B x T` grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Track ids, row-major `B x T`; padding holds track 0 and is masked.
+    pub ids: Vec<u32>,
+    /// Real length of each row (at least 1).
+    pub lengths: Vec<usize>,
+    /// Width of the grid.
+    pub width: usize,
+    /// The track to predict for each row (empty when only scoring).
+    pub targets: Vec<u32>,
+}
+
+impl Batch {
+    /// Lays out `inputs` (each non-empty) with their targets.
+    pub fn new(inputs: &[&[u32]], targets: Vec<u32>) -> Self {
+        let width = inputs.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
+        let mut ids = vec![0u32; inputs.len() * width];
+        for (row, s) in ids.chunks_exact_mut(width).zip(inputs) {
+            row[..s.len()].copy_from_slice(s);
+        }
+        let lengths = inputs.iter().map(|s| s.len()).collect();
+        Batch { ids, lengths, width, targets }
+    }
+
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.lengths.len()
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.lengths.is_empty()
+    }
+}

@@ -1,0 +1,205 @@
+//! GRU4Rec (Hidasi et al., ICLR 2016; the cross-entropy with additional samples of Hidasi &
+//! Karatzoglou, CIKM 2018), the paper's sequential baseline.
+//!
+//! Training is session-parallel: `batch_size` lanes each walk through one session, one event
+//! per step; a lane whose session ends takes the next session and its hidden state is reset
+//! to zero; the hidden state is carried from step to step without back-propagation through
+//! earlier steps (truncated at one step, as GRU4Rec). Sessions are taken in a seeded random
+//! order each epoch, and lanes that run out of sessions drop out, so every transition of every
+//! training session is one example, as for the other models. The loss at each step is
+//! cross-entropy over the scores of the batch's targets (each row's own target is its
+//! positive, the other rows' are its negatives) plus `negatives` tracks drawn with
+//! probability proportional to training plays^0.75, shared by the rows.
+//!
+//! Settings: embedding input of the model's embedding size with dropout on it, one GRU layer
+//! of the model's hidden size, a linear output over the catalogue, Adam at the model's rate.
+//! Evaluation runs the GRU over the same input window as the other models and ranks the whole
+//! catalogue.
+
+use candle_core::{D, Device, Tensor, Var};
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use segue_core::{Error, Result};
+
+use crate::data::{Batch, Sessions};
+use crate::fusion::{dropout_mask, normal, uniform, var};
+use crate::{Sampler, err};
+
+/// Sizes and loss of GRU4Rec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gru4RecConfig {
+    /// Catalogue size.
+    pub tracks: usize,
+    /// Width of the input embedding.
+    pub embedding_dim: usize,
+    /// GRU state size.
+    pub hidden: usize,
+    /// Dropout on the input embedding.
+    pub dropout: f64,
+    /// Extra negatives per step beyond the batch's own targets.
+    pub negatives: usize,
+}
+
+/// GRU4Rec's parameters.
+#[derive(Debug)]
+pub struct Gru4Rec {
+    /// Its sizes.
+    pub config: Gru4RecConfig,
+    vars: Vec<(String, Var)>,
+}
+
+impl Gru4Rec {
+    /// A model with PyTorch's initialisation from `rng`.
+    pub fn new(config: Gru4RecConfig, rng: &mut ChaCha8Rng) -> Result<Self> {
+        let Gru4RecConfig { tracks: v, embedding_dim: e, hidden: h, .. } = config;
+        if v == 0 || e == 0 || h == 0 {
+            return Err(Error::Config("model sizes must be positive".into()));
+        }
+        let gb = 1.0 / (h as f64).sqrt();
+        let vars = vec![
+            ("e1".to_string(), var(normal(rng, v * e), &[v, e])?),
+            ("gru.w_ih".into(), var(uniform(rng, 3 * h * e, gb), &[3 * h, e])?),
+            ("gru.b_ih".into(), var(uniform(rng, 3 * h, gb), &[3 * h])?),
+            ("gru.w_hh".into(), var(uniform(rng, 3 * h * h, gb), &[3 * h, h])?),
+            ("gru.b_hh".into(), var(uniform(rng, 3 * h, gb), &[3 * h])?),
+            ("out.w".into(), var(uniform(rng, v * h, gb), &[v, h])?),
+            ("out.b".into(), var(uniform(rng, v, gb), &[v])?),
+        ];
+        Ok(Gru4Rec { config, vars })
+    }
+
+    /// Named parameters, in a fixed order.
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    fn get(&self, name: &str) -> &Tensor {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_tensor())
+            .expect("known parameter")
+    }
+
+    /// One GRU step (PyTorch's gate layout) from inputs `x` (`B x E`) and states `h`.
+    fn cell(&self, x: &Tensor, h: &Tensor) -> candle_core::Result<Tensor> {
+        let hd = self.config.hidden;
+        let gi = x.matmul(&self.get("gru.w_ih").t()?)?.broadcast_add(self.get("gru.b_ih"))?;
+        let gh = h.matmul(&self.get("gru.w_hh").t()?)?.broadcast_add(self.get("gru.b_hh"))?;
+        let part = |t: &Tensor, k: usize| t.narrow(D::Minus1, k * hd, hd);
+        let r = candle_nn::ops::sigmoid(&part(&gi, 0)?.add(&part(&gh, 0)?)?)?;
+        let z = candle_nn::ops::sigmoid(&part(&gi, 1)?.add(&part(&gh, 1)?)?)?;
+        let n = part(&gi, 2)?.add(&r.mul(&part(&gh, 2)?)?)?.tanh()?;
+        // h' = n + z (h - n) = (1 - z) n + z h
+        n.add(&z.mul(&h.sub(&n)?)?)
+    }
+
+    /// Scores of every track after running the GRU over each row of `batch` (no dropout).
+    pub fn scores(&self, batch: &Batch) -> Result<Tensor> {
+        let run = || -> candle_core::Result<Tensor> {
+            let (b, t) = (batch.len(), batch.width);
+            let dev = Device::Cpu;
+            let ids = Tensor::from_slice(&batch.ids, (b, t), &dev)?;
+            let mut h = Tensor::zeros((b, self.config.hidden), candle_core::DType::F32, &dev)?;
+            for step in 0..t {
+                let x = self.get("e1").embedding(&ids.narrow(1, step, 1)?.squeeze(1)?)?;
+                let next = self.cell(&x, &h)?;
+                let keep: Vec<f32> =
+                    batch.lengths.iter().map(|&l| if step < l { 1.0 } else { 0.0 }).collect();
+                let keep = Tensor::from_vec(keep, (b, 1), &dev)?;
+                // Rows already at their end keep their state.
+                h = h.add(&next.sub(&h)?.broadcast_mul(&keep)?)?;
+            }
+            h.matmul(&self.get("out.w").t()?)?.broadcast_add(self.get("out.b"))
+        };
+        run().map_err(err)
+    }
+
+    /// One epoch of session-parallel training; `step` takes each step's loss (it runs the
+    /// backward pass and the optimizer) and returns the loss value.
+    pub fn epoch(
+        &self,
+        sessions: &Sessions,
+        batch_size: usize,
+        sampler: &Sampler,
+        rng: &mut ChaCha8Rng,
+        mut step: impl FnMut(Tensor, usize, &mut ChaCha8Rng) -> Result<f32>,
+    ) -> Result<(f64, usize)> {
+        let dev = Device::Cpu;
+        let h = self.config.hidden;
+        let mut order: Vec<usize> = (0..sessions.offsets.len() - 1)
+            .filter(|&s| sessions.offsets[s + 1] - sessions.offsets[s] >= 2)
+            .collect();
+        order.shuffle(rng);
+        let mut next_session = order.into_iter();
+        // Each lane: (flat index of the current input, flat index one past its session).
+        let mut lanes: Vec<(usize, usize)> = Vec::with_capacity(batch_size);
+        let mut state: Vec<f32> = Vec::new();
+        let (mut total, mut examples) = (0.0f64, 0usize);
+        loop {
+            // Refill finished lanes with new sessions (state reset), drop lanes with none left.
+            let mut i = 0;
+            while i < batch_size.max(lanes.len()) {
+                let done = i >= lanes.len() || lanes[i].0 + 1 >= lanes[i].1;
+                if done {
+                    match next_session.next() {
+                        Some(s) => {
+                            let lane = (sessions.offsets[s], sessions.offsets[s + 1]);
+                            if i < lanes.len() {
+                                lanes[i] = lane;
+                                state[i * h..(i + 1) * h].fill(0.0);
+                            } else {
+                                lanes.push(lane);
+                                state.extend(std::iter::repeat_n(0.0, h));
+                            }
+                        }
+                        None if i < lanes.len() => {
+                            lanes.swap_remove(i);
+                            let last = lanes.len();
+                            state.copy_within(last * h..(last + 1) * h, i * h);
+                            state.truncate(last * h);
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
+                i += 1;
+            }
+            if lanes.is_empty() {
+                break;
+            }
+            let b = lanes.len();
+            let inputs: Vec<u32> = lanes.iter().map(|l| sessions.flat[l.0]).collect();
+            let targets: Vec<u32> = lanes.iter().map(|l| sessions.flat[l.0 + 1]).collect();
+            let negatives = sampler.draw(self.config.negatives, rng);
+            let forward = |rng: &mut ChaCha8Rng| -> candle_core::Result<(Tensor, Tensor)> {
+                let ids = Tensor::from_slice(&inputs, b, &dev)?;
+                let mut x = self.get("e1").embedding(&ids)?;
+                if let Some(mask) =
+                    dropout_mask(rng, (b, self.config.embedding_dim), self.config.dropout)
+                        .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+                {
+                    x = x.mul(&mask)?;
+                }
+                let h0 = Tensor::from_slice(&state, (b, h), &dev)?;
+                let h1 = self.cell(&x, &h0)?;
+                let mut cand = targets.clone();
+                cand.extend_from_slice(&negatives);
+                let cand = Tensor::from_vec(cand, b + negatives.len(), &dev)?;
+                let w = self.get("out.w").embedding(&cand)?;
+                let bias = self.get("out.b").index_select(&cand, 0)?;
+                let logits = h1.matmul(&w.t()?)?.broadcast_add(&bias)?;
+                let own = Tensor::arange(0u32, b as u32, &dev)?;
+                Ok((candle_nn::loss::cross_entropy(&logits, &own)?, h1))
+            };
+            let (loss, h1) = forward(rng).map_err(err)?;
+            state = h1.detach().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
+            total += step(loss, b, rng)? as f64 * b as f64;
+            examples += b;
+            for l in &mut lanes {
+                l.0 += 1;
+            }
+        }
+        Ok((total, examples))
+    }
+}

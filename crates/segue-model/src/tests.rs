@@ -1,0 +1,334 @@
+use candle_core::{D, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use segue_core::NoProgress;
+
+use crate::*;
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+fn randn(r: &mut ChaCha8Rng, shape: &[usize], scale: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| r.random_range(-1.0..1.0f32) * scale).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+}
+
+/// One direction of a GRU with plain candle ops over one unpadded sequence (PyTorch's gates).
+fn reference_dir(x: &Tensor, w: &Tensor, b: &Tensor, reverse: bool) -> Tensor {
+    let (t, g3) = x.dims2().unwrap();
+    let h = g3 / 3;
+    let mut state = Tensor::zeros((1, h), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let mut outs = vec![None; t];
+    let order: Vec<usize> = if reverse { (0..t).rev().collect() } else { (0..t).collect() };
+    for i in order {
+        let xi = x.narrow(0, i, 1).unwrap();
+        let gh = state.matmul(&w.t().unwrap()).unwrap().broadcast_add(b).unwrap();
+        let part = |m: &Tensor, k: usize| m.narrow(D::Minus1, k * h, h).unwrap();
+        let r = candle_nn::ops::sigmoid(&part(&xi, 0).add(&part(&gh, 0)).unwrap()).unwrap();
+        let z = candle_nn::ops::sigmoid(&part(&xi, 1).add(&part(&gh, 1)).unwrap()).unwrap();
+        let n = part(&xi, 2).add(&r.mul(&part(&gh, 2)).unwrap()).unwrap().tanh().unwrap();
+        state = n.add(&z.mul(&state.sub(&n).unwrap()).unwrap()).unwrap();
+        outs[i] = Some(state.clone());
+    }
+    Tensor::cat(&outs.into_iter().map(Option::unwrap).collect::<Vec<_>>(), 0).unwrap()
+}
+
+#[test]
+fn bigru_matches_a_plain_gru_forward_and_backward_with_padding() {
+    let mut r = rng(1);
+    let (b, t, h) = (3, 5, 4);
+    let lengths = [5, 2, 3];
+    let x = Var::from_tensor(&randn(&mut r, &[b, t, 2, 3 * h], 1.0)).unwrap();
+    let w = Var::from_tensor(&randn(&mut r, &[2, 3 * h, h], 0.5)).unwrap();
+    let bias = Var::from_tensor(&randn(&mut r, &[2, 3 * h], 0.5)).unwrap();
+    let weights = randn(&mut r, &[b, t, h], 1.0);
+    let out = bigru(&x, &w, &bias, &lengths).unwrap();
+    // Reference: each sequence alone, unpadded, both directions, summed.
+    let mut ref_loss = Tensor::zeros((), candle_core::DType::F32, &Device::Cpu).unwrap();
+    for (i, &len) in lengths.iter().enumerate() {
+        let xi = x.narrow(0, i, 1).unwrap().squeeze(0).unwrap().narrow(0, 0, len).unwrap();
+        let dir = |d: usize| {
+            let xd = xi.narrow(1, d, 1).unwrap().squeeze(1).unwrap();
+            let wd = w.narrow(0, d, 1).unwrap().squeeze(0).unwrap();
+            let bd = bias.narrow(0, d, 1).unwrap().squeeze(0).unwrap();
+            reference_dir(&xd, &wd, &bd, d == 1)
+        };
+        let expect = dir(0).add(&dir(1)).unwrap();
+        let got = out.narrow(0, i, 1).unwrap().squeeze(0).unwrap();
+        assert!(max_diff(&got.narrow(0, 0, len).unwrap(), &expect) < 1e-5);
+        // Padding is zero.
+        if len < t {
+            let pad = got.narrow(0, len, t - len).unwrap();
+            assert_eq!(pad.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        }
+        let wi = weights.narrow(0, i, 1).unwrap().squeeze(0).unwrap().narrow(0, 0, len).unwrap();
+        ref_loss = ref_loss.add(&expect.mul(&wi).unwrap().sum_all().unwrap()).unwrap();
+    }
+    let loss = out.mul(&weights).unwrap().sum_all().unwrap();
+    let (g, gr) = (loss.backward().unwrap(), ref_loss.backward().unwrap());
+    for v in [&x, &w, &bias] {
+        let (a, e) = (g.get(v).unwrap(), gr.get(v).unwrap());
+        let scale =
+            e.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(max_diff(a, e) < 1e-5 * scale.max(1.0), "{}", max_diff(a, e));
+    }
+    // Inputs at padded positions get no gradient.
+    let gx = g.get(&x).unwrap();
+    let padded = gx.narrow(0, 1, 1).unwrap().narrow(1, 2, 3).unwrap();
+    assert_eq!(padded.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+}
+
+fn small_config(content_dims: Vec<usize>) -> FusionConfig {
+    FusionConfig {
+        tracks: 30,
+        embedding_dim: 6,
+        hidden: 5,
+        fc: 7,
+        dropout: 0.0,
+        leaky_slope: 0.01,
+        content_dims,
+    }
+}
+
+fn content(r: &mut ChaCha8Rng, rows: usize, d: usize) -> Vec<f32> {
+    (0..rows * d).map(|_| r.random_range(-1.0..1.0f32)).collect()
+}
+
+#[test]
+fn padded_and_unpadded_inputs_give_the_same_scores() {
+    let mut r = rng(2);
+    let init =
+        FusionInit { e1: None, content: vec![content(&mut r, 30, 3), content(&mut r, 30, 2)] };
+    let m = Fusion::new(small_config(vec![3, 2]), init, &mut r).unwrap();
+    let long: &[u32] = &[3, 9, 4, 11, 2, 7];
+    let short: &[u32] = &[5, 6];
+    let together = m.scores(&Batch::new(&[long, short], vec![])).unwrap();
+    let alone = m.scores(&Batch::new(&[short], vec![])).unwrap();
+    assert!(max_diff(&together.narrow(0, 1, 1).unwrap(), &alone) < 1e-5);
+    // Changing what sits in the padding changes nothing.
+    let mut b = Batch::new(&[long, short], vec![]);
+    for id in &mut b.ids[6 + 2..] {
+        *id = 17;
+    }
+    assert!(max_diff(&m.scores(&b).unwrap(), &together) < 1e-6);
+}
+
+/// Central finite differences of the loss against candle's gradients, for a few entries of
+/// every parameter (f32, so the tolerance is loose but far below any real error).
+#[test]
+fn fusion_gradients_match_finite_differences() {
+    let mut r = rng(3);
+    let init = FusionInit { e1: None, content: vec![content(&mut r, 30, 3)] };
+    let m = Fusion::new(small_config(vec![3]), init, &mut r).unwrap();
+    let batch = Batch::new(&[&[1, 2, 3, 4], &[5, 6], &[7, 8, 9]], vec![10, 11, 2]);
+    let loss_of = |m: &Fusion| m.loss(&batch, &Softmax::Full, &mut rng(0)).unwrap();
+    let grads = loss_of(&m).backward().unwrap();
+    let eps = 1e-2f32;
+    for (name, var) in m.vars() {
+        let g = grads.get(var).map(|g| g.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let base = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let picks: Vec<usize> = (0..6).map(|_| r.random_range(0..base.len())).collect();
+        for i in picks {
+            let at = |delta: f32| {
+                let mut v = base.clone();
+                v[i] += delta;
+                var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap()).unwrap();
+                loss_of(&m).to_scalar::<f32>().unwrap()
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            var.set(&Tensor::from_vec(base.clone(), var.dims(), &Device::Cpu).unwrap()).unwrap();
+            let analytic = g.as_ref().map_or(0.0, |g| g[i]);
+            assert!(
+                (numeric - analytic).abs() < 2e-3 + 2e-2 * analytic.abs(),
+                "{name}[{i}]: finite difference {numeric}, gradient {analytic}"
+            );
+        }
+    }
+}
+
+#[test]
+fn adam_matches_the_formula() {
+    let p = Var::from_tensor(&Tensor::new(&[1.0f32, -2.0, 0.5], &Device::Cpu).unwrap()).unwrap();
+    let mut adam = Adam::new(vec![p.clone()], AdamConfig { lr: 0.1, ..AdamConfig::default() });
+    let mut expect = [1.0f64, -2.0, 0.5];
+    let (mut m, mut v) = ([0.0f64; 3], [0.0f64; 3]);
+    for t in 1..=3 {
+        // loss = sum(c_i p_i^2) so g = 2 c_i p_i
+        let c = Tensor::new(&[1.0f32, 3.0, -0.5], &Device::Cpu).unwrap();
+        let loss = p.sqr().unwrap().mul(&c).unwrap().sum_all().unwrap();
+        adam.step(&loss.backward().unwrap()).unwrap();
+        for i in 0..3 {
+            let g = 2.0 * [1.0, 3.0, -0.5][i] * expect[i];
+            m[i] = 0.9 * m[i] + 0.1 * g;
+            v[i] = 0.999 * v[i] + 0.001 * g * g;
+            let mh = m[i] / (1.0 - 0.9f64.powi(t));
+            let vh = v[i] / (1.0 - 0.999f64.powi(t));
+            expect[i] -= 0.1 * mh / (vh.sqrt() + 1e-8);
+        }
+    }
+    let got = p.to_vec1::<f32>().unwrap();
+    for i in 0..3 {
+        assert!((got[i] as f64 - expect[i]).abs() < 1e-5, "{got:?} vs {expect:?}");
+    }
+}
+
+/// Sessions that repeat one of three fixed orders: the next track is a function of the last.
+fn planted(sessions: usize, seed: u64) -> (Vec<u32>, Vec<usize>, Vec<u32>) {
+    let mut r = rng(seed);
+    let orders: [&[u32]; 3] =
+        [&[0, 1, 2, 3, 4, 5, 6], &[7, 8, 9, 10, 11, 12], &[13, 14, 15, 16, 17, 18, 19]];
+    let (mut flat, mut offsets, mut users) = (Vec::new(), vec![0], Vec::new());
+    for s in 0..sessions {
+        let o = orders[r.random_range(0..3)];
+        let from = r.random_range(0..3);
+        flat.extend_from_slice(&o[from..]);
+        offsets.push(flat.len());
+        users.push((s % 4) as u32);
+    }
+    (flat, offsets, users)
+}
+
+fn params(epochs: usize) -> ModelParams {
+    ModelParams {
+        embedding_dim: 8,
+        hidden: 8,
+        fc: 16,
+        epochs,
+        patience: 0,
+        batch_size: 16,
+        lr: 0.01,
+        gru4rec_negatives: 10,
+        ..ModelParams::default()
+    }
+}
+
+fn options(p: ModelParams, flat: &[u32]) -> TrainOptions {
+    let mut counts = vec![0u32; 30];
+    for &t in flat {
+        counts[t as usize] += 1;
+    }
+    TrainOptions { params: p, train_counts: counts, dir: None, resume: false }
+}
+
+fn fusion(p: &ModelParams) -> Network {
+    let c = FusionConfig {
+        tracks: 30,
+        embedding_dim: p.embedding_dim,
+        hidden: p.hidden,
+        fc: p.fc,
+        dropout: p.dropout,
+        leaky_slope: p.leaky_slope,
+        content_dims: vec![],
+    };
+    Network::Fusion(Fusion::new(c, FusionInit::default(), &mut rng(p.seed)).unwrap())
+}
+
+#[test]
+fn fusion_learns_planted_orders_and_is_deterministic() {
+    let (flat, offsets, users) = planted(200, 4);
+    let s = Sessions::new(&flat, &offsets, &users).unwrap();
+    let (tf, to, tu) = planted(40, 5);
+    let test = Sessions::new(&tf, &to, &tu).unwrap();
+    let p = params(4);
+    let net = fusion(&p);
+    let before = evaluate(&net, &test, &[], 20, &[1], 64).unwrap();
+    let trained = train(&net, &s, None, &options(p.clone(), &flat), &NoProgress).unwrap();
+    let after = evaluate(&net, &test, &[], 20, &[1], 64).unwrap();
+    assert!(after.all.hit[0] > 0.95, "HR@1 {} (before {})", after.all.hit[0], before.all.hit[0]);
+    assert!(trained.history.last().unwrap().loss < trained.history[0].loss);
+    // Same seed, same run.
+    let again = fusion(&p);
+    let t2 = train(&again, &s, None, &options(p, &flat), &NoProgress).unwrap();
+    assert_eq!(
+        trained.history.iter().map(|e| e.loss).collect::<Vec<_>>(),
+        t2.history.iter().map(|e| e.loss).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn sampled_softmax_and_gru4rec_learn() {
+    let (flat, offsets, users) = planted(200, 6);
+    let s = Sessions::new(&flat, &offsets, &users).unwrap();
+    let p = ModelParams { sampled_negatives: 8, ..params(4) };
+    let net = fusion(&p);
+    train(&net, &s, None, &options(p.clone(), &flat), &NoProgress).unwrap();
+    let r = evaluate(&net, &s, &[], 20, &[1], 64).unwrap();
+    assert!(r.all.hit[0] > 0.9, "sampled softmax HR@1 {}", r.all.hit[0]);
+    let g = Network::Gru4Rec(
+        Gru4Rec::new(
+            Gru4RecConfig { tracks: 30, embedding_dim: 8, hidden: 8, dropout: 0.0, negatives: 10 },
+            &mut rng(0),
+        )
+        .unwrap(),
+    );
+    let t = train(&g, &s, None, &options(params(6), &flat), &NoProgress).unwrap();
+    assert_eq!(t.history[0].examples, flat.len() - (offsets.len() - 1));
+    let r = evaluate(&g, &s, &[], 20, &[1], 64).unwrap();
+    assert!(r.all.hit[0] > 0.9, "GRU4Rec HR@1 {}", r.all.hit[0]);
+}
+
+#[test]
+fn resume_continues_exactly_and_early_stopping_keeps_the_best() {
+    let (flat, offsets, users) = planted(120, 7);
+    let s = Sessions::new(&flat, &offsets, &users).unwrap();
+    let (vf, vo, vu) = planted(30, 8);
+    let v = Sessions::new(&vf, &vo, &vu).unwrap();
+    let dir = std::env::temp_dir().join(format!("segue-model-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let p = ModelParams { patience: 2, ..params(3) };
+    // Three epochs straight through.
+    let full = fusion(&p);
+    let straight = train(&full, &s, Some(&v), &options(p.clone(), &flat), &NoProgress).unwrap();
+    // Two epochs, then a resumed run to three.
+    let part = fusion(&p);
+    let opts = TrainOptions {
+        dir: Some(dir.clone()),
+        ..options(ModelParams { epochs: 2, ..p.clone() }, &flat)
+    };
+    train(&part, &s, Some(&v), &opts, &NoProgress).unwrap();
+    let resumed_net = fusion(&p);
+    let opts = TrainOptions { dir: Some(dir.clone()), resume: true, ..options(p.clone(), &flat) };
+    let resumed = train(&resumed_net, &s, Some(&v), &opts, &NoProgress).unwrap();
+    assert_eq!(resumed.resumed_after, Some(2));
+    assert_eq!(straight.history.len(), resumed.history.len());
+    for (a, b) in straight.history.iter().zip(&resumed.history) {
+        assert_eq!((a.loss, a.valid_hr10), (b.loss, b.valid_hr10));
+    }
+    let log = std::fs::read_to_string(dir.join("train.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3);
+    // The kept weights are the best epoch's: re-evaluating gives its validation HR@10.
+    let best = &resumed.history[resumed.best_epoch - 1];
+    let again = evaluate(&resumed_net, &v, &[], 20, &[10], 256).unwrap();
+    assert_eq!(Some(again.all.hit[0]), best.valid_hr10);
+    assert!(resumed.history.iter().all(|e| e.valid_hr10 <= best.valid_hr10));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_exploding_loss_stops_with_a_clear_error() {
+    let (flat, offsets, users) = planted(50, 9);
+    let s = Sessions::new(&flat, &offsets, &users).unwrap();
+    let p = ModelParams { lr: 1e30, ..params(3) };
+    let net = fusion(&p);
+    let e = train(&net, &s, None, &options(p, &flat), &NoProgress).unwrap_err().to_string();
+    assert!(e.contains("training loss is") && e.contains("epoch 1"), "{e}");
+}
+
+#[test]
+fn variants_and_params() {
+    for v in Variant::ALL {
+        assert_eq!(Variant::from_id(v.id()).unwrap(), v);
+    }
+    assert!(Variant::from_id("annx").unwrap_err().to_string().contains("ann-lsa"));
+    assert_eq!(Variant::AnnwAcousticLyrics.modalities(), &[Modality::Acoustic, Modality::Lyrics]);
+    assert_eq!(Variant::AnnLsa.e1(), E1Start::Lsa);
+    let bad = ModelParams { dropout: 1.0, ..ModelParams::default() };
+    assert!(bad.validate().unwrap_err().to_string().contains("model.dropout"));
+    assert!(Sessions::new(&[1, 2], &[0, 1], &[0]).is_err());
+}

@@ -1,0 +1,424 @@
+//! Training (epochs of Adam steps, early stopping on validation HitRatio@10 keeping the best
+//! weights, a checkpoint after every epoch, resume, a `train.jsonl` log) and full-ranking
+//! evaluation.
+//!
+//! Every epoch draws its shuffle, dropout and samples from a generator seeded by the run's
+//! seed and the epoch number, so a run resumed from a checkpoint continues exactly as the
+//! uninterrupted run would have.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use segue_core::{Error, Progress, Result};
+use segue_eval::{Query, Report};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Example, Sessions};
+use crate::{Adam, AdamConfig, Fusion, Gru4Rec, ModelParams, Sampler, Softmax, err};
+
+/// A trainable model.
+#[derive(Debug)]
+pub enum Network {
+    /// The fused attentive BiGRU (ANN family).
+    Fusion(Fusion),
+    /// GRU4Rec.
+    Gru4Rec(Gru4Rec),
+}
+
+impl Network {
+    /// Named parameters.
+    pub fn vars(&self) -> &[(String, Var)] {
+        match self {
+            Network::Fusion(m) => m.vars(),
+            Network::Gru4Rec(m) => m.vars(),
+        }
+    }
+
+    /// Scores of every track for each row of `batch` (`B x tracks`).
+    pub fn scores(&self, batch: &crate::Batch) -> Result<Tensor> {
+        match self {
+            Network::Fusion(m) => m.scores(batch),
+            Network::Gru4Rec(m) => m.scores(batch),
+        }
+    }
+
+    /// Writes the parameters (safetensors, names as [`Network::vars`]).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        save_tensors(path, self.vars().iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())))
+    }
+
+    /// Reads parameters written by [`Network::save`]; names and shapes must match.
+    pub fn load(&self, path: &Path) -> Result<()> {
+        let saved = load_tensors(path)?;
+        for (name, v) in self.vars() {
+            let t = saved
+                .get(name)
+                .ok_or_else(|| Error::artifact(path, format!("no parameter `{name}`")))?;
+            if t.dims() != v.dims() {
+                return Err(Error::artifact(
+                    path,
+                    format!("parameter `{name}` is {:?}, the model has {:?}", t.dims(), v.dims()),
+                ));
+            }
+            v.set(t).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+fn save_tensors(path: &Path, tensors: impl Iterator<Item = (String, Tensor)>) -> Result<()> {
+    let mut owned = Vec::new();
+    for (name, t) in tensors {
+        let values = t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(err)?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        owned.push((name, t.dims().to_vec(), bytes));
+    }
+    let views = owned
+        .iter()
+        .map(|(n, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (n.as_str(), v))
+                .map_err(|e| Error::Other(format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let out = safetensors::serialize(views, None)
+        .map_err(|e| Error::Other(format!("serialising {}: {e}", path.display())))?;
+    segue_core::fs::write_bytes_atomic(path, &out)
+}
+
+fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let bytes = segue_core::fs::read(path)?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::artifact(path, format!("not safetensors: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(Error::artifact(path, format!("`{name}` is {:?}, not F32", view.dtype())));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let t = Tensor::from_vec(values, view.shape(), &Device::Cpu).map_err(err)?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// How to train.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Sizes, epochs, batch, learning rate, patience, seed.
+    pub params: ModelParams,
+    /// Training plays per track, for sampled losses (GRU4Rec's negatives, a sampled softmax).
+    pub train_counts: Vec<u32>,
+    /// Where `checkpoint.safetensors`, `checkpoint.json` and `train.jsonl` go (none: nowhere).
+    pub dir: Option<PathBuf>,
+    /// Continue from the checkpoint in `dir` when there is one.
+    pub resume: bool,
+}
+
+/// One epoch's line of `train.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Epoch {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub loss: f64,
+    /// Training examples seen.
+    pub examples: usize,
+    /// Training time of the epoch (validation excluded).
+    pub seconds: f64,
+    /// Training throughput.
+    pub examples_per_second: f64,
+    /// HitRatio@10 on the validation sessions, if there are any.
+    pub valid_hr10: Option<f64>,
+}
+
+/// What training did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trained {
+    /// Every epoch, in order (those before a resume included).
+    pub history: Vec<Epoch>,
+    /// The epoch whose weights the model holds (1-based).
+    pub best_epoch: usize,
+    /// Whether patience ran out before the last epoch.
+    pub stopped_early: bool,
+    /// The epoch a resumed run started after, if it resumed.
+    pub resumed_after: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointMeta {
+    epochs_done: usize,
+    adam_step: u64,
+    history: Vec<Epoch>,
+    best_epoch: usize,
+    best_hr10: Option<f64>,
+    seed: u64,
+}
+
+fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch as u64 + 1);
+    rng
+}
+
+/// Trains `net` on `train`, validating on `valid` after every epoch when it has examples.
+pub fn train(
+    net: &Network,
+    train: &Sessions,
+    valid: Option<&Sessions>,
+    opts: &TrainOptions,
+    progress: &dyn Progress,
+) -> Result<Trained> {
+    let p = &opts.params;
+    p.validate()?;
+    let vars: Vec<Var> = net.vars().iter().map(|(_, v)| v.clone()).collect();
+    let mut adam = Adam::new(vars.clone(), AdamConfig { lr: p.lr, ..AdamConfig::default() });
+    let examples = train.examples();
+    if examples.is_empty() {
+        return Err(Error::Other("no training examples (no training session has 2 tracks)".into()));
+    }
+    let valid = valid.filter(|v| !v.examples().is_empty());
+    let sampler = Sampler::from_counts(&opts.train_counts, 0.75)?;
+    let softmax = match p.sampled_negatives {
+        0 => Softmax::Full,
+        n => Softmax::Sampled { negatives: n, sampler: sampler.clone() },
+    };
+    let mut history = Vec::new();
+    let mut best: (usize, Option<f64>) = (0, None);
+    let mut best_weights: Option<Vec<Tensor>> = None;
+    let mut start = 0;
+    let mut resumed_after = None;
+    let ckpt =
+        opts.dir.as_ref().map(|d| (d.join("checkpoint.safetensors"), d.join("checkpoint.json")));
+    if let (true, Some((tensors, meta))) = (opts.resume, &ckpt)
+        && tensors.exists()
+        && meta.exists()
+    {
+        let m: CheckpointMeta = serde_json::from_slice(&segue_core::fs::read(meta)?)
+            .map_err(|e| Error::artifact(meta, format!("bad checkpoint record: {e}")))?;
+        if m.seed != p.seed {
+            return Err(Error::artifact(
+                meta,
+                format!("checkpoint of seed {}, this run has seed {}", m.seed, p.seed),
+            ));
+        }
+        let saved = load_tensors(tensors)?;
+        let take = |key: String| -> Result<Tensor> {
+            saved
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| Error::artifact(tensors, format!("no tensor `{key}`")))
+        };
+        for ((name, v), (mm, vv)) in net.vars().iter().zip(adam.moments.iter_mut()) {
+            v.set(&take(format!("param/{name}"))?).map_err(err)?;
+            *mm = take(format!("adam_m/{name}"))?
+                .flatten_all()
+                .and_then(|t| t.to_vec1())
+                .map_err(err)?;
+            *vv = take(format!("adam_v/{name}"))?
+                .flatten_all()
+                .and_then(|t| t.to_vec1())
+                .map_err(err)?;
+        }
+        if m.best_hr10.is_some() {
+            best_weights = Some(
+                net.vars()
+                    .iter()
+                    .map(|(name, _)| take(format!("best/{name}")))
+                    .collect::<Result<_>>()?,
+            );
+        }
+        adam.step = m.adam_step;
+        start = m.epochs_done;
+        history = m.history;
+        best = (m.best_epoch, m.best_hr10);
+        resumed_after = Some(start);
+        eprintln!("resuming after epoch {start} from {}", tensors.display());
+    }
+    let mut stopped_early = false;
+    if let Some(dir) = &opts.dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // The log holds the epochs the weights have seen: rewrite it from the history.
+        let mut text = String::new();
+        for e in &history {
+            text.push_str(&serde_json::to_string(e).map_err(|e| Error::Other(e.to_string()))?);
+            text.push('\n');
+        }
+        segue_core::fs::write_bytes_atomic(&dir.join("train.jsonl"), text.as_bytes())?;
+    }
+    for epoch in start..p.epochs {
+        if p.patience > 0 && best.1.is_some() && epoch >= best.0 + p.patience {
+            stopped_early = true;
+            break;
+        }
+        let mut rng = epoch_rng(p.seed, epoch);
+        let started = Instant::now();
+        progress.start(
+            &format!("epoch {}/{}", epoch + 1, p.epochs),
+            Some(examples.len() as u64),
+            "examples",
+        );
+        let mut steps = 0usize;
+        let mut step = |loss: Tensor, n: usize| -> Result<f32> {
+            let value = loss.to_scalar::<f32>().map_err(err)?;
+            steps += 1;
+            if !value.is_finite() {
+                return Err(Error::Other(format!(
+                    "the training loss is {value} at epoch {}, step {steps}: training stopped (try a smaller model.lr)",
+                    epoch + 1
+                )));
+            }
+            let grads = loss.backward().map_err(err)?;
+            adam.step(&grads).map_err(err)?;
+            progress.advance(n as u64);
+            Ok(value)
+        };
+        let (total, seen) = match net {
+            Network::Fusion(m) => {
+                let mut order = examples.clone();
+                order.shuffle(&mut rng);
+                let mut total = 0.0;
+                for chunk in order.chunks(p.batch_size) {
+                    let batch = train.batch(chunk, p.max_input_len);
+                    let loss = m.loss(&batch, &softmax, &mut rng)?;
+                    total += step(loss, chunk.len())? as f64 * chunk.len() as f64;
+                }
+                (total, order.len())
+            }
+            Network::Gru4Rec(m) => {
+                m.epoch(train, p.batch_size, &sampler, &mut rng, |loss, n, _| step(loss, n))?
+            }
+        };
+        progress.finish();
+        let seconds = started.elapsed().as_secs_f64();
+        let valid_hr10 = match valid {
+            Some(v) => {
+                let report = evaluate(net, v, &[], p.max_input_len, &[10], 256)?;
+                Some(report.all.hit[0])
+            }
+            None => None,
+        };
+        let record = Epoch {
+            epoch: epoch + 1,
+            loss: total / seen.max(1) as f64,
+            examples: seen,
+            seconds,
+            examples_per_second: seen as f64 / seconds.max(1e-9),
+            valid_hr10,
+        };
+        eprintln!(
+            "epoch {}: loss {:.4}, {:.0} examples/s{}",
+            record.epoch,
+            record.loss,
+            record.examples_per_second,
+            valid_hr10.map_or(String::new(), |h| format!(", validation HR@10 {:.2}%", 100.0 * h))
+        );
+        if let Some(h) = valid_hr10
+            && best.1.is_none_or(|b| h > b)
+        {
+            best = (epoch + 1, Some(h));
+            best_weights = Some(
+                net.vars()
+                    .iter()
+                    .map(|(_, v)| v.as_tensor().copy())
+                    .collect::<candle_core::Result<_>>()
+                    .map_err(err)?,
+            );
+        } else if valid_hr10.is_none() {
+            best = (epoch + 1, None);
+        }
+        history.push(record);
+        if let (Some(dir), Some((tensors, meta))) = (&opts.dir, &ckpt) {
+            let mut line = serde_json::to_string(history.last().expect("pushed"))
+                .map_err(|e| Error::Other(e.to_string()))?;
+            line.push('\n');
+            let log = dir.join("train.jsonl");
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .and_then(|mut f| f.write_all(line.as_bytes()))
+                .map_err(|e| Error::io(&log, e))?;
+            let mut all: Vec<(String, Tensor)> = Vec::new();
+            for ((name, v), (mm, vv)) in net.vars().iter().zip(&adam.moments) {
+                all.push((format!("param/{name}"), v.as_tensor().clone()));
+                let shape = v.dims();
+                all.push((
+                    format!("adam_m/{name}"),
+                    Tensor::from_slice(mm, shape, &Device::Cpu).map_err(err)?,
+                ));
+                all.push((
+                    format!("adam_v/{name}"),
+                    Tensor::from_slice(vv, shape, &Device::Cpu).map_err(err)?,
+                ));
+            }
+            if let Some(bw) = &best_weights {
+                for ((name, _), t) in net.vars().iter().zip(bw) {
+                    all.push((format!("best/{name}"), t.clone()));
+                }
+            }
+            save_tensors(tensors, all.into_iter())?;
+            let m = CheckpointMeta {
+                epochs_done: epoch + 1,
+                adam_step: adam.step,
+                history: history.clone(),
+                best_epoch: best.0,
+                best_hr10: best.1,
+                seed: p.seed,
+            };
+            segue_core::fs::write_bytes_atomic(
+                meta,
+                &serde_json::to_vec_pretty(&m).map_err(|e| Error::Other(e.to_string()))?,
+            )?;
+        }
+    }
+    if let Some(bw) = best_weights {
+        for ((_, v), t) in net.vars().iter().zip(&bw) {
+            v.set(t).map_err(err)?;
+        }
+    }
+    Ok(Trained { best_epoch: best.0, history, stopped_early, resumed_after })
+}
+
+/// Ranks the whole catalogue for every example of `sessions` and reports HitRatio, MRR and
+/// NDCG at `ks` with their breakdowns. `seen_in_train[i]` says whether track `i` occurs in
+/// training (an empty slice: unknown, counted as seen).
+pub fn evaluate(
+    net: &Network,
+    sessions: &Sessions,
+    seen_in_train: &[bool],
+    max_len: usize,
+    ks: &[usize],
+    batch: usize,
+) -> Result<Report> {
+    let examples: Vec<Example> = sessions.examples();
+    let items =
+        net.vars().iter().find(|(n, _)| n == "out.b").map(|(_, v)| v.dims()[0]).unwrap_or(0);
+    let queries: Vec<Query> = examples
+        .iter()
+        .map(|e| {
+            let target = sessions.target(e);
+            let before = &sessions.flat[e.start..e.start + e.t as usize];
+            Query {
+                user: e.user,
+                target,
+                seen_in_train: seen_in_train.get(target as usize).copied().unwrap_or(true),
+                repeat: before.contains(&target),
+            }
+        })
+        .collect();
+    segue_eval::evaluate(&queries, items, ks, batch, |start, qs| {
+        let b = sessions.batch(&examples[start..start + qs.len()], max_len);
+        net.scores(&b)?.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)
+    })
+}

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_embed;
 mod cache;
+mod model_stages;
 mod pipeline;
 mod progress;
 mod report;

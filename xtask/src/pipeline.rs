@@ -24,7 +24,7 @@ pub struct Pipeline {
     #[serde(default)]
     pub vae: segue_vae::VaeParams,
     #[serde(default)]
-    pub model: ModelParams,
+    pub model: segue_model::ModelParams,
     /// Where the file was read from; relative paths are resolved against its folder.
     #[serde(skip)]
     pub path: PathBuf,
@@ -81,39 +81,6 @@ pub struct SynthSpec {
     pub out: PathBuf,
 }
 
-/// The fused attentive BiGRU and its training (paper Fig. 2).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelParams {
-    pub embedding_dim: usize,
-    pub hidden: usize,
-    pub fc: usize,
-    pub dropout: f64,
-    pub leaky_slope: f64,
-    pub max_input_len: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub epochs: usize,
-    pub patience: usize,
-}
-
-impl Default for ModelParams {
-    fn default() -> Self {
-        ModelParams {
-            embedding_dim: 150,
-            hidden: 150,
-            fc: 256,
-            dropout: 0.2,
-            leaky_slope: 0.01,
-            max_input_len: 20,
-            batch_size: 32,
-            lr: 1e-3,
-            epochs: 10,
-            patience: 2,
-        }
-    }
-}
-
 impl Pipeline {
     /// Reads and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Self> {
@@ -139,22 +106,8 @@ impl Pipeline {
         self.word2vec.validate()?;
         self.lsa.validate()?;
         self.vae.validate()?;
-        let positive = [
-            ("model.embedding_dim", self.model.embedding_dim),
-            ("model.hidden", self.model.hidden),
-            ("model.fc", self.model.fc),
-            ("model.max_input_len", self.model.max_input_len),
-            ("model.batch_size", self.model.batch_size),
-        ];
-        for (name, v) in positive {
-            if v == 0 {
-                bail!("{name} = 0: must be positive");
-            }
-        }
-        if !(0.0..1.0).contains(&self.model.dropout) {
-            bail!("model.dropout = {}: must be in [0, 1)", self.model.dropout);
-        }
-        for (name, v) in [("word2vec.alpha", self.word2vec.alpha), ("model.lr", self.model.lr)] {
+        self.model.validate()?;
+        for (name, v) in [("word2vec.alpha", self.word2vec.alpha)] {
             if !(v > 0.0 && v.is_finite()) {
                 bail!("{name} = {v}: must be a positive number");
             }

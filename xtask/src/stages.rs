@@ -8,14 +8,39 @@ use anyhow::{Context, Result, bail};
 use segue_sessions::{Ingested, SessionStats, SkipReport, ingest, sessionize};
 
 use crate::cache::{Cache, Check, Manifest, Recipe, hash_file};
+use crate::model_stages::{
+    EVALUATE_VERSION, TRAIN_VERSION, evaluate_upstream, run_evaluate, run_train, train_upstream,
+    variant_of,
+};
 use crate::pipeline::Pipeline;
 use crate::progress::Bars;
 
 /// Stages in dependency order.
-pub const STAGES: &[&str] = &["ingest", "sessionize", "word2vec", "lsa", "acoustic"];
+pub const STAGES: &[&str] = &[
+    "ingest",
+    "sessionize",
+    "word2vec",
+    "lsa",
+    "acoustic",
+    "train-gru4rec",
+    "train-ann",
+    "train-ann-lsa",
+    "train-annw",
+    "train-annw-acoustic",
+    "evaluate-gru4rec",
+    "evaluate-ann",
+    "evaluate-ann-lsa",
+    "evaluate-annw",
+    "evaluate-annw-acoustic",
+];
 
 /// Bumped when a stage's output changes for the same inputs and parameters.
 fn code_version(stage: &str) -> String {
+    match variant_of(stage) {
+        Some((true, _)) => return format!("{stage}-v{TRAIN_VERSION}"),
+        Some((false, _)) => return format!("{stage}-v{EVALUATE_VERSION}"),
+        None => {}
+    }
     let v = match stage {
         "ingest" => 2,
         "sessionize" => 2,
@@ -28,6 +53,11 @@ fn code_version(stage: &str) -> String {
 }
 
 fn upstream(stage: &str) -> &'static [&'static str] {
+    match variant_of(stage) {
+        Some((true, v)) => return train_upstream(v),
+        Some((false, v)) => return evaluate_upstream(v),
+        None => {}
+    }
     match stage {
         "sessionize" => &["ingest"],
         "word2vec" | "lsa" | "acoustic" => &["sessionize"],
@@ -115,7 +145,20 @@ impl<'a> Runner<'a> {
                 let params = serde_json::json!({ "vae": p.vae, "strict": p.ingest.strict });
                 (params, files)
             }
-            other => bail!("no recipe for stage {other}"),
+            other => match variant_of(other) {
+                Some((true, v)) => {
+                    (serde_json::json!({ "variant": v.id(), "model": p.model }), BTreeMap::new())
+                }
+                Some((false, v)) => (
+                    serde_json::json!({
+                        "variant": v.id(),
+                        "ks": segue_eval::PAPER_KS,
+                        "max_input_len": p.model.max_input_len,
+                    }),
+                    BTreeMap::new(),
+                ),
+                None => bail!("no recipe for stage {other}"),
+            },
         };
         let mut up = BTreeMap::new();
         for u in upstream(stage) {
@@ -188,7 +231,24 @@ impl<'a> Runner<'a> {
                 let sessions_dir = self.dir("sessionize")?;
                 self.cache.build(&recipe, |dir| run_acoustic(self.pipeline, &sessions_dir, dir))
             }
-            other => bail!("stage {other} cannot run"),
+            other => {
+                let dir_of = |s: &str| self.dir(s);
+                match variant_of(other) {
+                    Some((true, v)) => {
+                        let partial = self.cache.stage_dir(stage, &format!("{key}.partial"));
+                        if force {
+                            let _ = std::fs::remove_dir_all(&partial);
+                        }
+                        self.cache.build(&recipe, |dir| {
+                            run_train(self.pipeline, v, &dir_of, dir, &partial)
+                        })
+                    }
+                    Some((false, v)) => self
+                        .cache
+                        .build(&recipe, |dir| run_evaluate(self.pipeline, v, &dir_of, dir)),
+                    None => bail!("stage {other} cannot run"),
+                }
+            }
         }
         .with_context(|| format!("stage {stage}"))?;
         eprintln!("{stage:>12}: done in {:.2} s", started.elapsed().as_secs_f64());

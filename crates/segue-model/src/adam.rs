@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, InplaceOp2, Layout, Var};
+use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Var};
 use rayon::prelude::*;
 
 /// Adam's settings.
@@ -44,20 +44,65 @@ pub struct Adam {
     pub(crate) moments: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
-struct Update<'a> {
-    m: RefCell<&'a mut [f32]>,
-    v: RefCell<&'a mut [f32]>,
-    lr: f32,
+/// The constants of one step.
+#[derive(Clone, Copy)]
+struct StepConsts {
+    step: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
-    bc1: f32,
     bc2_sqrt: f32,
+}
+
+/// The fused update of one parameter slice from its gradient.
+fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: StepConsts) {
+    let StepConsts { step, beta1: b1, beta2: b2, eps, bc2_sqrt: bc2 } = c;
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+        .for_each(|((p, g), (m, v))| {
+            for i in 0..p.len() {
+                let gi = g[i];
+                m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                p[i] -= step * m[i] / (v[i].sqrt() / bc2 + eps);
+            }
+        });
+}
+
+/// Updates a parameter in place from a gradient tensor.
+struct FromTensor<'a> {
+    m: RefCell<&'a mut [f32]>,
+    v: RefCell<&'a mut [f32]>,
+    c: StepConsts,
+}
+
+/// Updates a parameter in place from a gradient slice.
+struct FromSlice<'a> {
+    g: &'a [f32],
+    m: RefCell<&'a mut [f32]>,
+    v: RefCell<&'a mut [f32]>,
+    c: StepConsts,
 }
 
 const CHUNK: usize = 1 << 14;
 
-impl InplaceOp2 for Update<'_> {
+fn param_slice<'a>(dst: &'a mut CpuStorage, l: &Layout) -> candle_core::Result<&'a mut [f32]> {
+    let CpuStorage::F32(p) = dst else { candle_core::bail!("adam: parameters must be f32") };
+    let Some((s, e)) = l.contiguous_offsets() else {
+        candle_core::bail!("adam: parameters must be contiguous")
+    };
+    Ok(&mut p[s..e])
+}
+
+fn check(p: usize, g: usize, m: usize) -> candle_core::Result<()> {
+    if p != g || p != m {
+        candle_core::bail!("adam: {p} parameters, {g} gradients, {m} moments");
+    }
+    Ok(())
+}
+
+impl InplaceOp2 for FromTensor<'_> {
     fn name(&self) -> &'static str {
         "adam"
     }
@@ -69,33 +114,27 @@ impl InplaceOp2 for Update<'_> {
         src: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<()> {
-        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (dst, src) else {
-            candle_core::bail!("adam: parameters and gradients must be f32")
+        let p = param_slice(dst, dst_l)?;
+        let (CpuStorage::F32(g), Some((gs, ge))) = (src, gl.contiguous_offsets()) else {
+            candle_core::bail!("adam: gradients must be contiguous f32")
         };
-        let (Some((ps, pe)), Some((gs, ge))) =
-            (dst_l.contiguous_offsets(), gl.contiguous_offsets())
-        else {
-            candle_core::bail!("adam: parameters and gradients must be contiguous")
-        };
-        let (p, g) = (&mut p[ps..pe], &g[gs..ge]);
-        let mut m = self.m.borrow_mut();
-        let mut v = self.v.borrow_mut();
-        if p.len() != g.len() || p.len() != m.len() {
-            candle_core::bail!("adam: {} parameters, {} gradients", p.len(), g.len());
-        }
-        let step = self.lr / self.bc1;
-        let (b1, b2, eps, bc2) = (self.beta1, self.beta2, self.eps, self.bc2_sqrt);
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-            .for_each(|((p, g), (m, v))| {
-                for i in 0..p.len() {
-                    let gi = g[i];
-                    m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                    v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                    p[i] -= step * m[i] / (v[i].sqrt() / bc2 + eps);
-                }
-            });
+        let (mut m, mut v) = (self.m.borrow_mut(), self.v.borrow_mut());
+        check(p.len(), ge - gs, m.len())?;
+        update(p, &g[gs..ge], &mut m, &mut v, self.c);
+        Ok(())
+    }
+}
+
+impl InplaceOp1 for FromSlice<'_> {
+    fn name(&self) -> &'static str {
+        "adam"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout) -> candle_core::Result<()> {
+        let p = param_slice(dst, dst_l)?;
+        let (mut m, mut v) = (self.m.borrow_mut(), self.v.borrow_mut());
+        check(p.len(), self.g.len(), m.len())?;
+        update(p, self.g, &mut m, &mut v, self.c);
         Ok(())
     }
 }
@@ -108,27 +147,48 @@ impl Adam {
         Adam { config, step: 0, vars, moments }
     }
 
+    fn consts(&self) -> StepConsts {
+        let c = self.config;
+        let t = self.step.max(1) as i32;
+        StepConsts {
+            step: (c.lr / (1.0 - c.beta1.powi(t))) as f32,
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            eps: c.eps as f32,
+            bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+        }
+    }
+
     /// One step from the gradients in `grads`; a variable without a gradient is left alone
     /// (its moments too, as PyTorch skips parameters whose grad is None).
     pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.begin_step();
+        self.update_from(grads)
+    }
+
+    /// Starts a step: the bias corrections of the updates that follow use its number.
+    pub fn begin_step(&mut self) {
         self.step += 1;
-        let c = self.config;
-        let t = self.step as i32;
+    }
+
+    /// Updates every variable that has a gradient in `grads` (after [`Adam::begin_step`]).
+    pub fn update_from(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        let c = self.consts();
         for (var, (m, v)) in self.vars.iter().zip(&mut self.moments) {
             let Some(g) = grads.get(var) else { continue };
             let g = g.contiguous()?;
-            let op = Update {
-                m: RefCell::new(m),
-                v: RefCell::new(v),
-                lr: c.lr as f32,
-                beta1: c.beta1 as f32,
-                beta2: c.beta2 as f32,
-                eps: c.eps as f32,
-                bc1: (1.0 - c.beta1.powi(t)) as f32,
-                bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
-            };
+            let op = FromTensor { m: RefCell::new(m), v: RefCell::new(v), c };
             var.as_tensor().inplace_op2(&g, &op)?;
         }
         Ok(())
+    }
+
+    /// Updates variable `index` from a gradient computed outside candle's graph (after
+    /// [`Adam::begin_step`]).
+    pub fn update_var(&mut self, index: usize, grad: &[f32]) -> candle_core::Result<()> {
+        let c = self.consts();
+        let (m, v) = &mut self.moments[index];
+        let op = FromSlice { g: grad, m: RefCell::new(m), v: RefCell::new(v), c };
+        self.vars[index].as_tensor().inplace_op1(&op)
     }
 }

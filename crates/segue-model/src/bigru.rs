@@ -43,10 +43,11 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// `dst (m x n) = [dst +] lhs (m x k) * rhs`, all row-major; `rhs_t` reads rhs as the
-/// transpose of an `n x k` row-major matrix.
+/// `dst (m x n) = [dst +] lhs (m x k) * rhs`, all row-major; `lhs_t` reads lhs as the
+/// transpose of a `k x m` matrix, `rhs_t` reads rhs as the transpose of an `n x k` matrix.
+/// Single-threaded (the GRU's products are small and run two at a time).
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(crate) fn matmul(
     dst: &mut [f32],
     accumulate: bool,
     lhs: &[f32],
@@ -57,11 +58,45 @@ fn matmul(
     n: usize,
     k: usize,
 ) {
-    debug_assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
+    gemm_with(dst, accumulate, lhs, lhs_t, rhs, rhs_t, m, n, k, Parallelism::None)
+}
+
+/// [`matmul`] on rayon's threads, for the catalogue-sized products.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_par(
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    gemm_with(dst, accumulate, lhs, lhs_t, rhs, rhs_t, m, n, k, par)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_t: bool,
+    rhs: &[f32],
+    rhs_t: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    parallelism: Parallelism,
+) {
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
     let (lhs_cs, lhs_rs) = if lhs_t { (m as isize, 1) } else { (1, k as isize) };
     let (rhs_cs, rhs_rs) = if rhs_t { (k as isize, 1) } else { (1, n as isize) };
     // SAFETY: the slices hold the m x n, m x k and k x n matrices the strides describe
-    // (checked above in debug builds; every caller sizes them from the same m, n, k).
+    // (checked above).
     unsafe {
         gemm::gemm(
             m,
@@ -82,7 +117,7 @@ fn matmul(
             false,
             false,
             false,
-            Parallelism::None,
+            parallelism,
         )
     }
 }

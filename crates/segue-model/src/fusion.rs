@@ -5,7 +5,9 @@
 //! table `E_k` -> dropout -> `c_k = sum a_i E_k[x_i]` with the same weights;
 //! `[c1; c2; ...] -> FC -> LeakyReLU -> FC over the catalogue`.
 
-use candle_core::{D, DType, Device, Tensor, Var};
+use std::sync::Mutex;
+
+use candle_core::{D, Device, Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -13,6 +15,7 @@ use segue_core::{Error, Result};
 
 use crate::bigru::bigru;
 use crate::data::Batch;
+use crate::output::{Layer, OutputScratch, cross_entropy};
 use crate::{Softmax, ce};
 
 /// Sizes of the fused model.
@@ -44,12 +47,39 @@ pub struct FusionInit {
     pub content: Vec<Vec<f32>>,
 }
 
+/// Gradients by parameter name.
+pub type NamedGradients = Vec<(String, Vec<f32>)>;
+
 /// The model's parameters.
 #[derive(Debug)]
 pub struct Fusion {
     /// Its sizes.
     pub config: FusionConfig,
     vars: Vec<(String, Var)>,
+    scratch: Mutex<Scratch>,
+}
+
+/// Gradient buffers kept across training steps (catalogue-sized; allocating them each step
+/// cost more than the arithmetic).
+#[derive(Debug, Default)]
+struct Scratch {
+    output: OutputScratch,
+    /// Gradients of `E1` and the content tables, `V x dim` each, zero outside the rows of
+    /// the batch being processed.
+    d_tables: Vec<Vec<f32>>,
+}
+
+/// A contiguous f32 CPU tensor's values, without a copy.
+fn cpu_f32<'a>(
+    storage: &'a candle_core::Storage,
+    layout: &candle_core::Layout,
+) -> candle_core::Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(all)), Some((s, e))) => {
+            Ok(&all[s..e])
+        }
+        _ => candle_core::bail!("parameters must be contiguous f32 on the CPU"),
+    }
 }
 
 /// `n` values uniform in `+-bound` (PyTorch's `nn.Linear` and `nn.GRU` initialisation).
@@ -137,7 +167,7 @@ impl Fusion {
         vars.push(("fc.b".into(), var(uniform(rng, fc, fb), &[fc])?));
         vars.push(("out.w".into(), var(uniform(rng, v * fc, ob), &[v, fc])?));
         vars.push(("out.b".into(), var(uniform(rng, v, ob), &[v])?));
-        Ok(Fusion { config, vars })
+        Ok(Fusion { config, vars, scratch: Mutex::new(Scratch::default()) })
     }
 
     /// Named parameters, in a fixed order.
@@ -153,24 +183,34 @@ impl Fusion {
             .expect("known parameter")
     }
 
-    /// The input to the output layer, `B x fc`; `rng` draws dropout (training) or is `None`.
+    /// Names of the tables looked up by track: `E1`, then the content tables.
+    fn table_names(&self) -> Vec<String> {
+        let mut names = vec!["e1".to_string()];
+        names.extend((0..self.config.content_dims.len()).map(|k| format!("content{k}")));
+        names
+    }
+
+    /// The input to the output layer, `B x fc`, from each table's rows for the batch
+    /// (`B*T x dim`, in [`Fusion::table_names`] order); `rng` draws dropout (training) or is
+    /// `None`.
     fn features(
         &self,
         batch: &Batch,
+        rows: &[Tensor],
         mut rng: Option<&mut ChaCha8Rng>,
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let (b, t, h) = (batch.len(), batch.width, c.hidden);
         let dev = Device::Cpu;
-        let ids = Tensor::from_slice(&batch.ids, b * t, &dev)?;
-        let mut dropped = |x: Tensor, width: usize| -> candle_core::Result<Tensor> {
+        let mut dropped = |x: &Tensor| -> candle_core::Result<Tensor> {
+            let width = x.dim(1)?;
             match rng.as_deref_mut().map(|r| dropout_mask(r, (b * t, width), c.dropout)) {
                 Some(Ok(Some(mask))) => x.mul(&mask),
                 Some(Err(e)) => Err(candle_core::Error::Msg(e.to_string())),
-                _ => Ok(x),
+                _ => Ok(x.clone()),
             }
         };
-        let emb = dropped(self.get("e1").embedding(&ids)?, c.embedding_dim)?;
+        let emb = dropped(&rows[0])?;
         let x = emb
             .matmul(&self.get("gru.w_ih").t()?)?
             .broadcast_add(self.get("gru.b_ih"))?
@@ -183,10 +223,11 @@ impl Fusion {
             .map(|i| if i % t < batch.lengths[i / t] { 0.0 } else { f32::NEG_INFINITY })
             .collect();
         let scores = scores.add(&Tensor::from_vec(pad, (b, t), &dev)?)?;
-        let alpha = candle_nn::ops::softmax_last_dim(&scores)?.unsqueeze(1)?; // B x 1 x T
+        // candle_nn::ops::softmax_last_dim has no backward pass: this one is differentiable.
+        let alpha = candle_nn::ops::softmax(&scores, D::Minus1)?.unsqueeze(1)?; // B x 1 x T
         let mut contexts = vec![alpha.matmul(&states)?.squeeze(1)?];
         for (k, &d) in c.content_dims.iter().enumerate() {
-            let ek = dropped(self.get(&format!("content{k}")).embedding(&ids)?, d)?;
+            let ek = dropped(&rows[k + 1])?;
             contexts.push(alpha.matmul(&ek.reshape((b, t, d))?)?.squeeze(1)?);
         }
         let joined = Tensor::cat(&contexts, D::Minus1)?;
@@ -194,22 +235,162 @@ impl Fusion {
         hidden.maximum(&hidden.affine(c.leaky_slope, 0.0)?)
     }
 
+    /// Each table's rows for the batch, looked up through candle (differentiable).
+    fn lookups(&self, batch: &Batch) -> candle_core::Result<Vec<Tensor>> {
+        let ids = Tensor::from_slice(&batch.ids, batch.ids.len(), &Device::Cpu)?;
+        self.table_names().iter().map(|n| self.get(n).embedding(&ids)).collect()
+    }
+
     /// Scores of every track for each row of `batch`, `B x tracks` (no dropout).
     pub fn scores(&self, batch: &Batch) -> Result<Tensor> {
-        let f = self.features(batch, None).map_err(crate::err)?;
-        f.matmul(&self.get("out.w").t().map_err(crate::err)?)
-            .and_then(|s| s.broadcast_add(self.get("out.b")))
-            .map_err(crate::err)
+        let run = || -> candle_core::Result<Tensor> {
+            let f = self.features(batch, &self.lookups(batch)?, None)?;
+            f.matmul(&self.get("out.w").t()?)?.broadcast_add(self.get("out.b"))
+        };
+        run().map_err(crate::err)
     }
 
-    /// The training loss of `batch` (mean cross-entropy), dropout drawn from `rng`.
+    /// The training loss of `batch` (mean cross-entropy), dropout drawn from `rng`, as one
+    /// candle graph: the reference the fast [`Fusion::step`] is tested against.
     pub fn loss(&self, batch: &Batch, softmax: &Softmax, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        let f = self.features(batch, Some(rng)).map_err(crate::err)?;
-        ce(&f, self.get("out.w"), self.get("out.b"), &batch.targets, softmax, rng)
+        let f = self.features(batch, &self.lookups(batch).map_err(crate::err)?, Some(rng));
+        ce(
+            &f.map_err(crate::err)?,
+            self.get("out.w"),
+            self.get("out.b"),
+            &batch.targets,
+            softmax,
+            rng,
+        )
     }
 
-    /// The dtype of every parameter.
-    pub fn dtype(&self) -> DType {
-        DType::F32
+    /// Loss and gradients of one batch without applying them: candle's graph for the GRU,
+    /// attention and FC layers; the output layer and the table rows by hand (see
+    /// [`crate::output`]). Table gradients land in `scratch.d_tables`, rows `batch.ids`.
+    fn backward(
+        &self,
+        batch: &Batch,
+        softmax: &Softmax,
+        rng: &mut ChaCha8Rng,
+        scratch: &mut Scratch,
+    ) -> Result<(f32, candle_core::backprop::GradStore)> {
+        let mut run = |scratch: &mut Scratch| -> candle_core::Result<(f32, candle_core::backprop::GradStore)> {
+            let n = batch.ids.len();
+            // The batch's rows of each table, as leaves whose gradient is read back.
+            let mut leaves = Vec::new();
+            for name in self.table_names() {
+                let table = self.get(&name);
+                let dim = table.dim(1)?;
+                let (storage, layout) = table.storage_and_layout();
+                let all = cpu_f32(&storage, layout)?;
+                let mut rows = Vec::with_capacity(n * dim);
+                for &id in &batch.ids {
+                    rows.extend_from_slice(&all[id as usize * dim..(id as usize + 1) * dim]);
+                }
+                drop(storage);
+                leaves.push(Var::from_tensor(&Tensor::from_vec(rows, (n, dim), &Device::Cpu)?)?);
+            }
+            let tensors: Vec<Tensor> = leaves.iter().map(|v| v.as_tensor().clone()).collect();
+            let features = self.features(batch, &tensors, Some(rng))?;
+            let values = features.flatten_all()?.to_vec1::<f32>()?;
+            let (w_guard, w_layout) = self.get("out.w").storage_and_layout();
+            let (b_guard, b_layout) = self.get("out.b").storage_and_layout();
+            let out_w = cpu_f32(&w_guard, w_layout)?;
+            let out_b = cpu_f32(&b_guard, b_layout)?;
+            let layer = Layer { w: out_w, b: out_b, v: self.config.tracks, f: self.config.fc };
+            let mut d_features = vec![0.0f32; values.len()];
+            let loss = cross_entropy(
+                &layer,
+                &values,
+                &batch.targets,
+                softmax,
+                rng,
+                &mut scratch.output,
+                &mut d_features,
+            );
+            drop((w_guard, b_guard));
+            let d = Tensor::from_vec(d_features, features.dims(), &Device::Cpu)?;
+            // d(sum(F * dF))/dF = dF: back-propagates the hand-made gradient through the graph.
+            let grads = features.mul(&d)?.sum_all()?.backward()?;
+            scratch.d_tables.resize(leaves.len(), Vec::new());
+            for (k, leaf) in leaves.iter().enumerate() {
+                let dim = leaf.dim(1)?;
+                let dt = &mut scratch.d_tables[k];
+                dt.resize(self.config.tracks * dim, 0.0);
+                let Some(g) = grads.get(leaf) else { continue };
+                let g = g.flatten_all()?.to_vec1::<f32>()?;
+                for (pos, &id) in batch.ids.iter().enumerate() {
+                    if pos % batch.width >= batch.lengths[pos / batch.width] {
+                        continue; // padding
+                    }
+                    let row = &mut dt[id as usize * dim..(id as usize + 1) * dim];
+                    for (a, b) in row.iter_mut().zip(&g[pos * dim..(pos + 1) * dim]) {
+                        *a += b;
+                    }
+                }
+            }
+            Ok((loss, grads))
+        };
+        run(scratch).map_err(crate::err)
+    }
+
+    /// One training step on `batch`: loss, gradients, and `adam`'s update of every parameter
+    /// (`adam` must be over [`Fusion::vars`] in order). Returns the loss.
+    pub fn step(
+        &self,
+        batch: &Batch,
+        softmax: &Softmax,
+        rng: &mut ChaCha8Rng,
+        adam: &mut crate::Adam,
+    ) -> Result<f32> {
+        let mut scratch = self.scratch.lock().map_err(|_| Error::Other("poisoned".into()))?;
+        let (loss, grads) = self.backward(batch, softmax, rng, &mut scratch)?;
+        if !loss.is_finite() {
+            return Ok(loss);
+        }
+        adam.begin_step();
+        adam.update_from(&grads).map_err(crate::err)?;
+        let index = |name: &str| self.vars.iter().position(|(n, _)| n == name).expect("known");
+        for (k, name) in self.table_names().iter().enumerate() {
+            adam.update_var(index(name), &scratch.d_tables[k]).map_err(crate::err)?;
+            // Clear the rows this batch touched for the next step.
+            let dim = scratch.d_tables[k].len() / self.config.tracks;
+            for &id in &batch.ids {
+                scratch.d_tables[k][id as usize * dim..(id as usize + 1) * dim].fill(0.0);
+            }
+        }
+        adam.update_var(index("out.w"), &scratch.output.d_w).map_err(crate::err)?;
+        adam.update_var(index("out.b"), &scratch.output.d_b).map_err(crate::err)?;
+        Ok(loss)
+    }
+
+    /// The loss and the gradient of every parameter (by name) that [`Fusion::step`] would
+    /// apply, for tests.
+    pub fn gradients(
+        &self,
+        batch: &Batch,
+        softmax: &Softmax,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(f32, NamedGradients)> {
+        let mut scratch = Scratch::default();
+        let (loss, grads) = self.backward(batch, softmax, rng, &mut scratch)?;
+        let tables = self.table_names();
+        let mut out = Vec::new();
+        for (name, var) in &self.vars {
+            let g = if let Some(k) = tables.iter().position(|t| t == name) {
+                scratch.d_tables[k].clone()
+            } else if name == "out.w" {
+                scratch.output.d_w.clone()
+            } else if name == "out.b" {
+                scratch.output.d_b.clone()
+            } else {
+                match grads.get(var) {
+                    Some(g) => g.flatten_all().and_then(|g| g.to_vec1()).map_err(crate::err)?,
+                    None => vec![0.0; var.elem_count()],
+                }
+            };
+            out.push((name.clone(), g));
+        }
+        Ok((loss, out))
     }
 }

@@ -32,12 +32,13 @@ mod bigru;
 mod data;
 mod fusion;
 mod gru4rec;
+mod output;
 mod train;
 
 pub use adam::{Adam, AdamConfig};
 pub use bigru::bigru;
 pub use data::{Batch, Example, Sessions};
-pub use fusion::{Fusion, FusionConfig, FusionInit};
+pub use fusion::{Fusion, FusionConfig, FusionInit, NamedGradients};
 pub use gru4rec::{Gru4Rec, Gru4RecConfig};
 pub use train::{Epoch, Network, TrainOptions, Trained, evaluate, train};
 

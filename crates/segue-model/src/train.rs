@@ -172,6 +172,18 @@ fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
     rng
 }
 
+/// A NaN or infinite loss stops training with an error naming where.
+fn check_loss(value: f32, epoch: usize, step: usize) -> Result<()> {
+    if value.is_finite() {
+        return Ok(());
+    }
+    Err(Error::Other(format!(
+        "the training loss is {value} at epoch {}, step {}: training stopped (try a smaller model.lr)",
+        epoch + 1,
+        step + 1
+    )))
+}
+
 /// Trains `net` on `train`, validating on `valid` after every epoch when it has examples.
 pub fn train(
     net: &Network,
@@ -269,35 +281,30 @@ pub fn train(
             Some(examples.len() as u64),
             "examples",
         );
-        let mut steps = 0usize;
-        let mut step = |loss: Tensor, n: usize| -> Result<f32> {
-            let value = loss.to_scalar::<f32>().map_err(err)?;
-            steps += 1;
-            if !value.is_finite() {
-                return Err(Error::Other(format!(
-                    "the training loss is {value} at epoch {}, step {steps}: training stopped (try a smaller model.lr)",
-                    epoch + 1
-                )));
-            }
-            let grads = loss.backward().map_err(err)?;
-            adam.step(&grads).map_err(err)?;
-            progress.advance(n as u64);
-            Ok(value)
-        };
         let (total, seen) = match net {
             Network::Fusion(m) => {
                 let mut order = examples.clone();
                 order.shuffle(&mut rng);
                 let mut total = 0.0;
-                for chunk in order.chunks(p.batch_size) {
+                for (i, chunk) in order.chunks(p.batch_size).enumerate() {
                     let batch = train.batch(chunk, p.max_input_len);
-                    let loss = m.loss(&batch, &softmax, &mut rng)?;
-                    total += step(loss, chunk.len())? as f64 * chunk.len() as f64;
+                    let loss = m.step(&batch, &softmax, &mut rng, &mut adam)?;
+                    check_loss(loss, epoch, i)?;
+                    progress.advance(chunk.len() as u64);
+                    total += loss as f64 * chunk.len() as f64;
                 }
                 (total, order.len())
             }
             Network::Gru4Rec(m) => {
-                m.epoch(train, p.batch_size, &sampler, &mut rng, |loss, n, _| step(loss, n))?
+                let mut i = 0;
+                m.epoch(train, p.batch_size, &sampler, &mut rng, |loss, n, _| {
+                    let value = loss.to_scalar::<f32>().map_err(err)?;
+                    check_loss(value, epoch, i)?;
+                    i += 1;
+                    adam.step(&loss.backward().map_err(err)?).map_err(err)?;
+                    progress.advance(n as u64);
+                    Ok(value)
+                })?
             }
         };
         progress.finish();

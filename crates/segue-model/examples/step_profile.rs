@@ -1,0 +1,57 @@
+//! Times the parts of one training step of the fused model at a given catalogue size:
+//! `cargo run --example step_profile -- [tracks] [steps]`.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use segue_model::{Adam, AdamConfig, Batch, Fusion, FusionConfig, FusionInit, Softmax};
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
+    let tracks = args.first().copied().unwrap_or(11_366);
+    let steps = args.get(1).copied().unwrap_or(30);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let config = FusionConfig {
+        tracks,
+        embedding_dim: 150,
+        hidden: 150,
+        fc: 256,
+        dropout: 0.2,
+        leaky_slope: 0.01,
+        content_dims: vec![],
+    };
+    let model = Fusion::new(config, FusionInit::default(), &mut rng).unwrap();
+    let vars = model.vars().iter().map(|(_, v)| v.clone()).collect();
+    let mut adam = Adam::new(vars, AdamConfig::default());
+    let (mut graph, mut fast) = (0.0, 0.0);
+    let mut batches = Vec::new();
+    for _ in 0..steps {
+        let inputs: Vec<Vec<u32>> = (0..32)
+            .map(|_| (0..20).map(|_| rng.random_range(0..tracks as u32)).collect())
+            .collect();
+        let refs: Vec<&[u32]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let targets = (0..32).map(|_| rng.random_range(0..tracks as u32)).collect();
+        batches.push(Batch::new(&refs, targets));
+    }
+    // candle's graph end to end with candle's gradient store, then the training step.
+    for batch in
+        batches.iter().take(if std::env::var_os("FAST_ONLY").is_some() { 0 } else { steps })
+    {
+        let t = Instant::now();
+        let loss = model.loss(batch, &Softmax::Full, &mut rng).unwrap();
+        adam.step(&loss.backward().unwrap()).unwrap();
+        graph += t.elapsed().as_secs_f64();
+    }
+    for batch in &batches {
+        let t = Instant::now();
+        model.step(batch, &Softmax::Full, &mut rng, &mut adam).unwrap();
+        fast += t.elapsed().as_secs_f64();
+    }
+    let ms = |s: f64| 1000.0 * s / steps as f64;
+    println!(
+        "{tracks} tracks, batch 32 x 20: candle graph {:.1} ms/step, training step {:.1} ms/step ({:.1} steps/s)",
+        ms(graph),
+        ms(fast),
+        steps as f64 / fast
+    );
+}

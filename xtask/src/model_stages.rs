@@ -1,0 +1,292 @@
+//! The `train-<variant>` and `evaluate-<variant>` stages.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rand::SeedableRng;
+use segue_core::EmbeddingTable;
+use segue_model::{
+    E1Start, Fusion, FusionConfig, FusionInit, Gru4Rec, Gru4RecConfig, Modality, Network, Sessions,
+    TrainOptions, Variant,
+};
+use segue_sessions::{Split, SplitCorpus, TrackCounts};
+
+use crate::pipeline::Pipeline;
+use crate::progress::Bars;
+
+/// Bumped when training or evaluation changes its output for the same inputs.
+pub const TRAIN_VERSION: u32 = 1;
+/// See [`TRAIN_VERSION`].
+pub const EVALUATE_VERSION: u32 = 1;
+
+/// The variant of a `train-*` or `evaluate-*` stage.
+pub fn variant_of(stage: &str) -> Option<(bool, Variant)> {
+    let (train, id) = match stage.split_once('-')? {
+        ("train", id) => (true, id),
+        ("evaluate", id) => (false, id),
+        _ => return None,
+    };
+    Variant::from_id(id).ok().map(|v| (train, v))
+}
+
+/// The stage that makes a modality's table.
+pub fn modality_stage(m: Modality) -> &'static str {
+    m.name()
+}
+
+/// The upstream stages of a variant's training.
+pub fn train_upstream(v: Variant) -> &'static [&'static str] {
+    match v {
+        Variant::Gru4Rec | Variant::Ann => &["sessionize"],
+        Variant::AnnLsa => &["sessionize", "lsa"],
+        Variant::Annw => &["sessionize", "word2vec"],
+        Variant::AnnwAcoustic => &["sessionize", "word2vec", "acoustic"],
+        Variant::AnnwLyrics => &["sessionize", "word2vec", "lyrics"],
+        Variant::AnnwAcousticLyrics => &["sessionize", "word2vec", "acoustic", "lyrics"],
+        Variant::AnnwAcousticLyricsTags => {
+            &["sessionize", "word2vec", "acoustic", "lyrics", "tags"]
+        }
+    }
+}
+
+/// The upstream stages of a variant's evaluation: its training and what built the model.
+pub fn evaluate_upstream(v: Variant) -> &'static [&'static str] {
+    match v {
+        Variant::Gru4Rec => &["sessionize", "train-gru4rec"],
+        Variant::Ann => &["sessionize", "train-ann"],
+        Variant::AnnLsa => &["sessionize", "lsa", "train-ann-lsa"],
+        Variant::Annw => &["sessionize", "word2vec", "train-annw"],
+        Variant::AnnwAcoustic => &["sessionize", "word2vec", "acoustic", "train-annw-acoustic"],
+        Variant::AnnwLyrics => &["sessionize", "word2vec", "lyrics", "train-annw-lyrics"],
+        Variant::AnnwAcousticLyrics => {
+            &["sessionize", "word2vec", "acoustic", "lyrics", "train-annw-acoustic-lyrics"]
+        }
+        Variant::AnnwAcousticLyricsTags => &[
+            "sessionize",
+            "word2vec",
+            "acoustic",
+            "lyrics",
+            "tags",
+            "train-annw-acoustic-lyrics-tags",
+        ],
+    }
+}
+
+/// Why a variant cannot run on this dataset, if it cannot: a modality it needs is absent
+/// (no training track has it, so there is nothing to learn from it).
+pub fn not_applicable(
+    v: Variant,
+    dir_of: &dyn Fn(&str) -> Result<PathBuf>,
+) -> Result<Option<String>> {
+    for &m in v.modalities() {
+        let stage = modality_stage(m);
+        if !crate::stages::STAGES.contains(&stage) {
+            return Ok(Some(format!("segue has no `{stage}` stage yet")));
+        }
+        let report: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir_of(stage)?.join(format!("{stage}_report.json")))
+                .with_context(|| format!("reading the {stage} report"))?,
+        )?;
+        if report["coverage"]["training_tracks_with"].as_u64().unwrap_or(0) == 0 {
+            return Ok(Some(format!("no training track has {stage} data in this dataset")));
+        }
+    }
+    Ok(None)
+}
+
+/// What a variant's model is built from.
+struct Inputs {
+    tracks: usize,
+    counts: TrackCounts,
+    train: SplitCorpus,
+    valid: SplitCorpus,
+    test: SplitCorpus,
+}
+
+fn sessions(c: &SplitCorpus) -> Result<Sessions<'_>> {
+    Ok(Sessions::new(&c.flat, &c.offsets, &c.users)?)
+}
+
+impl Inputs {
+    fn read(sessions_dir: &Path) -> Result<Inputs> {
+        let counts = TrackCounts::read(&sessions_dir.join("tracks.parquet"))?;
+        let file = sessions_dir.join("sessions.parquet");
+        Ok(Inputs {
+            tracks: counts.total.len(),
+            train: segue_sessions::read_split(&file, Split::Train)?,
+            valid: segue_sessions::read_split(&file, Split::Valid)?,
+            test: segue_sessions::read_split(&file, Split::Test)?,
+            counts,
+        })
+    }
+}
+
+fn table(path: &Path, tracks: usize) -> Result<EmbeddingTable> {
+    let t = EmbeddingTable::load(path)?;
+    if t.rows() != tracks {
+        bail!("{} has {} rows; the vocabulary has {tracks} tracks", path.display(), t.rows());
+    }
+    Ok(t)
+}
+
+/// Builds a variant's network: `E1` from Word2Vec or LSA where the variant says so (training
+/// tracks that have a vector), content tables from their stages.
+fn network(
+    p: &Pipeline,
+    v: Variant,
+    inputs: &Inputs,
+    dir_of: &dyn Fn(&str) -> Result<PathBuf>,
+) -> Result<Network> {
+    let m = &p.model;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(m.seed);
+    if v == Variant::Gru4Rec {
+        let config = Gru4RecConfig {
+            tracks: inputs.tracks,
+            embedding_dim: m.embedding_dim,
+            hidden: m.hidden,
+            dropout: m.dropout,
+            negatives: m.gru4rec_negatives,
+        };
+        return Ok(Network::Gru4Rec(Gru4Rec::new(config, &mut rng)?));
+    }
+    let e1 = match v.e1() {
+        E1Start::Random => None,
+        start => {
+            let (stage, file) = match start {
+                E1Start::Lsa => ("lsa", "lsa.safetensors"),
+                _ => ("word2vec", "w2v.safetensors"),
+            };
+            let path = dir_of(stage)?.join(file);
+            let t = table(&path, inputs.tracks)?;
+            if t.dim() != m.embedding_dim {
+                bail!(
+                    "{} has {}-d vectors but model.embedding_dim = {}: make them equal",
+                    path.display(),
+                    t.dim(),
+                    m.embedding_dim
+                );
+            }
+            let take = (0..inputs.tracks)
+                .map(|i| {
+                    inputs.counts.seen_in_train(i) && t.is_present(segue_core::TrackId(i as u32))
+                })
+                .collect();
+            Some((t.as_slice().to_vec(), take))
+        }
+    };
+    let mut content = Vec::new();
+    let mut content_dims = Vec::new();
+    for &modality in v.modalities() {
+        let stage = modality_stage(modality);
+        let t = table(&dir_of(stage)?.join(format!("{stage}.safetensors")), inputs.tracks)?;
+        content_dims.push(t.dim());
+        content.push(t.as_slice().to_vec());
+    }
+    let config = FusionConfig {
+        tracks: inputs.tracks,
+        embedding_dim: m.embedding_dim,
+        hidden: m.hidden,
+        fc: m.fc,
+        dropout: m.dropout,
+        leaky_slope: m.leaky_slope,
+        content_dims,
+    };
+    Ok(Network::Fusion(Fusion::new(config, FusionInit { e1, content }, &mut rng)?))
+}
+
+/// Trains a variant into `dir` (model.safetensors, train.jsonl, train_report.json). Checkpoints
+/// go to `partial`, so an interrupted run resumes where it stopped.
+pub fn run_train(
+    p: &Pipeline,
+    v: Variant,
+    dir_of: &dyn Fn(&str) -> Result<PathBuf>,
+    dir: &Path,
+    partial: &Path,
+) -> Result<serde_json::Value> {
+    if let Some(why) = not_applicable(v, dir_of)? {
+        bail!("{} is not applicable: {why}", v.paper_name());
+    }
+    let inputs = Inputs::read(&dir_of("sessionize")?)?;
+    let net = network(p, v, &inputs, dir_of)?;
+    let train = sessions(&inputs.train)?;
+    let valid = sessions(&inputs.valid)?;
+    let opts = TrainOptions {
+        params: p.model.clone(),
+        train_counts: inputs.counts.train.clone(),
+        dir: Some(partial.to_path_buf()),
+        resume: true,
+    };
+    let examples = train.examples().len();
+    let parameters: usize = net.vars().iter().map(|(_, v)| v.elem_count()).sum();
+    eprintln!(
+        "{:>12}  {}: {} training examples, {} validation examples, {} tracks, {} parameters",
+        "",
+        v.paper_name(),
+        examples,
+        valid.examples().len(),
+        inputs.tracks,
+        parameters
+    );
+    let trained = segue_model::train(&net, &train, Some(&valid), &opts, &Bars::default())?;
+    net.save(&dir.join("model.safetensors"))?;
+    std::fs::copy(partial.join("train.jsonl"), dir.join("train.jsonl"))?;
+    let last = trained.history.last().context("no epoch ran")?;
+    let summary = serde_json::json!({
+        "variant": v.id(),
+        "name": v.paper_name(),
+        "examples": examples,
+        "parameters": parameters,
+        "epochs_run": trained.history.len(),
+        "best_epoch": trained.best_epoch,
+        "stopped_early": trained.stopped_early,
+        "resumed_after": trained.resumed_after,
+        "final_loss": last.loss,
+        "examples_per_second": trained.history.iter().map(|e| e.examples_per_second).sum::<f64>() / trained.history.len() as f64,
+        "history": trained.history,
+        "params": p.model,
+    });
+    std::fs::write(dir.join("train_report.json"), serde_json::to_vec_pretty(&summary)?)?;
+    std::fs::remove_dir_all(partial).with_context(|| format!("removing {}", partial.display()))?;
+    Ok(summary)
+}
+
+/// Evaluates a trained variant on the test sessions (metrics.json).
+pub fn run_evaluate(
+    p: &Pipeline,
+    v: Variant,
+    dir_of: &dyn Fn(&str) -> Result<PathBuf>,
+    dir: &Path,
+) -> Result<serde_json::Value> {
+    let inputs = Inputs::read(&dir_of("sessionize")?)?;
+    let net = network(p, v, &inputs, dir_of)?;
+    net.load(&dir_of(&format!("train-{}", v.id()))?.join("model.safetensors"))?;
+    let test = sessions(&inputs.test)?;
+    let seen: Vec<bool> = (0..inputs.tracks).map(|i| inputs.counts.seen_in_train(i)).collect();
+    let started = std::time::Instant::now();
+    let report = segue_model::evaluate(
+        &net,
+        &test,
+        &seen,
+        p.model.max_input_len,
+        &segue_eval::PAPER_KS,
+        64,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::write(dir.join("metrics.json"), serde_json::to_vec_pretty(&report)?)?;
+    let pct = |m: &segue_eval::Metrics| m.hit.iter().map(|h| 100.0 * h).collect::<Vec<_>>();
+    eprintln!(
+        "{:>12}  {}: HR@10..50 {} over {} test predictions ({:.0}/s)",
+        "",
+        v.paper_name(),
+        pct(&report.all).iter().map(|h| format!("{h:.2}")).collect::<Vec<_>>().join(" / "),
+        report.all.count,
+        report.all.count as f64 / seconds
+    );
+    Ok(serde_json::json!({
+        "variant": v.id(),
+        "predictions": report.all.count,
+        "hr": pct(&report.all),
+        "user_hr": pct(&report.per_user),
+        "seconds": seconds,
+    }))
+}

@@ -57,6 +57,9 @@ pub enum BenchCommand {
     /// Truncated SVD (LSA) beside scikit-learn on the same training sessions: speed, singular
     /// values and quality.
     Lsa(EmbeddingArgs),
+    /// The models beside the PyTorch peer: HitRatio@10..50 (mean over seeds) and training
+    /// examples per second, same sessions, no validation split, fixed epochs.
+    Train(crate::bench_train::TrainArgs),
     /// (internal) one timed segue run in this process; prints a JSON line.
     #[command(hide = true)]
     SessionsWorker {
@@ -69,7 +72,7 @@ pub enum BenchCommand {
     },
 }
 
-fn default_python() -> PathBuf {
+pub fn default_python() -> PathBuf {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
     home.join(".venvs/peers/bin/python")
 }
@@ -96,6 +99,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::SessionsWorker { listens, format, out } => worker(&listens, &format, &out),
         BenchCommand::Word2vec(args) => embedding(Embedding::Word2vec, args),
         BenchCommand::Lsa(args) => embedding(Embedding::Lsa, args),
+        BenchCommand::Train(args) => crate::bench_train::run(args),
         BenchCommand::Sessions { listens, builtin, repeat, python, peers } => {
             sessions(listens, builtin, repeat.max(1), &python, &peers)
         }

@@ -125,7 +125,7 @@ pub enum Embedding {
 }
 
 /// Runs a peer stage in `work`; returns its JSON summary line.
-fn peer_stage(
+pub fn peer_stage(
     python: &Path,
     peers: &Path,
     work: &Path,

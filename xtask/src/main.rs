@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_embed;
+mod bench_train;
 mod cache;
 mod model_stages;
 mod pipeline;
@@ -10,6 +11,7 @@ mod progress;
 mod report;
 mod stages;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -36,7 +38,8 @@ struct Cli {
 enum Command {
     /// Run one stage and whatever it needs (fresh artifacts are reused).
     Run {
-        /// The stage: ingest, sessionize, word2vec, lsa, acoustic.
+        /// The stage: ingest, sessionize, word2vec, lsa, acoustic, train-VARIANT, evaluate-VARIANT
+        /// (VARIANT: gru4rec, ann, ann-lsa, annw, annw-acoustic).
         stage: String,
         #[arg(long, default_value_os_t = default_pipeline())]
         pipeline: PathBuf,
@@ -135,7 +138,7 @@ pub fn synth(cfg: &segue_synth::SynthConfig, out: &Path) -> Result<()> {
 }
 
 /// Makes sure a pipeline's synthetic dataset exists with its configuration.
-fn ensure_synth(p: &Pipeline) -> Result<()> {
+pub fn ensure_synth(p: &Pipeline) -> Result<()> {
     let Some(spec) = &p.dataset.synth else { return Ok(()) };
     let out = segue_sessions::source::clean_path(&p.base_dir().join(&spec.out));
     let cfg = segue_synth::SynthConfig::preset(spec.preset, spec.seed);
@@ -164,19 +167,51 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
     );
     let mut runner = Runner::new(p);
     let mut times = Vec::new();
+    let mut skipped: BTreeMap<segue_model::Variant, String> = BTreeMap::new();
     for stage in STAGES {
+        if let Some((is_train, v)) = model_stages::variant_of(stage) {
+            if is_train {
+                let why = model_stages::not_applicable(v, &|s: &str| runner.dir(s))?;
+                if let Some(why) = why {
+                    eprintln!("{stage:>12}: not applicable: {why}");
+                    skipped.insert(v, why);
+                    continue;
+                }
+            } else if skipped.contains_key(&v) {
+                continue;
+            }
+        }
         let forced = matches!(force, Some("all")) || force == Some(*stage);
         let t = Instant::now();
         let m = runner.run(stage, forced)?;
         times.push((stage, t.elapsed().as_secs_f64(), m.seconds));
     }
     let report_dir = p.cache_dir().join("report");
-    let md = report::table1(
+    let mut md = report::table1(
         &p.pipeline.name,
         &runner.dir("ingest")?,
         &runner.dir("sessionize")?,
         &report_dir,
     )?;
+    let mut results = BTreeMap::new();
+    for v in segue_model::Variant::ALL {
+        let stage = format!("evaluate-{}", v.id());
+        let outcome = if let Some(why) = skipped.get(&v) {
+            report::Outcome::NotApplicable(why.clone())
+        } else if STAGES.contains(&stage.as_str()) {
+            report::Outcome::Metrics(Box::new(report::load(
+                &runner.dir(&stage)?.join("metrics.json"),
+            )?))
+        } else {
+            let missing = v.modalities().iter().map(|m| m.name()).find(|m| !STAGES.contains(m));
+            report::Outcome::NotApplicable(format!(
+                "segue has no `{}` stage yet",
+                missing.unwrap_or("?")
+            ))
+        };
+        results.insert(v, outcome);
+    }
+    md.push_str(&report::model_tables(p, &results, &report_dir)?);
     let mut timing = String::from(
         "## Stage times\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n",
     );

@@ -1,13 +1,17 @@
-//! Table I of the paper, as markdown and CSV, from the sessionize and ingest artifacts.
+//! The paper's tables as markdown and CSV: Table I from the sessionize and ingest artifacts,
+//! Tables II and III from the evaluate stages.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
+use segue_model::Variant;
 
 use crate::stages::IngestReport;
 
-fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -148,4 +152,138 @@ fn csv_field(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// What reproduce has for a variant.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Its test metrics.
+    Metrics(Box<segue_eval::Report>),
+    /// Why it did not run.
+    NotApplicable(String),
+}
+
+const TABLE2: [Variant; 4] =
+    [Variant::Gru4Rec, Variant::Ann, Variant::AnnLsa, Variant::AnnwAcousticLyrics];
+/// Table III (complete dataset): the ANN family from ANN to ANNW+Acoustic+Lyrics, which is
+/// `Variant::ALL` without GRU4Rec and the tag variant.
+const TABLE3: &[Variant] = Variant::ALL.split_at(7).0.split_at(1).1;
+
+/// One table of HitRatio@k rows: markdown (with the per-user mean and why a row is empty) and
+/// CSV (`method,k10,...,user_k10,...`; empty cells for a variant that did not run).
+fn hit_table(
+    title: &str,
+    variants: &[Variant],
+    results: &BTreeMap<Variant, Outcome>,
+) -> Result<(String, String)> {
+    let ks = segue_eval::PAPER_KS;
+    let mut md = String::new();
+    writeln!(md, "## {title}\n")?;
+    let head: Vec<String> = ks.iter().map(|k| format!("k={k}")).collect();
+    writeln!(md, "| method | {} | per-user HR@10 | predictions |", head.join(" | "))?;
+    writeln!(md, "|---|{}---:|---:|", "---:|".repeat(ks.len()))?;
+    let mut csv = format!(
+        "method,{},{},predictions,note\n",
+        ks.iter().map(|k| format!("hr{k}")).collect::<Vec<_>>().join(","),
+        ks.iter().map(|k| format!("user_hr{k}")).collect::<Vec<_>>().join(",")
+    );
+    let mut notes = Vec::new();
+    for v in variants {
+        match results.get(v) {
+            Some(Outcome::Metrics(r)) => {
+                let cells: Vec<String> =
+                    r.all.hit.iter().map(|h| format!("{:.2}", 100.0 * h)).collect();
+                writeln!(
+                    md,
+                    "| {} | {} | {:.2} | {} |",
+                    v.paper_name(),
+                    cells.join(" | "),
+                    100.0 * r.per_user.hit[0],
+                    thousands(r.all.count)
+                )?;
+                let user: Vec<String> =
+                    r.per_user.hit.iter().map(|h| format!("{:.4}", 100.0 * h)).collect();
+                let all: Vec<String> =
+                    r.all.hit.iter().map(|h| format!("{:.4}", 100.0 * h)).collect();
+                writeln!(
+                    csv,
+                    "{},{},{},{},",
+                    v.paper_name(),
+                    all.join(","),
+                    user.join(","),
+                    r.all.count
+                )?;
+            }
+            other => {
+                let why = match other {
+                    Some(Outcome::NotApplicable(w)) => w.clone(),
+                    _ => "not run".to_string(),
+                };
+                let na = vec!["n/a"; ks.len() + 1].join(" | ");
+                writeln!(md, "| {} | {na} | |", v.paper_name())?;
+                writeln!(
+                    csv,
+                    "{},{},,{}",
+                    v.paper_name(),
+                    ",".repeat(2 * ks.len() - 1),
+                    csv_field(&why)
+                )?;
+                notes.push(format!("{}: not applicable: {why}.", v.paper_name()));
+            }
+        }
+    }
+    writeln!(md)?;
+    for n in notes {
+        writeln!(md, "- {n}")?;
+    }
+    Ok((md, csv))
+}
+
+/// Tables II and III (markdown and CSV) with the run's settings and seeds.
+pub fn model_tables(
+    p: &crate::pipeline::Pipeline,
+    results: &BTreeMap<Variant, Outcome>,
+    out_dir: &Path,
+) -> Result<String> {
+    let (t2, c2) = hit_table(
+        "Table II: comparison with the baselines (HitRatio@k, %, test sessions, full ranking)",
+        &TABLE2,
+        results,
+    )?;
+    let (t3, c3) =
+        hit_table("Table III: ablation, complete dataset (HitRatio@k, %)", TABLE3, results)?;
+    let m = &p.model;
+    let mut md = format!("{t2}\n{t3}\n");
+    writeln!(
+        md,
+        "Settings: embeddings {}, GRU {}, FC {}, dropout {}, input window {}, batch {}, Adam lr {}, at most {} epochs (patience {} on validation HR@10), {} softmax, model seed {}, Word2Vec seed {}, LSA seed {}, VAE seed {}. Ties count against the model; every track of the catalogue is ranked.\n",
+        m.embedding_dim,
+        m.hidden,
+        m.fc,
+        m.dropout,
+        m.max_input_len,
+        m.batch_size,
+        m.lr,
+        m.epochs,
+        m.patience,
+        if m.sampled_negatives == 0 {
+            "full".to_string()
+        } else {
+            format!("sampled ({} negatives)", m.sampled_negatives)
+        },
+        m.seed,
+        p.word2vec.seed,
+        p.lsa.seed,
+        p.vae.seed,
+    )?;
+    writeln!(
+        md,
+        "The paper's Table III also has a subset of tracks with tags (ANN, ANNW+Acoustic+Lyrics, +Tags): not built yet.\n"
+    )?;
+    std::fs::create_dir_all(out_dir)?;
+    segue_core::fs::write_bytes_atomic(&out_dir.join("table2.md"), t2.as_bytes())?;
+    segue_core::fs::write_bytes_atomic(&out_dir.join("table2.csv"), c2.as_bytes())?;
+    segue_core::fs::write_bytes_atomic(&out_dir.join("table3.md"), t3.as_bytes())?;
+    segue_core::fs::write_bytes_atomic(&out_dir.join("table3.csv"), c3.as_bytes())?;
+    Ok(md)
 }

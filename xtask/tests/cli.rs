@@ -27,6 +27,10 @@ paths = ["listens.tsv"]
 
 [sessionize]
 gap_seconds = 7200
+
+[model]
+epochs = 2
+gru4rec_negatives = 4
 "#;
 
 fn setup(dir: &Path) -> String {
@@ -64,6 +68,21 @@ fn reproduce_caches_and_explains() {
     // 4 training sessions cannot give 150 LSA components: it says so and still writes a table.
     assert!(err.contains("only 4 components are possible (lsa.dim = 150)"), "{err}");
     assert!(dir.path().join("cache/cli-test/report/table1.csv").exists());
+    // Tables II and III: every model that can run has numbers; the others say why not.
+    assert!(out.contains("Table II") && out.contains("Table III"), "{out}");
+    for name in ["GRU4Rec", "ANN", "ANN-LSA", "ANNW"] {
+        let row = out.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap();
+        assert!(!row.contains("n/a"), "{row}");
+    }
+    assert!(out.contains("| ANNW+Acoustic | n/a"), "{out}");
+    assert!(
+        out.contains("ANNW+Acoustic: not applicable: no training track has acoustic data"),
+        "{out}"
+    );
+    assert!(out.contains("ANNW+Lyrics: not applicable: segue has no `lyrics` stage yet"), "{out}");
+    let csv = std::fs::read_to_string(dir.path().join("cache/cli-test/report/table2.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(err.contains("train-annw: running") && err.contains("evaluate-annw: running"), "{err}");
 
     let (_, err) = text(&xtask(&["reproduce", "--pipeline", &p]));
     assert!(
@@ -117,6 +136,9 @@ fn pipeline_errors_name_the_key() {
     std::fs::write(&p, PIPELINE.replace("gap_seconds = 7200", "gap_seconds = -5")).unwrap();
     let (_, err) = text(&xtask(&["status", "--pipeline", &p]));
     assert!(err.contains("sessionize.gap_seconds = -5"), "{err}");
+    std::fs::write(&p, PIPELINE.replace("epochs = 2", "epochs = 0")).unwrap();
+    let (_, err) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(err.contains("model.epochs = 0: must be positive"), "{err}");
     std::fs::write(&p, PIPELINE.replace("lastfm-1k", "lastfm-2k")).unwrap();
     let (_, err) = text(&xtask(&["status", "--pipeline", &p]));
     assert!(err.contains("lastfm-2k"), "{err}");

@@ -163,17 +163,26 @@ impl BiGru {
             h_prev: vec![0.0; nb * nt * h],
         };
         let mut state = vec![0.0f32; nb * h];
+        // The rows with a real item at this step, their states packed (PyTorch's packed
+        // sequences do the same: padding costs no arithmetic).
+        let mut packed = vec![0.0f32; nb * h];
         let mut gh = vec![0.0f32; nb * g3];
         for step in 0..nt {
             let t = d.time(dir, step);
-            matmul(&mut gh, false, &state, false, w, true, nb, g3, h);
-            for b in 0..nb {
-                if t >= self.lengths[b] {
-                    continue; // padding: the state is kept (forward) or still zero (backward)
-                }
+            // Padding keeps the state (forward) or leaves it at zero (backward).
+            let active: Vec<usize> = (0..nb).filter(|&b| t < self.lengths[b]).collect();
+            let na = active.len();
+            if na == 0 {
+                continue;
+            }
+            for (i, &b) in active.iter().enumerate() {
+                packed[i * h..(i + 1) * h].copy_from_slice(&state[b * h..(b + 1) * h]);
+            }
+            matmul(&mut gh[..na * g3], false, &packed[..na * h], false, w, true, na, g3, h);
+            for (i, &b) in active.iter().enumerate() {
                 let at = (b * nt + t) * h;
                 let xrow = &x[(b * nt + t) * 2 * g3 + dir * g3..][..g3];
-                let ghrow = &gh[b * g3..][..g3];
+                let ghrow = &gh[i * g3..][..g3];
                 let hrow = &mut state[b * h..][..h];
                 s.h_prev[at..at + h].copy_from_slice(hrow);
                 for j in 0..h {
@@ -212,24 +221,32 @@ impl BiGru {
         // This direction's input-projection gradient, B x T x 3H.
         let mut dx = vec![0.0f32; nb * nt * g3];
         let mut dh = vec![0.0f32; nb * h];
+        // Packed rows of the active sequences: recurrent pre-activation gradients, entering
+        // states, and the gradient flowing back into those states.
         let mut gh = vec![0.0f32; nb * g3];
         let mut h_prev = vec![0.0f32; nb * h];
+        let mut dh_packed = vec![0.0f32; nb * h];
         for step in (0..nt).rev() {
             let t = d.time(dir, step);
+            let mut active = Vec::with_capacity(nb);
             for b in 0..nb {
-                let ghrow = &mut gh[b * g3..][..g3];
-                let hp = &mut h_prev[b * h..][..h];
-                let dhrow = &mut dh[b * h..][..h];
-                if t >= self.lengths[b] {
-                    ghrow.fill(0.0);
-                    hp.fill(0.0);
-                    if dir == 1 {
-                        dhrow.fill(0.0); // the backward state is reset before a real item
-                    }
-                    continue;
+                if t < self.lengths[b] {
+                    active.push(b);
+                } else if dir == 1 {
+                    // The backward state is reset before a real item.
+                    dh[b * h..(b + 1) * h].fill(0.0);
                 }
+            }
+            let na = active.len();
+            if na == 0 {
+                continue;
+            }
+            for (i, &b) in active.iter().enumerate() {
                 let at = (b * nt + t) * h;
+                let hp = &mut h_prev[i * h..][..h];
                 hp.copy_from_slice(&s.h_prev[at..at + h]);
+                let ghrow = &mut gh[i * g3..][..g3];
+                let dhrow = &mut dh[b * h..][..h];
                 let dxrow = &mut dx[(b * nt + t) * g3..][..g3];
                 for j in 0..h {
                     let (r, z, n, hn) = (s.r[at + j], s.z[at + j], s.n[at + j], s.hn[at + j]);
@@ -247,13 +264,20 @@ impl BiGru {
                 }
             }
             // dW += gh^T h_prev; db += column sums of gh; dh += gh W.
-            matmul(dw, true, &gh, true, &h_prev, false, g3, h, nb);
-            for row in gh.chunks_exact(g3) {
+            let (ghp, hpp) = (&gh[..na * g3], &h_prev[..na * h]);
+            matmul(dw, true, ghp, true, hpp, false, g3, h, na);
+            for row in ghp.chunks_exact(g3) {
                 for (acc, g) in db.iter_mut().zip(row) {
                     *acc += g;
                 }
             }
-            matmul(&mut dh, true, &gh, false, w, false, nb, h, g3);
+            matmul(&mut dh_packed[..na * h], false, ghp, false, w, false, na, h, g3);
+            for (i, &b) in active.iter().enumerate() {
+                for (a, g) in dh[b * h..(b + 1) * h].iter_mut().zip(&dh_packed[i * h..(i + 1) * h])
+                {
+                    *a += g;
+                }
+            }
         }
         dx
     }

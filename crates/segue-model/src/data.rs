@@ -103,6 +103,33 @@ impl Batch {
         Batch { ids, lengths, width, targets }
     }
 
+    /// The track ids at real (not padding) positions, row after row.
+    pub fn real_ids(&self) -> Vec<u32> {
+        self.ids
+            .chunks_exact(self.width)
+            .zip(&self.lengths)
+            .flat_map(|(row, &l)| row[..l].iter().copied())
+            .collect()
+    }
+
+    /// For each grid position, the index of its real position in [`Batch::real_ids`]
+    /// (padding points at 0: its value is never used).
+    pub fn grid_to_real(&self) -> Vec<u32> {
+        let mut next = 0u32;
+        let mut out = Vec::with_capacity(self.ids.len());
+        for &l in &self.lengths {
+            for p in 0..self.width {
+                if p < l {
+                    out.push(next);
+                    next += 1;
+                } else {
+                    out.push(0);
+                }
+            }
+        }
+        out
+    }
+
     /// Rows in the batch.
     pub fn len(&self) -> usize {
         self.lengths.len()

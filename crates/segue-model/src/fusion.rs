@@ -190,9 +190,10 @@ impl Fusion {
         names
     }
 
-    /// The input to the output layer, `B x fc`, from each table's rows for the batch
-    /// (`B*T x dim`, in [`Fusion::table_names`] order); `rng` draws dropout (training) or is
-    /// `None`.
+    /// The input to the output layer, `B x fc`, from each table's rows for the batch's real
+    /// positions (`N x dim`, [`Batch::real_ids`] order, tables in [`Fusion::table_names`]
+    /// order); `rng` draws dropout (training) or is `None`. Only real positions are projected;
+    /// the grid the GRU and attention see is gathered from them.
     fn features(
         &self,
         batch: &Batch,
@@ -202,9 +203,10 @@ impl Fusion {
         let c = &self.config;
         let (b, t, h) = (batch.len(), batch.width, c.hidden);
         let dev = Device::Cpu;
+        let grid = Tensor::from_vec(batch.grid_to_real(), b * t, &dev)?;
         let mut dropped = |x: &Tensor| -> candle_core::Result<Tensor> {
-            let width = x.dim(1)?;
-            match rng.as_deref_mut().map(|r| dropout_mask(r, (b * t, width), c.dropout)) {
+            let (n, width) = x.dims2()?;
+            match rng.as_deref_mut().map(|r| dropout_mask(r, (n, width), c.dropout)) {
                 Some(Ok(Some(mask))) => x.mul(&mask),
                 Some(Err(e)) => Err(candle_core::Error::Msg(e.to_string())),
                 _ => Ok(x.clone()),
@@ -214,6 +216,7 @@ impl Fusion {
         let x = emb
             .matmul(&self.get("gru.w_ih").t()?)?
             .broadcast_add(self.get("gru.b_ih"))?
+            .index_select(&grid, 0)?
             .reshape((b, t, 2, 3 * h))?;
         let states = bigru(&x, self.get("gru.w_hh"), self.get("gru.b_hh"), &batch.lengths)?;
         let flat = states.reshape((b * t, h))?;
@@ -227,7 +230,7 @@ impl Fusion {
         let alpha = candle_nn::ops::softmax(&scores, D::Minus1)?.unsqueeze(1)?; // B x 1 x T
         let mut contexts = vec![alpha.matmul(&states)?.squeeze(1)?];
         for (k, &d) in c.content_dims.iter().enumerate() {
-            let ek = dropped(&rows[k + 1])?;
+            let ek = dropped(&rows[k + 1])?.index_select(&grid, 0)?;
             contexts.push(alpha.matmul(&ek.reshape((b, t, d))?)?.squeeze(1)?);
         }
         let joined = Tensor::cat(&contexts, D::Minus1)?;
@@ -235,9 +238,11 @@ impl Fusion {
         hidden.maximum(&hidden.affine(c.leaky_slope, 0.0)?)
     }
 
-    /// Each table's rows for the batch, looked up through candle (differentiable).
+    /// Each table's rows for the batch's real positions, looked up through candle
+    /// (differentiable).
     fn lookups(&self, batch: &Batch) -> candle_core::Result<Vec<Tensor>> {
-        let ids = Tensor::from_slice(&batch.ids, batch.ids.len(), &Device::Cpu)?;
+        let real = batch.real_ids();
+        let ids = Tensor::from_vec(real.clone(), real.len(), &Device::Cpu)?;
         self.table_names().iter().map(|n| self.get(n).embedding(&ids)).collect()
     }
 
@@ -275,7 +280,8 @@ impl Fusion {
         scratch: &mut Scratch,
     ) -> Result<(f32, candle_core::backprop::GradStore)> {
         let mut run = |scratch: &mut Scratch| -> candle_core::Result<(f32, candle_core::backprop::GradStore)> {
-            let n = batch.ids.len();
+            let real = batch.real_ids();
+            let n = real.len();
             // The batch's rows of each table, as leaves whose gradient is read back.
             let mut leaves = Vec::new();
             for name in self.table_names() {
@@ -284,7 +290,7 @@ impl Fusion {
                 let (storage, layout) = table.storage_and_layout();
                 let all = cpu_f32(&storage, layout)?;
                 let mut rows = Vec::with_capacity(n * dim);
-                for &id in &batch.ids {
+                for &id in &real {
                     rows.extend_from_slice(&all[id as usize * dim..(id as usize + 1) * dim]);
                 }
                 drop(storage);
@@ -319,10 +325,7 @@ impl Fusion {
                 dt.resize(self.config.tracks * dim, 0.0);
                 let Some(g) = grads.get(leaf) else { continue };
                 let g = g.flatten_all()?.to_vec1::<f32>()?;
-                for (pos, &id) in batch.ids.iter().enumerate() {
-                    if pos % batch.width >= batch.lengths[pos / batch.width] {
-                        continue; // padding
-                    }
+                for (pos, &id) in real.iter().enumerate() {
                     let row = &mut dt[id as usize * dim..(id as usize + 1) * dim];
                     for (a, b) in row.iter_mut().zip(&g[pos * dim..(pos + 1) * dim]) {
                         *a += b;

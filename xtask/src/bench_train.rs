@@ -1,0 +1,200 @@
+//! `bench train`: the models beside the PyTorch peer (`pipeline.py train` and `eval`) on the
+//! same sessions, the paper's protocol (no validation split, fixed epochs), 2 threads each:
+//! HitRatio@10..50 averaged over seeds, and training examples per second.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use segue_model::Variant;
+
+use crate::bench_embed::peer_stage;
+use crate::pipeline::Pipeline;
+use crate::stages::{Runner, closure};
+
+/// Settings of `bench train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Use the small synthetic preset (pipelines/synth-small.toml) instead of the built-in data.
+    #[arg(long)]
+    pub small: bool,
+    /// Variants to compare (the peer has gru4rec, ann, ann-lsa, annw, annw-acoustic, ...).
+    #[arg(long, value_delimiter = ',', default_value = "ann,annw")]
+    pub variants: Vec<String>,
+    /// Seeds per side; HitRatio is their mean.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: u64,
+    /// Epochs (fixed: no early stopping on either side).
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    #[arg(long, default_value_os_t = crate::bench::default_python())]
+    pub python: PathBuf,
+    #[arg(long, default_value_os_t = crate::workspace_root().join("../shared/peers"))]
+    pub peers: PathBuf,
+}
+
+#[derive(Default)]
+struct Side {
+    hr: Vec<Vec<f64>>,
+    examples_per_second: Vec<f64>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let variants: Vec<Variant> =
+        args.variants.iter().map(|v| Variant::from_id(v)).collect::<segue_core::Result<_>>()?;
+    let root = crate::workspace_root();
+    let (pipeline_file, listens, tracks_csv) = if args.small {
+        let data = root.join(".segue/synth-data/small-0");
+        (
+            root.join("pipelines/synth-small.toml"),
+            data.join("listens.tsv"),
+            Some(data.join("audio_features.csv")),
+        )
+    } else {
+        (
+            root.join("pipelines/default.toml"),
+            crate::bench::builtin_tsv(&args.python, &args.peers)?,
+            None,
+        )
+    };
+    let mut p = Pipeline::load(&pipeline_file)?;
+    crate::ensure_synth(&p)?;
+    // The paper's protocol, as the peer runs it: no validation split, fixed epochs.
+    p.sessionize.validation_share = 0.0;
+    p.model.epochs = args.epochs;
+    p.model.patience = 0;
+    p.pipeline.name = format!("{}-bench-train", p.pipeline.name);
+    p.pipeline.cache_dir = Some(crate::bench::bench_dir().join("train-cache"));
+
+    // The peer: ingest, the embeddings its variants need, then train + eval per seed.
+    let work = crate::bench::bench_dir()
+        .join(format!("train-peer-{}", if args.small { "small" } else { "builtin" }));
+    std::fs::create_dir_all(&work)?;
+    let (py, peers) = (&args.python, &args.peers);
+    let listens_arg = listens.display().to_string();
+    eprintln!("peer: ingest {}", listens.display());
+    peer_stage(py, peers, &work, &["ingest", "--listens", &listens_arg])?;
+    if variants.iter().any(|v| v.e1() == segue_model::E1Start::Word2Vec) {
+        peer_stage(py, peers, &work, &["word2vec", "--w2v-workers", "2"])?;
+    }
+    if variants.contains(&Variant::AnnLsa) {
+        peer_stage(py, peers, &work, &["lsa"])?;
+    }
+    if variants.iter().any(|v| v.modalities().contains(&segue_model::Modality::Acoustic)) {
+        let csv = tracks_csv
+            .as_ref()
+            .context("the peer's VAE needs artist_name/track_name columns: use --small")?;
+        peer_stage(
+            py,
+            peers,
+            &work,
+            &["vae", "--tracks-csv", &csv.display().to_string(), "--threads", "2"],
+        )?;
+    }
+    let mut peer: BTreeMap<Variant, Side> = BTreeMap::new();
+    let mut ours: BTreeMap<Variant, Side> = BTreeMap::new();
+    let epochs = args.epochs.to_string();
+    for &v in &variants {
+        for seed in 0..args.seeds {
+            let s = seed.to_string();
+            // Peer.
+            let t = peer_stage(
+                py,
+                peers,
+                &work,
+                &[
+                    "train",
+                    "--variant",
+                    v.id(),
+                    "--epochs",
+                    &epochs,
+                    "--seed",
+                    &s,
+                    "--threads",
+                    "2",
+                ],
+            )?;
+            let e = peer_stage(py, peers, &work, &["eval", "--variant", v.id(), "--threads", "2"])?;
+            let side = peer.entry(v).or_default();
+            side.examples_per_second.push(t["examples_per_second"].as_f64().unwrap_or(0.0));
+            side.hr.push(
+                segue_eval::PAPER_KS
+                    .iter()
+                    .map(|k| e[format!("hr@{k}")].as_f64().unwrap_or(f64::NAN))
+                    .collect(),
+            );
+            eprintln!(
+                "peer  {} seed {seed}: HR@10 {:.2}, {:.0} examples/s",
+                v.id(),
+                side.hr.last().unwrap()[0],
+                side.examples_per_second.last().unwrap()
+            );
+            // segue.
+            p.model.seed = seed;
+            let mut runner = Runner::new(&p);
+            let target = format!("evaluate-{}", v.id());
+            for stage in closure(&target) {
+                runner.run(stage, false)?;
+            }
+            let train: serde_json::Value = crate::report::load(
+                &runner.dir(&format!("train-{}", v.id()))?.join("train_report.json"),
+            )?;
+            let metrics: segue_eval::Report =
+                crate::report::load(&runner.dir(&target)?.join("metrics.json"))?;
+            let side = ours.entry(v).or_default();
+            side.examples_per_second.push(train["examples_per_second"].as_f64().unwrap_or(0.0));
+            side.hr.push(metrics.all.hit.iter().map(|h| 100.0 * h).collect());
+            eprintln!(
+                "segue {} seed {seed}: HR@10 {:.2}, {:.0} examples/s",
+                v.id(),
+                side.hr.last().unwrap()[0],
+                side.examples_per_second.last().unwrap()
+            );
+            if metrics.all.count != e["predictions"].as_u64().unwrap_or(0) {
+                bail!(
+                    "segue ranks {} test predictions, the peer {}: not the same protocol",
+                    metrics.all.count,
+                    e["predictions"]
+                );
+            }
+        }
+    }
+    println!(
+        "\n## Training beside the PyTorch peer ({}, {} epochs, {} seeds, 2 threads, no validation split)\n",
+        if args.small { "small synthetic preset" } else { "built-in data" },
+        args.epochs,
+        args.seeds
+    );
+    println!("| variant | side | HR@10 | HR@20 | HR@30 | HR@40 | HR@50 | examples/s |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for v in &variants {
+        for (name, side) in [("segue", &ours[v]), ("peer", &peer[v])] {
+            let hr: Vec<String> = (0..segue_eval::PAPER_KS.len())
+                .map(|k| format!("{:.2}", mean(&side.hr.iter().map(|h| h[k]).collect::<Vec<_>>())))
+                .collect();
+            println!(
+                "| {} | {name} | {} | {:.0} |",
+                v.paper_name(),
+                hr.join(" | "),
+                mean(&side.examples_per_second)
+            );
+        }
+        let diff: Vec<String> = (0..segue_eval::PAPER_KS.len())
+            .map(|k| {
+                let m = |s: &Side| mean(&s.hr.iter().map(|h| h[k]).collect::<Vec<_>>());
+                format!("{:+.2}", m(&ours[v]) - m(&peer[v]))
+            })
+            .collect();
+        println!(
+            "| {} | difference / ratio | {} | {:.2}x |",
+            v.paper_name(),
+            diff.join(" | "),
+            mean(&ours[v].examples_per_second) / mean(&peer[v].examples_per_second)
+        );
+    }
+    Ok(())
+}

@@ -211,6 +211,7 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
         };
         results.insert(v, outcome);
     }
+    md.push('\n');
     md.push_str(&report::model_tables(p, &results, &report_dir)?);
     let mut timing = String::from(
         "## Stage times\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n",

@@ -195,13 +195,13 @@ impl<'a> Runner<'a> {
         self.keys.insert(stage.into(), key.clone());
         match self.cache.check(stage, &key) {
             Check::Fresh(m) if !force => {
-                eprintln!("{stage:>12}: fresh, skipped (key {key}, built in {:.1} s)", m.seconds);
+                eprintln!("{stage:>22}: fresh, skipped (key {key}, built in {:.1} s)", m.seconds);
                 return Ok(m);
             }
             Check::Corrupt(why) => {
-                eprintln!("{stage:>12}: cached artifact is damaged ({why}); recomputing")
+                eprintln!("{stage:>22}: cached artifact is damaged ({why}); recomputing")
             }
-            Check::Fresh(_) => eprintln!("{stage:>12}: forced; recomputing"),
+            Check::Fresh(_) => eprintln!("{stage:>22}: forced; recomputing"),
             Check::Missing => {
                 let why = match self.cache.last_recipe(stage) {
                     Some(old) if old != recipe => {
@@ -209,7 +209,7 @@ impl<'a> Runner<'a> {
                     }
                     _ => String::new(),
                 };
-                eprintln!("{stage:>12}: running{why}");
+                eprintln!("{stage:>22}: running{why}");
             }
         }
         let started = Instant::now();
@@ -251,7 +251,7 @@ impl<'a> Runner<'a> {
             }
         }
         .with_context(|| format!("stage {stage}"))?;
-        eprintln!("{stage:>12}: done in {:.2} s", started.elapsed().as_secs_f64());
+        eprintln!("{stage:>22}: done in {:.2} s", started.elapsed().as_secs_f64());
         Ok(manifest)
     }
 }
@@ -285,14 +285,14 @@ fn run_ingest(p: &Pipeline, dir: &Path) -> Result<serde_json::Value> {
 /// The end-of-stage account of skipped records: a count and first examples per reason.
 pub fn print_skips(skips: &SkipReport, records: u64) {
     if skips.total() == 0 {
-        eprintln!("{:>12}  all {records} records kept", "");
+        eprintln!("{:>22}  all {records} records kept", "");
         return;
     }
-    eprintln!("{:>12}  {records} records read, {} not kept:", "", skips.total());
+    eprintln!("{:>22}  {records} records read, {} not kept:", "", skips.total());
     for (reason, c) in &skips.reasons {
-        eprintln!("{:>14}{:>9}  {}", "", c.count, reason.describe());
+        eprintln!("{:>24}{:>9}  {}", "", c.count, reason.describe());
         for ex in &c.examples {
-            eprintln!("{:>25}e.g. {}, {}: {}", "", ex.file.display(), ex.position, ex.detail);
+            eprintln!("{:>35}e.g. {}, {}: {}", "", ex.file.display(), ex.position, ex.detail);
         }
     }
 }
@@ -335,7 +335,7 @@ fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     });
     std::fs::write(dir.join("word2vec_report.json"), serde_json::to_vec_pretty(&summary)?)?;
     eprintln!(
-        "{:>12}  {} of {} tracks have vectors; {:.2} M raw words/s over {} epochs ({} threads{})",
+        "{:>22}  {} of {} tracks have vectors; {:.2} M raw words/s over {} epochs ({} threads{})",
         "",
         model.vocab.len(),
         vocab.len(),
@@ -360,7 +360,7 @@ fn run_lsa(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::
         segue_lsa::CountMatrix::from_sessions(&corpus.flat, &corpus.offsets, train_tracks)?;
     let build_seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "{:>12}  {} training sessions x {} tracks, {} entries",
+        "{:>22}  {} training sessions x {} tracks, {} entries",
         "",
         counts.rows,
         counts.cols,
@@ -372,7 +372,7 @@ fn run_lsa(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::
     let params = segue_lsa::LsaParams { dim: p.lsa.dim.min(possible), ..p.lsa.clone() };
     if params.dim < p.lsa.dim {
         eprintln!(
-            "{:>12}  warning: only {} components are possible (lsa.dim = {}); the other columns are zero",
+            "{:>22}  warning: only {} components are possible (lsa.dim = {}); the other columns are zero",
             "", params.dim, p.lsa.dim
         );
     }
@@ -394,7 +394,7 @@ fn run_lsa(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::
     });
     std::fs::write(dir.join("lsa_report.json"), serde_json::to_vec_pretty(&summary)?)?;
     eprintln!(
-        "{:>12}  {} of {} tracks have vectors; {} components explain {:.1}% of the variance",
+        "{:>22}  {} of {} tracks have vectors; {} components explain {:.1}% of the variance",
         "",
         counts.cols,
         vocab.len(),
@@ -414,7 +414,7 @@ fn coverage(
     let train_total = counts.train.iter().filter(|&&c| c > 0).count();
     let train_has = (0..counts.train.len()).filter(|&i| counts.seen_in_train(i) && has(i)).count();
     eprintln!(
-        "{:>12}  {stage} coverage: {:.1}% of tracks, {:.1}% of plays; {train_has} of {train_total} training tracks",
+        "{:>22}  {stage} coverage: {:.1}% of tracks, {:.1}% of plays; {train_has} of {train_total} training tracks",
         "",
         100.0 * tracks,
         100.0 * plays
@@ -432,7 +432,7 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     let mut table = segue_core::EmbeddingTable::zeros(vocab.len(), latent, vocab.hash());
     let Some(file) = p.content_file(&p.dataset.audio_features) else {
         eprintln!(
-            "{:>12}  the dataset has no audio features (dataset.audio_features): every track is masked",
+            "{:>22}  the dataset has no audio features (dataset.audio_features): every track is masked",
             ""
         );
         table.save(&dir.join("acoustic.safetensors"))?;
@@ -448,7 +448,7 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     )?;
     let j = &features.join;
     eprintln!(
-        "{:>12}  {}: {} rows, {} vocabulary tracks, {} not in the vocabulary, {} repeated keys",
+        "{:>22}  {}: {} rows, {} vocabulary tracks, {} not in the vocabulary, {} repeated keys",
         "",
         file.display(),
         j.records,
@@ -458,11 +458,11 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     );
     if features.masked > 0 {
         eprintln!(
-            "{:>12}  {} tracks masked for a missing or non-numeric feature, e.g.:",
+            "{:>22}  {} tracks masked for a missing or non-numeric feature, e.g.:",
             "", features.masked
         );
         for m in &features.masked_examples {
-            eprintln!("{:>14}record {}: {}, `{}` = {:?}", "", m.record, m.track, m.column, m.value);
+            eprintln!("{:>24}record {}: {}, `{}` = {:?}", "", m.record, m.track, m.column, m.value);
         }
     }
     let width = segue_vae::FEATURES.len();
@@ -477,7 +477,7 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     let cover = coverage("acoustic", &counts, |i| has.contains(&i));
     if fit.is_empty() {
         eprintln!(
-            "{:>12}  no training track has audio features: nothing to fit, every track is masked",
+            "{:>22}  no training track has audio features: nothing to fit, every track is masked",
             ""
         );
         table.save(&dir.join("acoustic.safetensors"))?;
@@ -494,7 +494,7 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     table.save(&dir.join("acoustic.safetensors"))?;
     let best = &trained.history[trained.best_epoch];
     eprintln!(
-        "{:>12}  VAE on {} tracks ({} held out): {} epochs, kept epoch {}, held-out reconstruction {}",
+        "{:>22}  VAE on {} tracks ({} held out): {} epochs, kept epoch {}, held-out reconstruction {}",
         "",
         trained.fit_tracks,
         trained.held_out_tracks,

@@ -69,6 +69,11 @@ struct Scratch {
     d_tables: Vec<Vec<f32>>,
 }
 
+/// The parameter called `name` (every caller names one its model created).
+pub(crate) fn param<'a>(vars: &'a [(String, Var)], name: &str) -> &'a Tensor {
+    vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_tensor()).expect("known parameter")
+}
+
 /// A contiguous f32 CPU tensor's values, without a copy.
 fn cpu_f32<'a>(
     storage: &'a candle_core::Storage,
@@ -176,11 +181,7 @@ impl Fusion {
     }
 
     fn get(&self, name: &str) -> &Tensor {
-        self.vars
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_tensor())
-            .expect("known parameter")
+        crate::fusion::param(&self.vars, name)
     }
 
     /// Names of the tables looked up by track: `E1`, then the content tables.

@@ -74,11 +74,7 @@ impl Gru4Rec {
     }
 
     fn get(&self, name: &str) -> &Tensor {
-        self.vars
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_tensor())
-            .expect("known parameter")
+        crate::fusion::param(&self.vars, name)
     }
 
     /// One GRU step (PyTorch's gate layout) from inputs `x` (`B x E`) and states `h`.

@@ -60,6 +60,11 @@ pub enum BenchCommand {
     /// The models beside the PyTorch peer: HitRatio@10..50 (mean over seeds) and training
     /// examples per second, same sessions, no validation split, fixed epochs.
     Train(crate::bench_train::TrainArgs),
+    /// Sentence-BERT beside sentence-transformers on the same texts: speed, per-text cosine,
+    /// PCA explained variance beside scikit-learn's.
+    Lyrics(crate::bench_lyrics::LyricsArgs),
+    /// The acoustic VAE beside the PyTorch peer's on the same tracks: held-out reconstruction.
+    Vae(crate::bench_vae::VaeArgs),
     /// (internal) one timed segue run in this process; prints a JSON line.
     #[command(hide = true)]
     SessionsWorker {
@@ -100,6 +105,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Word2vec(args) => embedding(Embedding::Word2vec, args),
         BenchCommand::Lsa(args) => embedding(Embedding::Lsa, args),
         BenchCommand::Train(args) => crate::bench_train::run(args),
+        BenchCommand::Lyrics(args) => crate::bench_lyrics::run(args),
+        BenchCommand::Vae(args) => crate::bench_vae::run(args),
         BenchCommand::Sessions { listens, builtin, repeat, python, peers } => {
             sessions(listens, builtin, repeat.max(1), &python, &peers)
         }

@@ -3,8 +3,11 @@
 
 mod bench;
 mod bench_embed;
+mod bench_lyrics;
 mod bench_train;
+mod bench_vae;
 mod cache;
+mod content_stages;
 mod model_stages;
 mod pipeline;
 mod progress;

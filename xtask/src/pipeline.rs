@@ -24,6 +24,10 @@ pub struct Pipeline {
     #[serde(default)]
     pub vae: segue_vae::VaeParams,
     #[serde(default)]
+    pub lyrics: segue_lyrics::LyricsParams,
+    #[serde(default)]
+    pub tags: segue_tags::TagsParams,
+    #[serde(default)]
     pub model: segue_model::ModelParams,
     /// Where the file was read from; relative paths are resolved against its folder.
     #[serde(skip)]

@@ -79,7 +79,18 @@ fn reproduce_caches_and_explains() {
         out.contains("ANNW+Acoustic: not applicable: no training track has acoustic data"),
         "{out}"
     );
-    assert!(out.contains("ANNW+Lyrics: not applicable: segue has no `lyrics` stage yet"), "{out}");
+    assert!(
+        out.contains(
+            "ANNW+Lyrics: not applicable: no training track has lyrics data in this dataset"
+        ),
+        "{out}"
+    );
+    assert!(
+        err.contains("the dataset has no lyrics (dataset.lyrics): every track is masked"),
+        "{err}"
+    );
+    assert!(err.contains("the dataset has no tags (dataset.tags): every track is masked"), "{err}");
+    assert!(out.contains("Table III (tags)"), "{out}");
     let csv = std::fs::read_to_string(dir.path().join("cache/cli-test/report/table2.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(err.contains("train-annw: running") && err.contains("evaluate-annw: running"), "{err}");

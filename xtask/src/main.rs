@@ -176,7 +176,7 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
             if is_train {
                 let why = model_stages::not_applicable(v, &|s: &str| runner.dir(s))?;
                 if let Some(why) = why {
-                    eprintln!("{stage:>22}: not applicable: {why}");
+                    eprintln!("{stage:>31}: not applicable: {why}");
                     skipped.insert(v, why);
                     continue;
                 }
@@ -255,7 +255,7 @@ fn status(p: &Pipeline) -> Result<()> {
         let recipe = match runner.recipe(stage) {
             Ok(r) => r,
             Err(e) => {
-                println!("{stage:>22}: missing: its inputs are unavailable ({e:#})");
+                println!("{stage:>31}: missing: its inputs are unavailable ({e:#})");
                 break;
             }
         };
@@ -278,7 +278,7 @@ fn status(p: &Pipeline) -> Result<()> {
                 }
             }
         };
-        println!("{stage:>22}: {line}");
+        println!("{stage:>31}: {line}");
     }
     Ok(())
 }

@@ -219,7 +219,7 @@ pub fn run_train(
     let examples = train.examples().len();
     let parameters: usize = net.vars().iter().map(|(_, v)| v.elem_count()).sum();
     eprintln!(
-        "{:>22}  {}: {} training examples, {} validation examples, {} tracks, {} parameters",
+        "{:>31}  {}: {} training examples, {} validation examples, {} tracks, {} parameters",
         "",
         v.paper_name(),
         examples,
@@ -275,7 +275,7 @@ pub fn run_evaluate(
     std::fs::write(dir.join("metrics.json"), serde_json::to_vec_pretty(&report)?)?;
     let pct = |m: &segue_eval::Metrics| m.hit.iter().map(|h| 100.0 * h).collect::<Vec<_>>();
     eprintln!(
-        "{:>22}  {}: HR@10..50 {} over {} test predictions ({:.0}/s)",
+        "{:>31}  {}: HR@10..50 {} over {} test predictions ({:.0}/s)",
         "",
         v.paper_name(),
         pct(&report.all).iter().map(|h| format!("{h:.2}")).collect::<Vec<_>>().join(" / "),

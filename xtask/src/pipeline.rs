@@ -69,6 +69,10 @@ pub struct Dataset {
     /// Users CSV (user, k10), optional.
     #[serde(default)]
     pub users: Option<String>,
+    /// `"tags"`: keep only plays of tracks that have tags before sessionizing (the paper's tag
+    /// subset dataset). Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
     /// Generate the dataset with segue-synth before ingest, when it is missing.
     #[serde(default)]
     pub synth: Option<SynthSpec>,

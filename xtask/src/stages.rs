@@ -153,7 +153,14 @@ impl<'a> Runner<'a> {
                 serde_json::json!({ "sources": p.dataset.sources, "ingest": p.ingest }),
                 self.input_files()?,
             ),
-            "sessionize" => (serde_json::to_value(&p.sessionize)?, BTreeMap::new()),
+            "sessionize" => match &p.dataset.subset {
+                // Keys of pipelines without a subset stay what they were.
+                None => (serde_json::to_value(&p.sessionize)?, BTreeMap::new()),
+                Some(subset) => (
+                    serde_json::json!({ "sessionize": p.sessionize, "subset": subset }),
+                    content_files(p, &p.dataset.tags)?,
+                ),
+            },
             "word2vec" => (serde_json::to_value(&p.word2vec)?, BTreeMap::new()),
             "lsa" => (serde_json::to_value(&p.lsa)?, BTreeMap::new()),
             "acoustic" => (
@@ -212,13 +219,13 @@ impl<'a> Runner<'a> {
         self.keys.insert(stage.into(), key.clone());
         match self.cache.check(stage, &key) {
             Check::Fresh(m) if !force => {
-                eprintln!("{stage:>22}: fresh, skipped (key {key}, built in {:.1} s)", m.seconds);
+                eprintln!("{stage:>31}: fresh, skipped (key {key}, built in {:.1} s)", m.seconds);
                 return Ok(m);
             }
             Check::Corrupt(why) => {
-                eprintln!("{stage:>22}: cached artifact is damaged ({why}); recomputing")
+                eprintln!("{stage:>31}: cached artifact is damaged ({why}); recomputing")
             }
-            Check::Fresh(_) => eprintln!("{stage:>22}: forced; recomputing"),
+            Check::Fresh(_) => eprintln!("{stage:>31}: forced; recomputing"),
             Check::Missing => {
                 let why = match self.cache.last_recipe(stage) {
                     Some(old) if old != recipe => {
@@ -226,7 +233,7 @@ impl<'a> Runner<'a> {
                     }
                     _ => String::new(),
                 };
-                eprintln!("{stage:>22}: running{why}");
+                eprintln!("{stage:>31}: running{why}");
             }
         }
         let started = Instant::now();
@@ -280,7 +287,7 @@ impl<'a> Runner<'a> {
             }
         }
         .with_context(|| format!("stage {stage}"))?;
-        eprintln!("{stage:>22}: done in {:.2} s", started.elapsed().as_secs_f64());
+        eprintln!("{stage:>31}: done in {:.2} s", started.elapsed().as_secs_f64());
         Ok(manifest)
     }
 }
@@ -314,20 +321,25 @@ fn run_ingest(p: &Pipeline, dir: &Path) -> Result<serde_json::Value> {
 /// The end-of-stage account of skipped records: a count and first examples per reason.
 pub fn print_skips(skips: &SkipReport, records: u64) {
     if skips.total() == 0 {
-        eprintln!("{:>22}  all {records} records kept", "");
+        eprintln!("{:>31}  all {records} records kept", "");
         return;
     }
-    eprintln!("{:>22}  {records} records read, {} not kept:", "", skips.total());
+    eprintln!("{:>31}  {records} records read, {} not kept:", "", skips.total());
     for (reason, c) in &skips.reasons {
-        eprintln!("{:>24}{:>9}  {}", "", c.count, reason.describe());
+        eprintln!("{:>33}{:>9}  {}", "", c.count, reason.describe());
         for ex in &c.examples {
-            eprintln!("{:>35}e.g. {}, {}: {}", "", ex.file.display(), ex.position, ex.detail);
+            eprintln!("{:>44}e.g. {}, {}: {}", "", ex.file.display(), ex.position, ex.detail);
         }
     }
 }
 
 fn run_sessionize(p: &Pipeline, ingest_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
     let (events, keys) = Ingested::read_frames(ingest_dir)?;
+    let events = match p.dataset.subset.as_deref() {
+        None => events,
+        Some("tags") => crate::content_stages::tag_subset(p, events, &keys)?,
+        Some(other) => bail!("dataset.subset = \"{other}\": the only subset is \"tags\""),
+    };
     let mut out = sessionize(&events, &keys, &p.sessionize)?;
     out.write(dir)?;
     let s: &SessionStats = &out.stats;
@@ -364,7 +376,7 @@ fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     });
     std::fs::write(dir.join("word2vec_report.json"), serde_json::to_vec_pretty(&summary)?)?;
     eprintln!(
-        "{:>22}  {} of {} tracks have vectors; {:.2} M raw words/s over {} epochs ({} threads{})",
+        "{:>31}  {} of {} tracks have vectors; {:.2} M raw words/s over {} epochs ({} threads{})",
         "",
         model.vocab.len(),
         vocab.len(),
@@ -389,7 +401,7 @@ fn run_lsa(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::
         segue_lsa::CountMatrix::from_sessions(&corpus.flat, &corpus.offsets, train_tracks)?;
     let build_seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "{:>22}  {} training sessions x {} tracks, {} entries",
+        "{:>31}  {} training sessions x {} tracks, {} entries",
         "",
         counts.rows,
         counts.cols,
@@ -401,7 +413,7 @@ fn run_lsa(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::
     let params = segue_lsa::LsaParams { dim: p.lsa.dim.min(possible), ..p.lsa.clone() };
     if params.dim < p.lsa.dim {
         eprintln!(
-            "{:>22}  warning: only {} components are possible (lsa.dim = {}); the other columns are zero",
+            "{:>31}  warning: only {} components are possible (lsa.dim = {}); the other columns are zero",
             "", params.dim, p.lsa.dim
         );
     }
@@ -423,7 +435,7 @@ fn run_lsa(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::
     });
     std::fs::write(dir.join("lsa_report.json"), serde_json::to_vec_pretty(&summary)?)?;
     eprintln!(
-        "{:>22}  {} of {} tracks have vectors; {} components explain {:.1}% of the variance",
+        "{:>31}  {} of {} tracks have vectors; {} components explain {:.1}% of the variance",
         "",
         counts.cols,
         vocab.len(),
@@ -443,7 +455,7 @@ pub fn coverage(
     let train_total = counts.train.iter().filter(|&&c| c > 0).count();
     let train_has = (0..counts.train.len()).filter(|&i| counts.seen_in_train(i) && has(i)).count();
     eprintln!(
-        "{:>22}  {stage} coverage: {:.1}% of tracks, {:.1}% of plays; {train_has} of {train_total} training tracks",
+        "{:>31}  {stage} coverage: {:.1}% of tracks, {:.1}% of plays; {train_has} of {train_total} training tracks",
         "",
         100.0 * tracks,
         100.0 * plays
@@ -461,7 +473,7 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     let mut table = segue_core::EmbeddingTable::zeros(vocab.len(), latent, vocab.hash());
     let Some(file) = p.content_file(&p.dataset.audio_features) else {
         eprintln!(
-            "{:>22}  the dataset has no audio features (dataset.audio_features): every track is masked",
+            "{:>31}  the dataset has no audio features (dataset.audio_features): every track is masked",
             ""
         );
         table.save(&dir.join("acoustic.safetensors"))?;
@@ -477,7 +489,7 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     )?;
     let j = &features.join;
     eprintln!(
-        "{:>22}  {}: {} rows, {} vocabulary tracks, {} not in the vocabulary, {} repeated keys",
+        "{:>31}  {}: {} rows, {} vocabulary tracks, {} not in the vocabulary, {} repeated keys",
         "",
         file.display(),
         j.records,
@@ -487,11 +499,11 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     );
     if features.masked > 0 {
         eprintln!(
-            "{:>22}  {} tracks masked for a missing or non-numeric feature, e.g.:",
+            "{:>31}  {} tracks masked for a missing or non-numeric feature, e.g.:",
             "", features.masked
         );
         for m in &features.masked_examples {
-            eprintln!("{:>24}record {}: {}, `{}` = {:?}", "", m.record, m.track, m.column, m.value);
+            eprintln!("{:>33}record {}: {}, `{}` = {:?}", "", m.record, m.track, m.column, m.value);
         }
     }
     let width = segue_vae::FEATURES.len();
@@ -506,7 +518,7 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     let cover = coverage("acoustic", &counts, |i| has.contains(&i));
     if fit.is_empty() {
         eprintln!(
-            "{:>22}  no training track has audio features: nothing to fit, every track is masked",
+            "{:>31}  no training track has audio features: nothing to fit, every track is masked",
             ""
         );
         table.save(&dir.join("acoustic.safetensors"))?;
@@ -523,7 +535,7 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     table.save(&dir.join("acoustic.safetensors"))?;
     let best = &trained.history[trained.best_epoch];
     eprintln!(
-        "{:>22}  VAE on {} tracks ({} held out): {} epochs, kept epoch {}, held-out reconstruction {}",
+        "{:>31}  VAE on {} tracks ({} held out): {} epochs, kept epoch {}, held-out reconstruction {}",
         "",
         trained.fit_tracks,
         trained.held_out_tracks,

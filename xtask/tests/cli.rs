@@ -223,3 +223,31 @@ patience = 0
         "ANNW+Acoustic+Lyrics HR@10 {fusion:.2} vs ANN {ann:.2}: expected a lead of {MARGIN_POINTS} points"
     );
 }
+
+/// `dataset.subset = "tags"` keeps only plays of tagged tracks before sessionizing (the
+/// paper's tag subset); another value is an error that names the key.
+#[test]
+fn tag_subset_keeps_only_tagged_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = setup(dir.path());
+    std::fs::write(
+        dir.path().join("tags.csv"),
+        "artist_name,track_name,tags\nArtist,Song 0,rock\nArtist,Song 1,pop;indie\nArtist,Song 2,\n",
+    )
+    .unwrap();
+    let with_subset =
+        PIPELINE.replace("[dataset]\n", "[dataset]\ntags = \"tags.csv\"\nsubset = \"tags\"\n");
+    std::fs::write(&p, &with_subset).unwrap();
+    let o = xtask(&["run", "sessionize", "--pipeline", &p]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    // 48 plays of 9 songs, each song equally often in the log; songs 0 and 1 have tags.
+    assert!(err.contains("dataset.subset = \"tags\": "), "{err}");
+    assert!(err.contains("(2 of 9 tracks have tags"), "{err}");
+
+    std::fs::write(&p, with_subset.replace("subset = \"tags\"", "subset = \"lyrics\"")).unwrap();
+    let o = xtask(&["run", "sessionize", "--pipeline", &p]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("dataset.subset = \"lyrics\": the only subset is \"tags\""), "{err}");
+}

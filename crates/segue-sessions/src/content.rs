@@ -308,6 +308,38 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_and_artist_level_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "lyrics.jsonl",
+            "{\"artist_name\": \"ABBA\", \"track_name\": \"Waterloo\", \"lyrics\": \"My, my\\nat Waterloo\"}\n\n\
+             {\"artist_name\": \"Can\", \"track_name\": \"Vitamin C\", \"year\": 1972}\n",
+        );
+        let t = ContentTable::read(&f).unwrap();
+        let (rows, report) = t.join(&vocab());
+        assert_eq!(rows, vec![(0, TrackId(0)), (1, TrackId(2))]);
+        assert_eq!(report.matched, 2);
+        let lyrics = t.column("lyrics").unwrap();
+        assert_eq!(lyrics.get(0), Some("My, my\nat Waterloo"));
+        assert_eq!(lyrics.get(1), None, "absent field");
+        assert_eq!(t.column("year").unwrap().get(1), Some("1972"));
+        let bad = write(dir.path(), "bad.jsonl", "{\"artist_name\": \"A\"}\n[1, 2]\n");
+        let e = ContentTable::read(&bad).unwrap_err().to_string();
+        assert!(e.contains("bad.jsonl, line 2: expected one JSON object"), "{e}");
+
+        // Genres per artist: no title column, every track of the artist, every row kept.
+        let g =
+            write(dir.path(), "genres.csv", "artistName,genre\nABBA,pop\nABBA,europop\nNobody,x\n");
+        assert!(ContentTable::read(&g).is_err(), "a title column is required by default");
+        let t = ContentTable::read_with(&g, false).unwrap();
+        assert!(t.is_artist_level());
+        let (rows, report) = t.join_all(&vocab());
+        assert_eq!(rows, vec![(0, TrackId(0)), (1, TrackId(0))]);
+        assert_eq!((report.matched, report.unmatched), (2, 1));
+    }
+
+    #[test]
     fn joins_on_normalised_keys_first_row_wins() {
         let dir = tempfile::tempdir().unwrap();
         let f = write(

@@ -14,7 +14,66 @@ use crate::source::{
 use crate::spotify::ReadSettings;
 use crate::time;
 
+/// True when a table's name says it is JSON Lines (one object per line).
+fn is_jsonl(path: &Path) -> bool {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    [".jsonl", ".ndjson"].iter().any(|ext| {
+        name.ends_with(ext)
+            || name.ends_with(&format!("{ext}.gz"))
+            || name.ends_with(&format!("{ext}.zst"))
+    })
+}
+
+/// JSON Lines: every line one object; its fields become text columns (numbers and booleans as
+/// written, null or absent as missing), in the order they first appear.
+fn load_jsonl(file: &Path, bytes: &[u8]) -> Result<DataFrame> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::input(file, Position::File, format!("not UTF-8 text: {e}")))?;
+    let mut names: Vec<String> = Vec::new();
+    let mut columns: Vec<Vec<Option<String>>> = Vec::new();
+    let mut rows = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+            .map_err(|e| {
+                Error::input(
+                    file,
+                    Position::Line(i as u64 + 1),
+                    format!("expected one JSON object: {e}"),
+                )
+            })?;
+        for (key, value) in object {
+            let col = match names.iter().position(|n| *n == key) {
+                Some(c) => c,
+                None => {
+                    names.push(key);
+                    columns.push(vec![None; rows]);
+                    columns.len() - 1
+                }
+            };
+            columns[col].push(match value {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s),
+                other => Some(other.to_string()),
+            });
+        }
+        rows += 1;
+        for c in &mut columns {
+            c.resize(rows, None);
+        }
+    }
+    let cols: Vec<Column> =
+        names.iter().zip(columns).map(|(n, v)| Column::new(n.as_str().into(), v)).collect();
+    DataFrame::new(rows, cols).map_err(|e| Error::input(file, Position::File, e.to_string()))
+}
+
 pub(crate) fn load(file: &Path, separator: Option<char>) -> Result<DataFrame> {
+    if is_jsonl(file) {
+        let bytes = read_input(file)?;
+        return load_jsonl(file, &bytes);
+    }
     if is_parquet(file) {
         let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
         return ParquetReader::new(f).finish().map_err(|e| {

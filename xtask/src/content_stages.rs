@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use segue_core::{EmbeddingTable, Progress};
+use segue_core::EmbeddingTable;
 use segue_sessions::content::ContentTable;
 
 use crate::pipeline::Pipeline;
@@ -125,7 +125,6 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
     let ids_tok = encoder.tokenize(&texts)?;
     let truncated = ids_tok.iter().filter(|t| t.len() >= config.max_seq_length).count();
     let vectors = encoder.encode_ids(&ids_tok, &bars);
-    bars.finish();
     let encode_seconds = started.elapsed().as_secs_f64();
     let (pca, reduced) = segue_lyrics::reduce(&vectors, encoder.dim(), &fit, dim)?;
     for (id, row) in ids.iter().zip(reduced.chunks_exact(dim)) {

@@ -148,35 +148,16 @@ impl ContentTable {
 
     /// (row, track id) of the first row of every key in `vocab`, in row order.
     pub fn join(&self, vocab: &Vocab) -> (Vec<(usize, TrackId)>, JoinReport) {
-        let Some(title) = &self.title else {
-            // An artist-level table: every track of the artist, first row per track.
-            let (all, report) = self.join_all(vocab);
-            let mut taken = vec![false; vocab.len()];
-            let mut out = Vec::new();
-            let mut report = report;
-            for (row, id) in all {
-                if taken[id.index()] {
-                    report.duplicates += 1;
-                } else {
-                    taken[id.index()] = true;
-                    out.push((row, id));
-                }
-            }
-            return (out, report);
-        };
+        // Every (row, track) pair, then the first row of each track.
+        let (all, mut report) = self.join_all(vocab);
         let mut taken = vec![false; vocab.len()];
         let mut out = Vec::new();
-        let mut report = JoinReport { records: self.len(), ..JoinReport::default() };
-        for row in 0..self.len() {
-            let a = normalize_name(self.artist.get(row).unwrap_or_default());
-            let t = normalize_name(title.get(row).unwrap_or_default());
-            match vocab.id(&a, &t) {
-                Some(id) if taken[id.index()] => report.duplicates += 1,
-                Some(id) => {
-                    taken[id.index()] = true;
-                    out.push((row, id));
-                }
-                None => report.unmatched += 1,
+        for (row, id) in all {
+            if taken[id.index()] {
+                report.duplicates += 1;
+            } else {
+                taken[id.index()] = true;
+                out.push((row, id));
             }
         }
         report.matched = out.len();

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use segue_core::{Error, Result};
@@ -275,14 +276,26 @@ where
 {
     let mut eval = Evaluator::new(ks, items)?;
     let batch = batch.max(1);
-    let ranked: Vec<Vec<usize>> = queries
+    // The error reported is the first failing batch in order, whatever the threads' timing:
+    // batches after a known failure are skipped, and results are checked in batch order.
+    let first_failed = AtomicUsize::new(usize::MAX);
+    let ranked: Vec<Option<Result<Vec<usize>>>> = queries
         .par_chunks(batch)
         .enumerate()
         .map(|(b, qs)| {
-            let scores = score(b * batch, qs)?;
-            ranks(qs, &scores, items).map_err(|e| Error::Other(format!("batch {b}: {e}")))
+            if b > first_failed.load(Ordering::Relaxed) {
+                return None;
+            }
+            let result = score(b * batch, qs).and_then(|scores| {
+                ranks(qs, &scores, items).map_err(|e| Error::Other(format!("batch {b}: {e}")))
+            });
+            if result.is_err() {
+                first_failed.fetch_min(b, Ordering::Relaxed);
+            }
+            Some(result)
         })
-        .collect::<Result<_>>()?;
+        .collect();
+    let ranked = ranked.into_iter().flatten().collect::<Result<Vec<_>>>()?;
     for (q, r) in queries.iter().zip(ranked.into_iter().flatten()) {
         eval.add_rank(q, r);
     }

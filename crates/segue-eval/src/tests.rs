@@ -88,6 +88,16 @@ fn batched_parallel_evaluation_equals_one_block() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("batch 0"), "{err}");
+    // Several failing batches: the first in order is named, however the threads ran.
+    for _ in 0..20 {
+        let err = evaluate(&queries, items as usize, &PAPER_KS, 8, |start, qs| {
+            let n = if start >= 24 { 1 } else { items as usize };
+            Ok(qs.iter().flat_map(|_| vec![0.0; n]).collect())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("batch 3:"), "{err}");
+    }
 }
 
 #[test]

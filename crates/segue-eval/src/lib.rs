@@ -258,6 +258,9 @@ fn ranks(queries: &[Query], scores: &[f32], items: usize) -> Result<Vec<usize>> 
                 Error::Other(format!("prediction {i} (user {}, target {}): {e}", q.user, q.target))
             })
         })
+        // Collected whole, then checked in order: the error named is the first bad prediction.
+        .collect::<Vec<_>>()
+        .into_iter()
         .collect()
 }
 

@@ -60,6 +60,11 @@ fn bad_input_is_named() {
     let qs = [q(0, 0, true, false), q(4, 2, true, false)];
     let err = e.add_scores(&qs, &[0.0, 1.0, 2.0, 0.0, f32::NAN, 2.0]).unwrap_err().to_string();
     assert!(err.contains("prediction 1 (user 4, target 2): the score of item 1 is NaN"), "{err}");
+    // Of several bad rows, the first is named.
+    let qs = [q(0, 0, true, false), q(4, 2, true, false), q(5, 0, true, false)];
+    let scores = [0.0, 1.0, 2.0, 0.0, f32::NAN, 2.0, f32::NAN, 0.0, 0.0];
+    let err = e.add_scores(&qs, &scores).unwrap_err().to_string();
+    assert!(err.starts_with("prediction 1 (user 4"), "{err}");
     // Nothing of a failed block is counted.
     assert_eq!(e.report().all.count, 0);
 }

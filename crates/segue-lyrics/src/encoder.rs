@@ -77,6 +77,9 @@ impl SentenceEncoder {
                 }
                 Ok(ids)
             })
+            // Collected whole, then checked in order: the error named is the first bad text.
+            .collect::<Vec<_>>()
+            .into_iter()
             .collect()
     }
 

@@ -47,17 +47,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let variants: Vec<Variant> =
         args.variants.iter().map(|v| Variant::from_id(v)).collect::<segue_core::Result<_>>()?;
     let root = crate::workspace_root();
-    let (pipeline_file, listens, tracks_csv) = if args.small {
+    let (pipeline_file, listens, tracks_csv, lyrics_csv) = if args.small {
         let data = root.join(".segue/synth-data/small-0");
         (
             root.join("pipelines/synth-small.toml"),
             data.join("listens.tsv"),
             Some(data.join("audio_features.csv")),
+            Some(data.join("lyrics.csv")),
         )
     } else {
         (
             root.join("pipelines/default.toml"),
             crate::bench::builtin_tsv(&args.python, &args.peers)?,
+            None,
             None,
         )
     };
@@ -93,6 +95,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
             peers,
             &work,
             &["vae", "--tracks-csv", &csv.display().to_string(), "--threads", "2"],
+        )?;
+    }
+    if variants.iter().any(|v| v.modalities().contains(&segue_model::Modality::Lyrics)) {
+        let csv = lyrics_csv.as_ref().context("the built-in data has no lyrics: use --small")?;
+        // The same Sentence-BERT folder segue's lyrics stage loads.
+        let (model_dir, _) = p.lyrics.source().resolve()?;
+        peer_stage(
+            py,
+            peers,
+            &work,
+            &[
+                "lyrics",
+                "--lyrics-csv",
+                &csv.display().to_string(),
+                "--sbert-model",
+                &model_dir.display().to_string(),
+                "--threads",
+                "2",
+            ],
         )?;
     }
     let mut peer: BTreeMap<Variant, Side> = BTreeMap::new();

@@ -31,7 +31,7 @@ pub(crate) struct BiGru {
 /// What one direction's forward pass keeps, each `B x T x H` (gates r, z, n, the recurrent
 /// part of n before r is applied, and the state entering the step).
 #[derive(Default, Clone)]
-struct Saved {
+pub(crate) struct Saved {
     r: Vec<f32>,
     z: Vec<f32>,
     n: Vec<f32>,
@@ -45,7 +45,7 @@ fn sigmoid(x: f32) -> f32 {
 
 /// tanh through `exp` (libm's `tanhf` goes through the slower `expm1f`; this was 6% of a
 /// training step). Absolute error below 1e-7; saturates to +-1 without overflow trouble.
-fn tanh(x: f32) -> f32 {
+pub(crate) fn tanh(x: f32) -> f32 {
     2.0 * sigmoid(2.0 * x) - 1.0
 }
 
@@ -146,6 +146,62 @@ impl Dims {
 impl BiGru {
     pub(crate) fn new(lengths: Vec<usize>, hidden: usize) -> Self {
         BiGru { lengths, hidden, saved: Mutex::new(None) }
+    }
+
+    /// Both directions' forward passes on two threads: the input projection `x`
+    /// (`B x T x 2 x 3H`), `W_hh` (`2 x 3H x H`) and `b_hh` (`2 x 3H`) give the summed states
+    /// (`B x T x H`, zero at padding) and what the backward pass needs. The caller checks the
+    /// shapes and that every length is in `1..=T`.
+    pub(crate) fn forward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        nb: usize,
+        nt: usize,
+    ) -> (Vec<f32>, [Saved; 2]) {
+        let h = self.hidden;
+        let g3 = 3 * h;
+        let d = Dims { b: nb, t: nt, h };
+        let mut out_f = vec![0.0f32; nb * nt * h];
+        let mut out_b = vec![0.0f32; nb * nt * h];
+        let (sf, sb) = rayon::join(
+            || self.forward_dir(d, 0, x, &w[..g3 * h], &bias[..g3], &mut out_f),
+            || self.forward_dir(d, 1, x, &w[g3 * h..], &bias[g3..], &mut out_b),
+        );
+        for (a, b) in out_f.iter_mut().zip(&out_b) {
+            *a += b;
+        }
+        (out_f, [sf, sb])
+    }
+
+    /// Both directions' backward passes on two threads, from the gradient of the summed
+    /// states: gradients of the input projection (`B x T x 2 x 3H`), `W_hh` and `b_hh`.
+    pub(crate) fn backward(
+        &self,
+        saved: &[Saved; 2],
+        w: &[f32],
+        grad: &[f32],
+        nb: usize,
+        nt: usize,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let h = self.hidden;
+        let g3 = 3 * h;
+        let d = Dims { b: nb, t: nt, h };
+        let mut dw = vec![0.0f32; 2 * g3 * h];
+        let mut db = vec![0.0f32; 2 * g3];
+        let (dw_f, dw_b) = dw.split_at_mut(g3 * h);
+        let (db_f, db_b) = db.split_at_mut(g3);
+        let (dx_f, dx_b) = rayon::join(
+            || self.backward_dir(d, 0, &saved[0], &w[..g3 * h], grad, dw_f, db_f),
+            || self.backward_dir(d, 1, &saved[1], &w[g3 * h..], grad, dw_b, db_b),
+        );
+        let mut dx = vec![0.0f32; nb * nt * 2 * g3];
+        for (i, row) in dx.chunks_exact_mut(2 * g3).enumerate() {
+            row[..g3].copy_from_slice(&dx_f[i * g3..][..g3]);
+            row[g3..].copy_from_slice(&dx_b[i * g3..][..g3]);
+        }
+        (dx, dw, db)
     }
 
     /// One direction's forward pass: writes its states into `out` (`B x T x H`, zero at
@@ -326,19 +382,10 @@ impl CustomOp3 for BiGru {
         }
         let (x, w, bias) =
             (slice(s1, l1, "input")?, slice(s2, l2, "W_hh")?, slice(s3, l3, "b_hh")?);
-        let d = Dims { b: nb, t: nt, h };
-        let mut out_f = vec![0.0f32; nb * nt * h];
-        let mut out_b = vec![0.0f32; nb * nt * h];
-        let (sf, sb) = rayon::join(
-            || self.forward_dir(d, 0, x, &w[..g3 * h], &bias[..g3], &mut out_f),
-            || self.forward_dir(d, 1, x, &w[g3 * h..], &bias[g3..], &mut out_b),
-        );
-        for (a, b) in out_f.iter_mut().zip(&out_b) {
-            *a += b;
-        }
+        let (out, saved) = self.forward(x, w, bias, nb, nt);
         *self.saved.lock().map_err(|_| candle_core::Error::Msg("bigru: poisoned".into()))? =
-            Some([sf, sb]);
-        Ok((CpuStorage::F32(out_f), Shape::from((nb, nt, h))))
+            Some(saved);
+        Ok((CpuStorage::F32(out), Shape::from((nb, nt, h))))
     }
 
     fn bwd(
@@ -359,20 +406,7 @@ impl CustomOp3 for BiGru {
             .ok_or_else(|| candle_core::Error::Msg("bigru: backward before forward".into()))?;
         let w = arg2.flatten_all()?.to_vec1::<f32>()?;
         let grad = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let d = Dims { b: nb, t: nt, h };
-        let mut dw = vec![0.0f32; 2 * g3 * h];
-        let mut db = vec![0.0f32; 2 * g3];
-        let (dw_f, dw_b) = dw.split_at_mut(g3 * h);
-        let (db_f, db_b) = db.split_at_mut(g3);
-        let (dx_f, dx_b) = rayon::join(
-            || self.backward_dir(d, 0, &saved[0], &w[..g3 * h], &grad, dw_f, db_f),
-            || self.backward_dir(d, 1, &saved[1], &w[g3 * h..], &grad, dw_b, db_b),
-        );
-        let mut dx = vec![0.0f32; nb * nt * 2 * g3];
-        for (i, row) in dx.chunks_exact_mut(2 * g3).enumerate() {
-            row[..g3].copy_from_slice(&dx_f[i * g3..][..g3]);
-            row[g3..].copy_from_slice(&dx_b[i * g3..][..g3]);
-        }
+        let (dx, dw, db) = self.backward(&saved, &w, &grad, nb, nt);
         let dev = arg1.device();
         Ok((
             Some(Tensor::from_vec(dx, (nb, nt, 2, g3), dev)?),

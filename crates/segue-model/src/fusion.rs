@@ -15,8 +15,10 @@ use segue_core::{Error, Result};
 
 use crate::bigru::bigru;
 use crate::data::Batch;
-use crate::output::{Layer, OutputScratch, cross_entropy};
+use crate::output::OutputScratch;
 use crate::{Softmax, ce};
+
+mod step;
 
 /// Sizes of the fused model.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,13 +110,19 @@ pub(crate) fn dropout_mask(
     shape: (usize, usize),
     p: f64,
 ) -> Result<Option<Tensor>> {
+    match dropout_values(rng, shape.0 * shape.1, p) {
+        None => Ok(None),
+        Some(v) => Ok(Some(Tensor::from_vec(v, shape, &Device::Cpu).map_err(crate::err)?)),
+    }
+}
+
+/// The values of [`dropout_mask`] (the same draws from `rng`), or `None` when `p` is 0.
+pub(crate) fn dropout_values(rng: &mut ChaCha8Rng, n: usize, p: f64) -> Option<Vec<f32>> {
     if p <= 0.0 {
-        return Ok(None);
+        return None;
     }
     let keep = 1.0 / (1.0 - p) as f32;
-    let v: Vec<f32> =
-        (0..shape.0 * shape.1).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect();
-    Ok(Some(Tensor::from_vec(v, shape, &Device::Cpu).map_err(crate::err)?))
+    Some((0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect())
 }
 
 impl Fusion {
@@ -270,74 +278,6 @@ impl Fusion {
         )
     }
 
-    /// Loss and gradients of one batch without applying them: candle's graph for the GRU,
-    /// attention and FC layers; the output layer and the table rows by hand (see
-    /// [`crate::output`]). Table gradients land in `scratch.d_tables`, rows `batch.ids`.
-    fn backward(
-        &self,
-        batch: &Batch,
-        softmax: &Softmax,
-        rng: &mut ChaCha8Rng,
-        scratch: &mut Scratch,
-    ) -> Result<(f32, candle_core::backprop::GradStore)> {
-        let mut run = |scratch: &mut Scratch| -> candle_core::Result<(f32, candle_core::backprop::GradStore)> {
-            let real = batch.real_ids();
-            let n = real.len();
-            // The batch's rows of each table, as leaves whose gradient is read back.
-            let mut leaves = Vec::new();
-            for name in self.table_names() {
-                let table = self.get(&name);
-                let dim = table.dim(1)?;
-                let (storage, layout) = table.storage_and_layout();
-                let all = cpu_f32(&storage, layout)?;
-                let mut rows = Vec::with_capacity(n * dim);
-                for &id in &real {
-                    rows.extend_from_slice(&all[id as usize * dim..(id as usize + 1) * dim]);
-                }
-                drop(storage);
-                leaves.push(Var::from_tensor(&Tensor::from_vec(rows, (n, dim), &Device::Cpu)?)?);
-            }
-            let tensors: Vec<Tensor> = leaves.iter().map(|v| v.as_tensor().clone()).collect();
-            let features = self.features(batch, &tensors, Some(rng))?;
-            let values = features.flatten_all()?.to_vec1::<f32>()?;
-            let (w_guard, w_layout) = self.get("out.w").storage_and_layout();
-            let (b_guard, b_layout) = self.get("out.b").storage_and_layout();
-            let out_w = cpu_f32(&w_guard, w_layout)?;
-            let out_b = cpu_f32(&b_guard, b_layout)?;
-            let layer = Layer { w: out_w, b: out_b, v: self.config.tracks, f: self.config.fc };
-            let mut d_features = vec![0.0f32; values.len()];
-            let loss = cross_entropy(
-                &layer,
-                &values,
-                &batch.targets,
-                softmax,
-                rng,
-                &mut scratch.output,
-                &mut d_features,
-            );
-            drop((w_guard, b_guard));
-            let d = Tensor::from_vec(d_features, features.dims(), &Device::Cpu)?;
-            // d(sum(F * dF))/dF = dF: back-propagates the hand-made gradient through the graph.
-            let grads = features.mul(&d)?.sum_all()?.backward()?;
-            scratch.d_tables.resize(leaves.len(), Vec::new());
-            for (k, leaf) in leaves.iter().enumerate() {
-                let dim = leaf.dim(1)?;
-                let dt = &mut scratch.d_tables[k];
-                dt.resize(self.config.tracks * dim, 0.0);
-                let Some(g) = grads.get(leaf) else { continue };
-                let g = g.flatten_all()?.to_vec1::<f32>()?;
-                for (pos, &id) in real.iter().enumerate() {
-                    let row = &mut dt[id as usize * dim..(id as usize + 1) * dim];
-                    for (a, b) in row.iter_mut().zip(&g[pos * dim..(pos + 1) * dim]) {
-                        *a += b;
-                    }
-                }
-            }
-            Ok((loss, grads))
-        };
-        run(scratch).map_err(crate::err)
-    }
-
     /// One training step on `batch`: loss, gradients, and `adam`'s update of every parameter
     /// (`adam` must be over [`Fusion::vars`] in order). Returns the loss.
     pub fn step(
@@ -348,13 +288,15 @@ impl Fusion {
         adam: &mut crate::Adam,
     ) -> Result<f32> {
         let mut scratch = self.scratch.lock().map_err(|_| Error::Other("poisoned".into()))?;
-        let (loss, grads) = self.backward(batch, softmax, rng, &mut scratch)?;
+        let (loss, dense) = self.backward(batch, softmax, rng, &mut scratch)?;
         if !loss.is_finite() {
             return Ok(loss);
         }
         adam.begin_step();
-        adam.update_from(&grads).map_err(crate::err)?;
         let index = |name: &str| self.vars.iter().position(|(n, _)| n == name).expect("known");
+        for (name, g) in &dense {
+            adam.update_var(index(name), g).map_err(crate::err)?;
+        }
         for (k, name) in self.table_names().iter().enumerate() {
             adam.update_var(index(name), &scratch.d_tables[k]).map_err(crate::err)?;
             // Clear the rows this batch touched for the next step.
@@ -377,21 +319,19 @@ impl Fusion {
         rng: &mut ChaCha8Rng,
     ) -> Result<(f32, NamedGradients)> {
         let mut scratch = Scratch::default();
-        let (loss, grads) = self.backward(batch, softmax, rng, &mut scratch)?;
+        let (loss, mut dense) = self.backward(batch, softmax, rng, &mut scratch)?;
         let tables = self.table_names();
         let mut out = Vec::new();
-        for (name, var) in &self.vars {
+        for (name, _) in &self.vars {
             let g = if let Some(k) = tables.iter().position(|t| t == name) {
-                scratch.d_tables[k].clone()
+                std::mem::take(&mut scratch.d_tables[k])
             } else if name == "out.w" {
-                scratch.output.d_w.clone()
+                std::mem::take(&mut scratch.output.d_w)
             } else if name == "out.b" {
-                scratch.output.d_b.clone()
+                std::mem::take(&mut scratch.output.d_b)
             } else {
-                match grads.get(var) {
-                    Some(g) => g.flatten_all().and_then(|g| g.to_vec1()).map_err(crate::err)?,
-                    None => vec![0.0; var.elem_count()],
-                }
+                let i = dense.iter().position(|(n, _)| n == name).expect("every dense gradient");
+                dense.swap_remove(i).1
             };
             out.push((name.clone(), g));
         }

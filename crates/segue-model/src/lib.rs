@@ -3,9 +3,11 @@
 //! ([`train()`]: Adam, early stopping on validation HitRatio@10, checkpoints, resume, a JSON-lines
 //! log) and full-ranking evaluation through segue-eval.
 //!
-//! Everything runs on candle's CPU device in f32. The bidirectional GRU is one fused candle
-//! operation with a hand-written backward pass ([`bigru()`]) and Adam is one in-place pass
-//! per parameter ([`Adam`]): see their modules for why.
+//! Everything runs on candle's CPU device in f32. [`Fusion::loss`] is the model as one candle
+//! graph (the bidirectional GRU one fused operation with a hand-written backward pass,
+//! [`bigru()`]); the training step [`Fusion::step`] computes the same loss and every gradient
+//! by hand over plain buffers (tested equal to the graph's), and Adam is one in-place pass per
+//! parameter ([`Adam`]): see their modules for why.
 //!
 //! ```
 //! use rand::SeedableRng;

@@ -340,13 +340,15 @@ fn variants_and_params() {
     assert!(Sessions::new(&[1, 2], &[0, 1], &[0]).is_err());
 }
 
-/// The training step's hand-made output layer and table gradients equal candle's graph of the
+/// The training step's hand-made gradients (every layer) equal candle's graph of the
 /// same loss (same dropout draws), for the full and the sampled softmax.
 #[test]
 fn fast_step_gradients_equal_the_candle_graph() {
     let mut r = rng(11);
-    let init = FusionInit { e1: None, content: vec![content(&mut r, 30, 3)] };
-    let config = FusionConfig { dropout: 0.3, ..small_config(vec![3]) };
+    // Two content tables of different widths: their context vectors sit side by side.
+    let init =
+        FusionInit { e1: None, content: vec![content(&mut r, 30, 3), content(&mut r, 30, 2)] };
+    let config = FusionConfig { dropout: 0.3, ..small_config(vec![3, 2]) };
     let m = Fusion::new(config, init, &mut r).unwrap();
     // Track 2 twice in a row and track 5 in two rows: gradients of repeated rows add up.
     let batch = Batch::new(&[&[1, 2, 2, 4], &[5, 6], &[7, 5, 9]], vec![10, 11, 2]);

@@ -1,0 +1,280 @@
+//! The fused model's training step by hand: forward and backward of every layer over plain
+//! buffers, without candle's graph.
+//!
+//! Through candle's graph and gradient store the layers between the table rows and the output
+//! layer (input projection, attention, the FC layer) were about a third of a step: small
+//! tensor operations, each allocating, and a gradient store that starts every gradient as
+//! zeros and adds to it. Here they are a few matrix products into plain buffers; the
+//! catalogue-long input and output products run on rayon's threads. [`Fusion::loss`]
+//! (candle's graph of the same model) is the reference the tests compare every gradient with.
+
+use std::iter::once;
+
+use rand_chacha::ChaCha8Rng;
+use segue_core::{Error, Result};
+
+use super::{Fusion, NamedGradients, Scratch, cpu_f32, dropout_values};
+use crate::Softmax;
+use crate::bigru::{BiGru, matmul, matmul_par, tanh};
+use crate::data::Batch;
+use crate::output::{Layer, cross_entropy};
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Adds `bias` to every row of `rows`.
+fn add_bias(rows: &mut [f32], bias: &[f32]) {
+    for row in rows.chunks_exact_mut(bias.len()) {
+        for (x, b) in row.iter_mut().zip(bias) {
+            *x += b;
+        }
+    }
+}
+
+/// Column sums of the row-major `rows` (the gradient of a bias added to every row).
+fn column_sums(rows: &[f32], width: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; width];
+    for row in rows.chunks_exact(width) {
+        for (o, x) in out.iter_mut().zip(row) {
+            *o += x;
+        }
+    }
+    out
+}
+
+impl Fusion {
+    /// A parameter's values (the small dense ones: copying them is cheaper than holding
+    /// their storage locked through the step).
+    fn values(&self, name: &str) -> Result<Vec<f32>> {
+        self.get(name).flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(crate::err)
+    }
+
+    /// Loss and gradients of one batch without applying them. Table gradients land in
+    /// `scratch.d_tables` (rows `batch.ids`), the output layer's in `scratch.output`; the
+    /// others are returned by name, in [`Fusion::vars`] order.
+    pub(super) fn backward(
+        &self,
+        batch: &Batch,
+        softmax: &Softmax,
+        rng: &mut ChaCha8Rng,
+        scratch: &mut Scratch,
+    ) -> Result<(f32, NamedGradients)> {
+        let c = &self.config;
+        let (nb, nt, h, e, fc) = (batch.len(), batch.width, c.hidden, c.embedding_dim, c.fc);
+        let (g6, bt) = (6 * h, nb * nt);
+        if nb == 0 || batch.targets.len() != nb || batch.ids.len() != bt {
+            return Err(Error::Other(format!(
+                "a training batch of {nb} rows with {} targets and {} ids for width {nt}",
+                batch.targets.len(),
+                batch.ids.len()
+            )));
+        }
+        if let Some(bad) = batch.lengths.iter().find(|&&l| l == 0 || l > nt) {
+            return Err(Error::Other(format!("sequence length {bad} outside 1..={nt}")));
+        }
+        let lengths = &batch.lengths;
+        let is_real = |g: usize| g % nt < lengths[g / nt];
+        let real = batch.real_ids();
+        let n = real.len();
+        let grid = batch.grid_to_real();
+        let [w_ih, b_ih, w_hh, b_hh, att_w, att_b, att_v, fc_w, fc_b] =
+            ["gru.w_ih", "gru.b_ih", "gru.w_hh", "gru.b_hh", "att.w", "att.b", "att.v"]
+                .into_iter()
+                .chain(["fc.w", "fc.b"])
+                .map(|name| self.values(name))
+                .collect::<Result<Vec<_>>>()?
+                .try_into()
+                .expect("nine parameters");
+
+        // Each table's rows at the real positions, dropped out (masks drawn in table order,
+        // as `features` draws them, so both paths see the same dropout).
+        let names = self.table_names();
+        let dims: Vec<usize> = once(e).chain(c.content_dims.iter().copied()).collect();
+        let mut rows = Vec::with_capacity(names.len());
+        let mut masks = Vec::with_capacity(names.len());
+        for (name, &dim) in names.iter().zip(&dims) {
+            let table = self.get(name);
+            let (storage, layout) = table.storage_and_layout();
+            let all = cpu_f32(&storage, layout).map_err(crate::err)?;
+            let mut r = Vec::with_capacity(n * dim);
+            for &id in &real {
+                r.extend_from_slice(&all[id as usize * dim..][..dim]);
+            }
+            drop(storage);
+            let mask = dropout_values(rng, n * dim, c.dropout);
+            if let Some(m) = &mask {
+                r.iter_mut().zip(m).for_each(|(x, k)| *x *= k);
+            }
+            rows.push(r);
+            masks.push(mask);
+        }
+
+        // Input projection of the real positions, laid out on the grid the GRU reads
+        // (B x T x 2 x 3H; padding stays zero and is never read).
+        let mut xp = vec![0.0f32; n * g6];
+        matmul_par(&mut xp, false, &rows[0], false, &w_ih, true, n, g6, e);
+        add_bias(&mut xp, &b_ih);
+        let mut x = vec![0.0f32; bt * g6];
+        for g in (0..bt).filter(|&g| is_real(g)) {
+            x[g * g6..][..g6].copy_from_slice(&xp[grid[g] as usize * g6..][..g6]);
+        }
+        let gru = BiGru::new(lengths.clone(), h);
+        let (states, saved) = gru.forward(&x, &w_hh, &b_hh, nb, nt);
+
+        // Attention: u = tanh(W s + b), score = v . u, softmax over each row's real positions.
+        let mut u = vec![0.0f32; bt * h];
+        matmul(&mut u, false, &states, false, &att_w, true, bt, h, h);
+        for row in u.chunks_exact_mut(h) {
+            for (x, b) in row.iter_mut().zip(&att_b) {
+                *x = tanh(*x + b);
+            }
+        }
+        let mut alpha = vec![0.0f32; bt];
+        for (b, &len) in lengths.iter().enumerate() {
+            let a = &mut alpha[b * nt..][..len];
+            for (t, s) in a.iter_mut().enumerate() {
+                *s = dot(&u[(b * nt + t) * h..][..h], &att_v);
+            }
+            let max = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for s in a.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            a.iter_mut().for_each(|s| *s /= sum);
+        }
+        // Context vectors [c1; c2; ...] with the same weights: B x width.
+        let width: usize = dims[1..].iter().sum::<usize>() + h;
+        let mut joined = vec![0.0f32; nb * width];
+        for g in (0..bt).filter(|&g| is_real(g)) {
+            let (a, r) = (alpha[g], grid[g] as usize);
+            let out = &mut joined[(g / nt) * width..][..width];
+            let (c1, mut rest) = out.split_at_mut(h);
+            c1.iter_mut().zip(&states[g * h..][..h]).for_each(|(o, s)| *o += a * s);
+            for (k, &d) in dims.iter().enumerate().skip(1) {
+                let (ck, tail) = rest.split_at_mut(d);
+                ck.iter_mut().zip(&rows[k][r * d..][..d]).for_each(|(o, s)| *o += a * s);
+                rest = tail;
+            }
+        }
+        // FC + LeakyReLU.
+        let slope = c.leaky_slope as f32;
+        let mut pre = vec![0.0f32; nb * fc];
+        matmul(&mut pre, false, &joined, false, &fc_w, true, nb, fc, width);
+        add_bias(&mut pre, &fc_b);
+        let features: Vec<f32> = pre.iter().map(|&x| x.max(slope * x)).collect();
+
+        // Output layer and loss.
+        let mut d_features = vec![0.0f32; nb * fc];
+        let loss = {
+            let (w_guard, w_layout) = self.get("out.w").storage_and_layout();
+            let (b_guard, b_layout) = self.get("out.b").storage_and_layout();
+            let layer = Layer {
+                w: cpu_f32(&w_guard, w_layout).map_err(crate::err)?,
+                b: cpu_f32(&b_guard, b_layout).map_err(crate::err)?,
+                v: c.tracks,
+                f: fc,
+            };
+            cross_entropy(
+                &layer,
+                &features,
+                &batch.targets,
+                softmax,
+                rng,
+                &mut scratch.output,
+                &mut d_features,
+            )
+        };
+
+        // Backward: FC.
+        let d_pre: Vec<f32> = d_features
+            .iter()
+            .zip(&pre)
+            .map(|(&d, &x)| if x > 0.0 { d } else { d * slope })
+            .collect();
+        let mut d_fc_w = vec![0.0f32; fc * width];
+        matmul(&mut d_fc_w, false, &d_pre, true, &joined, false, fc, width, nb);
+        let d_fc_b = column_sums(&d_pre, fc);
+        let mut d_joined = vec![0.0f32; nb * width];
+        matmul(&mut d_joined, false, &d_pre, false, &fc_w, false, nb, width, fc);
+
+        // Attention pooling: into the states, the content rows and the weights.
+        let mut d_states = vec![0.0f32; bt * h];
+        let mut d_rows: Vec<Vec<f32>> = dims.iter().map(|&d| vec![0.0f32; n * d]).collect();
+        let mut d_score = vec![0.0f32; bt];
+        for (b, &len) in lengths.iter().enumerate() {
+            let dj = &d_joined[b * width..][..width];
+            let mut weighted = 0.0f32;
+            for t in 0..len {
+                let g = b * nt + t;
+                let (a, r) = (alpha[g], grid[g] as usize);
+                let mut d_alpha = dot(&dj[..h], &states[g * h..][..h]);
+                d_states[g * h..][..h].iter_mut().zip(&dj[..h]).for_each(|(o, d)| *o = a * d);
+                let mut off = h;
+                for (k, &d) in dims.iter().enumerate().skip(1) {
+                    let dk = &dj[off..off + d];
+                    d_alpha += dot(dk, &rows[k][r * d..][..d]);
+                    d_rows[k][r * d..][..d].iter_mut().zip(dk).for_each(|(o, x)| *o = a * x);
+                    off += d;
+                }
+                d_score[g] = d_alpha;
+                weighted += a * d_alpha;
+            }
+            for g in b * nt..b * nt + len {
+                d_score[g] = alpha[g] * (d_score[g] - weighted);
+            }
+        }
+        let mut d_att_v = vec![0.0f32; h];
+        let mut d_u = vec![0.0f32; bt * h];
+        for g in (0..bt).filter(|&g| is_real(g)) {
+            let (ds, ur) = (d_score[g], &u[g * h..][..h]);
+            let du = &mut d_u[g * h..][..h];
+            for j in 0..h {
+                d_att_v[j] += ds * ur[j];
+                du[j] = ds * att_v[j] * (1.0 - ur[j] * ur[j]);
+            }
+        }
+        let mut d_att_w = vec![0.0f32; h * h];
+        matmul(&mut d_att_w, false, &d_u, true, &states, false, h, h, bt);
+        let d_att_b = column_sums(&d_u, h);
+        matmul(&mut d_states, true, &d_u, false, &att_w, false, bt, h, h);
+
+        // BiGRU, then the input projection back to the real positions.
+        let (dx, d_w_hh, d_b_hh) = gru.backward(&saved, &w_hh, &d_states, nb, nt);
+        let mut d_xp = vec![0.0f32; n * g6];
+        for g in (0..bt).filter(|&g| is_real(g)) {
+            d_xp[grid[g] as usize * g6..][..g6].copy_from_slice(&dx[g * g6..][..g6]);
+        }
+        let d_b_ih = column_sums(&d_xp, g6);
+        let mut d_w_ih = vec![0.0f32; g6 * e];
+        matmul_par(&mut d_w_ih, false, &d_xp, true, &rows[0], false, g6, e, n);
+        matmul_par(&mut d_rows[0], false, &d_xp, false, &w_ih, false, n, e, g6);
+
+        // Through the dropout masks into the tables' rows (repeated tracks add up).
+        scratch.d_tables.resize(names.len(), Vec::new());
+        for (k, (&dim, d_row)) in dims.iter().zip(&mut d_rows).enumerate() {
+            if let Some(m) = &masks[k] {
+                d_row.iter_mut().zip(m).for_each(|(x, k)| *x *= k);
+            }
+            let table = &mut scratch.d_tables[k];
+            table.resize(c.tracks * dim, 0.0);
+            for (pos, &id) in real.iter().enumerate() {
+                let row = &mut table[id as usize * dim..][..dim];
+                row.iter_mut().zip(&d_row[pos * dim..][..dim]).for_each(|(a, b)| *a += b);
+            }
+        }
+        let dense = [
+            ("gru.w_ih", d_w_ih),
+            ("gru.b_ih", d_b_ih),
+            ("gru.w_hh", d_w_hh),
+            ("gru.b_hh", d_b_hh),
+            ("att.w", d_att_w),
+            ("att.b", d_att_b),
+            ("att.v", d_att_v),
+            ("fc.w", d_fc_w),
+            ("fc.b", d_fc_b),
+        ];
+        Ok((loss, dense.into_iter().map(|(n, g)| (n.to_string(), g)).collect()))
+    }
+}

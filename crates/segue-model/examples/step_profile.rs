@@ -46,16 +46,22 @@ fn main() {
         adam.step(&loss.backward().unwrap()).unwrap();
         graph += t.elapsed().as_secs_f64();
     }
+    let mut each = Vec::with_capacity(steps);
     for batch in &batches {
         let t = Instant::now();
         model.step(batch, &Softmax::Full, &mut rng, &mut adam).unwrap();
-        fast += t.elapsed().as_secs_f64();
+        each.push(t.elapsed().as_secs_f64());
+        fast += each.last().unwrap();
     }
     let ms = |s: f64| 1000.0 * s / steps as f64;
+    // The median and the fastest step say more than the mean on a busy machine.
+    each.sort_by(f64::total_cmp);
     println!(
-        "{tracks} tracks, batch 32, windows min(t, 20) of sessions of 33: candle graph {:.1} ms/step, training step {:.1} ms/step ({:.1} steps/s)",
+        "{tracks} tracks, batch 32, windows min(t, 20) of sessions of 33: candle graph {:.1} ms/step, training step {:.1} ms/step ({:.1} steps/s; median {:.1} ms, fastest {:.1} ms)",
         ms(graph),
         ms(fast),
-        steps as f64 / fast
+        steps as f64 / fast,
+        1000.0 * each[each.len() / 2],
+        1000.0 * each[0],
     );
 }

@@ -283,10 +283,14 @@ impl BiGru {
         // This direction's input-projection gradient, B x T x 3H.
         let mut dx = vec![0.0f32; nb * nt * g3];
         let mut dh = vec![0.0f32; nb * h];
-        // Packed rows of the active sequences: recurrent pre-activation gradients, entering
-        // states, and the gradient flowing back into those states.
-        let mut gh = vec![0.0f32; nb * g3];
-        let mut h_prev = vec![0.0f32; nb * h];
+        // Packed rows of the active sequences, step after step: recurrent pre-activation
+        // gradients and entering states, kept for one weight-gradient product at the end (a
+        // product per step has only the step's few rows to sum over), and the gradient
+        // flowing back into the states.
+        let real: usize = self.lengths.iter().sum();
+        let mut gh_all = vec![0.0f32; real * g3];
+        let mut h_prev_all = vec![0.0f32; real * h];
+        let mut done = 0;
         let mut dh_packed = vec![0.0f32; nb * h];
         for step in (0..nt).rev() {
             let t = d.time(dir, step);
@@ -303,6 +307,9 @@ impl BiGru {
             if na == 0 {
                 continue;
             }
+            let gh = &mut gh_all[done * g3..][..na * g3];
+            let h_prev = &mut h_prev_all[done * h..][..na * h];
+            done += na;
             for (i, &b) in active.iter().enumerate() {
                 let at = (b * nt + t) * h;
                 let hp = &mut h_prev[i * h..][..h];
@@ -325,20 +332,21 @@ impl BiGru {
                     dhrow[j] = dtot * z;
                 }
             }
-            // dW += gh^T h_prev; db += column sums of gh; dh += gh W.
-            let (ghp, hpp) = (&gh[..na * g3], &h_prev[..na * h]);
-            matmul(dw, true, ghp, true, hpp, false, g3, h, na);
-            for row in ghp.chunks_exact(g3) {
-                for (acc, g) in db.iter_mut().zip(row) {
-                    *acc += g;
-                }
-            }
-            matmul(&mut dh_packed[..na * h], false, ghp, false, w, false, na, h, g3);
+            // dh += gh W.
+            matmul(&mut dh_packed[..na * h], false, gh, false, w, false, na, h, g3);
             for (i, &b) in active.iter().enumerate() {
                 for (a, g) in dh[b * h..(b + 1) * h].iter_mut().zip(&dh_packed[i * h..(i + 1) * h])
                 {
                     *a += g;
                 }
+            }
+        }
+        // dW += gh^T h_prev and db += column sums of gh, over every step at once.
+        let (gh, hp) = (&gh_all[..done * g3], &h_prev_all[..done * h]);
+        matmul(dw, true, gh, true, hp, false, g3, h, done);
+        for row in gh.chunks_exact(g3) {
+            for (acc, g) in db.iter_mut().zip(row) {
+                *acc += g;
             }
         }
         dx

@@ -46,7 +46,7 @@ pub struct Adam {
 
 /// The constants of one step.
 #[derive(Clone, Copy)]
-struct StepConsts {
+pub(crate) struct StepConsts {
     step: f32,
     beta1: f32,
     beta2: f32,
@@ -54,20 +54,23 @@ struct StepConsts {
     bc2_sqrt: f32,
 }
 
-/// The fused update of one parameter slice from its gradient.
-fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: StepConsts) {
+/// The fused update of one parameter slice from its gradient, on this thread.
+pub(crate) fn update_serial(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: StepConsts) {
     let StepConsts { step, beta1: b1, beta2: b2, eps, bc2_sqrt: bc2 } = c;
+    for i in 0..p.len() {
+        let gi = g[i];
+        m[i] = b1 * m[i] + (1.0 - b1) * gi;
+        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+        p[i] -= step * m[i] / (v[i].sqrt() / bc2 + eps);
+    }
+}
+
+/// [`update_serial`] in parallel chunks.
+fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: StepConsts) {
     p.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-        .for_each(|((p, g), (m, v))| {
-            for i in 0..p.len() {
-                let gi = g[i];
-                m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                p[i] -= step * m[i] / (v[i].sqrt() / bc2 + eps);
-            }
-        });
+        .for_each(|((p, g), (m, v))| update_serial(p, g, m, v, c));
 }
 
 /// Updates a parameter in place from a gradient tensor.
@@ -139,6 +142,34 @@ impl InplaceOp1 for FromSlice<'_> {
     }
 }
 
+/// Hands a parameter and its moments to a closure that computes the gradient and applies
+/// the update itself (a gradient too large to keep: see [`Adam::update_var_with`]).
+struct WithClosure<'a, F> {
+    f: RefCell<Option<F>>,
+    m: RefCell<&'a mut [f32]>,
+    v: RefCell<&'a mut [f32]>,
+    c: StepConsts,
+}
+
+impl<F> InplaceOp1 for WithClosure<'_, F>
+where
+    F: FnOnce(&mut [f32], &mut [f32], &mut [f32], StepConsts),
+{
+    fn name(&self) -> &'static str {
+        "adam"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout) -> candle_core::Result<()> {
+        let p = param_slice(dst, dst_l)?;
+        let (mut m, mut v) = (self.m.borrow_mut(), self.v.borrow_mut());
+        check(p.len(), p.len(), m.len())?;
+        let f = self.f.borrow_mut().take();
+        let Some(f) = f else { candle_core::bail!("adam: update applied twice") };
+        f(p, &mut m, &mut v, self.c);
+        Ok(())
+    }
+}
+
 impl Adam {
     /// An optimizer over `vars` with zero moments.
     pub fn new(vars: Vec<Var>, config: AdamConfig) -> Self {
@@ -181,6 +212,21 @@ impl Adam {
             var.as_tensor().inplace_op2(&g, &op)?;
         }
         Ok(())
+    }
+
+    /// Updates variable `index` through `f`, given the parameter, its two moments and the
+    /// step's constants; `f` computes the gradient piece by piece and applies
+    /// [`update_serial`] to each piece, so a catalogue-sized gradient is never stored (after
+    /// [`Adam::begin_step`]).
+    pub(crate) fn update_var_with<F>(&mut self, index: usize, f: F) -> candle_core::Result<()>
+    where
+        F: FnOnce(&mut [f32], &mut [f32], &mut [f32], StepConsts),
+    {
+        let c = self.consts();
+        let (m, v) = &mut self.moments[index];
+        let op =
+            WithClosure { f: RefCell::new(Some(f)), m: RefCell::new(m), v: RefCell::new(v), c };
+        self.vars[index].as_tensor().inplace_op1(&op)
     }
 
     /// Updates variable `index` from a gradient computed outside candle's graph (after

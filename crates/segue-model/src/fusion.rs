@@ -188,6 +188,12 @@ impl Fusion {
         &self.vars
     }
 
+    /// The position of parameter `name` in [`Fusion::vars`] (and in an [`crate::Adam`]
+    /// over them).
+    fn index(&self, name: &str) -> usize {
+        self.vars.iter().position(|(n, _)| n == name).expect("known parameter")
+    }
+
     fn get(&self, name: &str) -> &Tensor {
         crate::fusion::param(&self.vars, name)
     }
@@ -288,12 +294,15 @@ impl Fusion {
         adam: &mut crate::Adam,
     ) -> Result<f32> {
         let mut scratch = self.scratch.lock().map_err(|_| Error::Other("poisoned".into()))?;
-        let (loss, dense) = self.backward(batch, softmax, rng, &mut scratch)?;
+        // Begun first: the output weights may be updated inside the backward pass. (A
+        // non-finite loss leaves the parameters alone and stops training.)
+        adam.begin_step();
+        let (loss, dense, out_w_applied) =
+            self.backward(batch, softmax, rng, &mut scratch, Some(&mut *adam))?;
         if !loss.is_finite() {
             return Ok(loss);
         }
-        adam.begin_step();
-        let index = |name: &str| self.vars.iter().position(|(n, _)| n == name).expect("known");
+        let index = |name: &str| self.index(name);
         for (name, g) in &dense {
             adam.update_var(index(name), g).map_err(crate::err)?;
         }
@@ -305,7 +314,9 @@ impl Fusion {
                 scratch.d_tables[k][id as usize * dim..(id as usize + 1) * dim].fill(0.0);
             }
         }
-        adam.update_var(index("out.w"), &scratch.output.d_w).map_err(crate::err)?;
+        if !out_w_applied {
+            adam.update_var(index("out.w"), &scratch.output.d_w).map_err(crate::err)?;
+        }
         adam.update_var(index("out.b"), &scratch.output.d_b).map_err(crate::err)?;
         Ok(loss)
     }
@@ -319,7 +330,7 @@ impl Fusion {
         rng: &mut ChaCha8Rng,
     ) -> Result<(f32, NamedGradients)> {
         let mut scratch = Scratch::default();
-        let (loss, mut dense) = self.backward(batch, softmax, rng, &mut scratch)?;
+        let (loss, mut dense, _) = self.backward(batch, softmax, rng, &mut scratch, None)?;
         let tables = self.table_names();
         let mut out = Vec::new();
         for (name, _) in &self.vars {

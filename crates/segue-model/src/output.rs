@@ -8,13 +8,17 @@
 
 use rand_chacha::ChaCha8Rng;
 
+use rayon::prelude::*;
+
 use crate::Softmax;
-use crate::bigru::matmul_par;
+use crate::adam::{StepConsts, update_serial};
+use crate::bigru::{matmul, matmul_par};
 
 /// Buffers that live across steps.
 #[derive(Debug, Default)]
 pub(crate) struct OutputScratch {
-    logits: Vec<f32>,
+    /// Logits, then their gradient, `V x B` (full softmax).
+    pub logits: Vec<f32>,
     /// Gradient of the weights, `V x F`; rows outside `rows` are zero after a sampled step.
     pub d_w: Vec<f32>,
     /// Gradient of the biases, `V`.
@@ -53,40 +57,8 @@ pub(crate) fn cross_entropy(
     let scale = 1.0 / nb as f32;
     match softmax {
         Softmax::Full => {
-            // Logits are kept transposed (V x B): the products run 1.5-2x faster with the
-            // catalogue as the long dimension of their destination (measured with the gemm
-            // crate at V = 11,366, B = 32, F = 256).
-            scratch.logits.resize(v * nb, 0.0);
-            let lt = &mut scratch.logits;
-            matmul_par(lt, false, w, false, features, true, v, nb, f);
-            let mut max = vec![f32::NEG_INFINITY; nb];
-            for (row, b) in lt.chunks_exact_mut(nb).zip(bias) {
-                for (x, m) in row.iter_mut().zip(max.iter_mut()) {
-                    *x += b;
-                    *m = m.max(*x);
-                }
-            }
-            let mut sum = vec![0.0f32; nb];
-            for row in lt.chunks_exact_mut(nb) {
-                for ((x, m), s) in row.iter_mut().zip(&max).zip(sum.iter_mut()) {
-                    *x = (*x - m).exp();
-                    *s += *x;
-                }
-            }
-            let mut loss = 0.0f64;
-            for (col, &y) in targets.iter().enumerate() {
-                loss += (sum[col].ln() - lt[y as usize * nb + col].ln()) as f64;
-            }
-            // d logits = (softmax - onehot) / B
-            let inv: Vec<f32> = sum.iter().map(|s| scale / s).collect();
-            for row in lt.chunks_exact_mut(nb) {
-                for (x, i) in row.iter_mut().zip(&inv) {
-                    *x *= i;
-                }
-            }
-            for (col, &y) in targets.iter().enumerate() {
-                lt[y as usize * nb + col] -= scale;
-            }
+            let loss = full_softmax(layer, features, targets, scratch);
+            let lt = &scratch.logits;
             // Every row of the weights gets a gradient: no stale rows to clear.
             scratch.rows.clear();
             let mut d_ft = vec![0.0f32; f * nb];
@@ -97,10 +69,8 @@ pub(crate) fn cross_entropy(
                 }
             }
             matmul_par(&mut scratch.d_w, false, lt, false, features, false, v, f, nb);
-            for (d, row) in scratch.d_b.iter_mut().zip(lt.chunks_exact(nb)) {
-                *d = row.iter().sum();
-            }
-            (loss / nb as f64) as f32
+            bias_gradient(scratch, nb);
+            loss
         }
         Softmax::Sampled { negatives, sampler } => {
             for &r in &scratch.rows {
@@ -154,5 +124,115 @@ pub(crate) fn cross_entropy(
             }
             (loss / nb as f64) as f32
         }
+    }
+}
+
+/// The full softmax's mean cross-entropy; leaves the logits' gradient `(softmax - onehot) / B`
+/// in `scratch.logits`, transposed (`V x B`): the products run 1.5-2x faster with the
+/// catalogue as the long dimension of their destination (measured with the gemm crate at
+/// V = 11,366, B = 32, F = 256).
+pub(crate) fn full_softmax(
+    layer: &Layer,
+    features: &[f32],
+    targets: &[u32],
+    scratch: &mut OutputScratch,
+) -> f32 {
+    let Layer { w, b: bias, v, f } = *layer;
+    let nb = targets.len();
+    let scale = 1.0 / nb as f32;
+    scratch.logits.resize(v * nb, 0.0);
+    let lt = &mut scratch.logits;
+    matmul_par(lt, false, w, false, features, true, v, nb, f);
+    let mut max = vec![f32::NEG_INFINITY; nb];
+    for (row, b) in lt.chunks_exact_mut(nb).zip(bias) {
+        for (x, m) in row.iter_mut().zip(max.iter_mut()) {
+            *x += b;
+            *m = m.max(*x);
+        }
+    }
+    let mut sum = vec![0.0f32; nb];
+    for row in lt.chunks_exact_mut(nb) {
+        for ((x, m), s) in row.iter_mut().zip(&max).zip(sum.iter_mut()) {
+            *x = (*x - m).exp();
+            *s += *x;
+        }
+    }
+    let mut loss = 0.0f64;
+    for (col, &y) in targets.iter().enumerate() {
+        loss += (sum[col].ln() - lt[y as usize * nb + col].ln()) as f64;
+    }
+    let inv: Vec<f32> = sum.iter().map(|s| scale / s).collect();
+    for row in lt.chunks_exact_mut(nb) {
+        for (x, i) in row.iter_mut().zip(&inv) {
+            *x *= i;
+        }
+    }
+    for (col, &y) in targets.iter().enumerate() {
+        lt[y as usize * nb + col] -= scale;
+    }
+    (loss / nb as f64) as f32
+}
+
+/// The biases' gradient from the logits' gradient in `scratch.logits`.
+pub(crate) fn bias_gradient(scratch: &mut OutputScratch, nb: usize) {
+    let OutputScratch { logits, d_b, .. } = scratch;
+    d_b.resize(logits.len() / nb, 0.0);
+    for (d, row) in d_b.iter_mut().zip(logits.chunks_exact(nb)) {
+        *d = row.iter().sum();
+    }
+}
+
+/// Rows of the weights per piece of [`full_backward_fused`]: the piece's gradient
+/// (`ROWS x F`) stays in cache between its product and Adam's update.
+const ROWS: usize = 128;
+/// Contiguous parts of the catalogue, one rayon task each; a fixed number, so the features'
+/// gradient sums the same partial sums in the same order whatever the threads do.
+const PARTS: usize = 16;
+
+/// After [`full_softmax`]: the features' gradient (`B x F`) and Adam's update of the weights
+/// `w` (`V x F`, moments `m` and `v`) in one pass over the catalogue, piece by piece, so the
+/// weights' gradient is never stored whole and the weights are read once for both.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn full_backward_fused(
+    w: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    consts: StepConsts,
+    dlogits: &[f32],
+    features: &[f32],
+    d_features: &mut [f32],
+    f: usize,
+) {
+    let nb = d_features.len() / f;
+    let tracks = w.len() / f;
+    let part = tracks.div_ceil(PARTS).max(1) * f;
+    let partials: Vec<Vec<f32>> = w
+        .par_chunks_mut(part)
+        .zip(m.par_chunks_mut(part).zip(v.par_chunks_mut(part)))
+        .enumerate()
+        .map(|(p, (w, (m, v)))| {
+            let mut d_feat = vec![0.0f32; nb * f];
+            let mut grad = vec![0.0f32; ROWS * f];
+            let first = p * (part / f);
+            for (i, ((w, m), v)) in w
+                .chunks_mut(ROWS * f)
+                .zip(m.chunks_mut(ROWS * f))
+                .zip(v.chunks_mut(ROWS * f))
+                .enumerate()
+            {
+                let rows = w.len() / f;
+                let dl = &dlogits[(first + i * ROWS) * nb..][..rows * nb];
+                // The features' gradient with the weights before this step's update.
+                matmul(&mut d_feat, true, dl, true, w, false, nb, f, rows);
+                let g = &mut grad[..rows * f];
+                matmul(g, false, dl, false, features, false, rows, f, nb);
+                update_serial(w, g, m, v, consts);
+            }
+            d_feat
+        })
+        .collect();
+    d_features.fill(0.0);
+    for d_feat in &partials {
+        d_features.iter_mut().zip(d_feat).for_each(|(a, b)| *a += b);
     }
 }

@@ -17,7 +17,7 @@ use super::{Fusion, NamedGradients, Scratch, cpu_f32, dropout_values};
 use crate::Softmax;
 use crate::bigru::{BiGru, matmul, matmul_par, tanh};
 use crate::data::Batch;
-use crate::output::{Layer, cross_entropy};
+use crate::output::{Layer, bias_gradient, cross_entropy, full_backward_fused, full_softmax};
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -50,16 +50,19 @@ impl Fusion {
         self.get(name).flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(crate::err)
     }
 
-    /// Loss and gradients of one batch without applying them. Table gradients land in
-    /// `scratch.d_tables` (rows `batch.ids`), the output layer's in `scratch.output`; the
-    /// others are returned by name, in [`Fusion::vars`] order.
+    /// Loss and gradients of one batch. Table gradients land in `scratch.d_tables` (rows
+    /// `batch.ids`), the output layer's in `scratch.output`; the others are returned by name,
+    /// in [`Fusion::vars`] order. With `adam` (its step begun) and the full softmax, the
+    /// output weights' gradient is not kept: `adam` applies it piece by piece as it is
+    /// computed, and the third value says so. A non-finite loss returns before any update.
     pub(super) fn backward(
         &self,
         batch: &Batch,
         softmax: &Softmax,
         rng: &mut ChaCha8Rng,
         scratch: &mut Scratch,
-    ) -> Result<(f32, NamedGradients)> {
+        adam: Option<&mut crate::Adam>,
+    ) -> Result<(f32, NamedGradients, bool)> {
         let c = &self.config;
         let (nb, nt, h, e, fc) = (batch.len(), batch.width, c.hidden, c.embedding_dim, c.fc);
         let (g6, bt) = (6 * h, nb * nt);
@@ -166,6 +169,7 @@ impl Fusion {
         let features: Vec<f32> = pre.iter().map(|&x| x.max(slope * x)).collect();
 
         // Output layer and loss.
+        let fused = adam.is_some() && matches!(softmax, Softmax::Full);
         let mut d_features = vec![0.0f32; nb * fc];
         let loss = {
             let (w_guard, w_layout) = self.get("out.w").storage_and_layout();
@@ -176,16 +180,31 @@ impl Fusion {
                 v: c.tracks,
                 f: fc,
             };
-            cross_entropy(
-                &layer,
-                &features,
-                &batch.targets,
-                softmax,
-                rng,
-                &mut scratch.output,
-                &mut d_features,
-            )
+            if fused {
+                full_softmax(&layer, &features, &batch.targets, &mut scratch.output)
+            } else {
+                cross_entropy(
+                    &layer,
+                    &features,
+                    &batch.targets,
+                    softmax,
+                    rng,
+                    &mut scratch.output,
+                    &mut d_features,
+                )
+            }
         };
+        if !loss.is_finite() {
+            return Ok((loss, Vec::new(), false));
+        }
+        if let (true, Some(adam)) = (fused, adam) {
+            let (dlogits, d_feat) = (&scratch.output.logits, &mut d_features);
+            adam.update_var_with(self.index("out.w"), |w, m, v, consts| {
+                full_backward_fused(w, m, v, consts, dlogits, &features, d_feat, fc)
+            })
+            .map_err(crate::err)?;
+            bias_gradient(&mut scratch.output, nb);
+        }
 
         // Backward: FC.
         let d_pre: Vec<f32> = d_features
@@ -275,6 +294,6 @@ impl Fusion {
             ("fc.w", d_fc_w),
             ("fc.b", d_fc_b),
         ];
-        Ok((loss, dense.into_iter().map(|(n, g)| (n.to_string(), g)).collect()))
+        Ok((loss, dense.into_iter().map(|(n, g)| (n.to_string(), g)).collect(), fused))
     }
 }

@@ -4,10 +4,12 @@
 //! and add several catalogue-sized gradient tensors (the gradient store starts every
 //! gradient as zeros and adds to it), which page faults made most of a step. Here logits,
 //! softmax and the gradients of the features, weights and biases are computed with three
-//! matrix products into buffers that live across steps.
+//! matrix products into buffers that live across steps. In a training step with the full
+//! softmax the last two products and Adam's update of the weights run together, piece by
+//! piece ([`full_backward_fused`]): the weights are read once for both and their gradient is
+//! never stored whole (that pass was memory-bound).
 
 use rand_chacha::ChaCha8Rng;
-
 use rayon::prelude::*;
 
 use crate::Softmax;

@@ -145,30 +145,54 @@ pub(crate) fn full_softmax(
     scratch.logits.resize(v * nb, 0.0);
     let lt = &mut scratch.logits;
     matmul_par(lt, false, w, false, features, true, v, nb, f);
-    let mut max = vec![f32::NEG_INFINITY; nb];
-    for (row, b) in lt.chunks_exact_mut(nb).zip(bias) {
-        for (x, m) in row.iter_mut().zip(max.iter_mut()) {
-            *x += b;
-            *m = m.max(*x);
-        }
-    }
+    // Column-wise softmax over the catalogue in parallel blocks of rows; the blocks are
+    // fixed, and their partial sums added in order, so the result does not depend on the
+    // threads.
+    let block = SOFTMAX_ROWS * nb;
+    let max = lt
+        .par_chunks_mut(block)
+        .zip(bias.par_chunks(SOFTMAX_ROWS))
+        .map(|(rows, bias)| {
+            let mut max = vec![f32::NEG_INFINITY; nb];
+            for (row, b) in rows.chunks_exact_mut(nb).zip(bias) {
+                for (x, m) in row.iter_mut().zip(max.iter_mut()) {
+                    *x += b;
+                    *m = m.max(*x);
+                }
+            }
+            max
+        })
+        .reduce_with(|a, b| a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect())
+        .unwrap_or_default();
+    let partial: Vec<Vec<f32>> = lt
+        .par_chunks_mut(block)
+        .map(|rows| {
+            let mut sum = vec![0.0f32; nb];
+            for row in rows.chunks_exact_mut(nb) {
+                for ((x, m), s) in row.iter_mut().zip(&max).zip(sum.iter_mut()) {
+                    *x = (*x - m).exp();
+                    *s += *x;
+                }
+            }
+            sum
+        })
+        .collect();
     let mut sum = vec![0.0f32; nb];
-    for row in lt.chunks_exact_mut(nb) {
-        for ((x, m), s) in row.iter_mut().zip(&max).zip(sum.iter_mut()) {
-            *x = (*x - m).exp();
-            *s += *x;
-        }
+    for p in &partial {
+        sum.iter_mut().zip(p).for_each(|(s, x)| *s += x);
     }
     let mut loss = 0.0f64;
     for (col, &y) in targets.iter().enumerate() {
         loss += (sum[col].ln() - lt[y as usize * nb + col].ln()) as f64;
     }
     let inv: Vec<f32> = sum.iter().map(|s| scale / s).collect();
-    for row in lt.chunks_exact_mut(nb) {
-        for (x, i) in row.iter_mut().zip(&inv) {
-            *x *= i;
+    lt.par_chunks_mut(block).for_each(|rows| {
+        for row in rows.chunks_exact_mut(nb) {
+            for (x, i) in row.iter_mut().zip(&inv) {
+                *x *= i;
+            }
         }
-    }
+    });
     for (col, &y) in targets.iter().enumerate() {
         lt[y as usize * nb + col] -= scale;
     }
@@ -183,6 +207,9 @@ pub(crate) fn bias_gradient(scratch: &mut OutputScratch, nb: usize) {
         *d = row.iter().sum();
     }
 }
+
+/// Rows per parallel block of the softmax.
+const SOFTMAX_ROWS: usize = 1024;
 
 /// Rows of the weights per piece of [`full_backward_fused`]: the piece's gradient
 /// (`ROWS x F`) stays in cache between its product and Adam's update.

@@ -26,6 +26,7 @@ mod embedding;
 mod error;
 pub mod fs;
 mod progress;
+pub mod simd;
 mod vocab;
 
 pub use embedding::EmbeddingTable;

@@ -65,53 +65,7 @@ pub(crate) unsafe fn gemm(
     }
 }
 
-/// Runs `$body` (a block using the function's arguments) through an AVX2 + FMA copy where the
-/// CPU has it.
-macro_rules! dispatch {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        $(#[$meta])*
-        pub(crate) fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn fast($($arg: $ty),*) { body($($arg),*) }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has the features `fast` is compiled for.
-                    return unsafe { fast($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-
-/// `e^x`, Cephes' `expf` (range reduction by ln 2, degree-6 polynomial): within 2 ulp on the
-/// range that does not under- or overflow. Branch-free and with integer steps that wrap, so
-/// loops over it vectorise: `round(x log2 e)` comes from adding 1.5 * 2^23 (the float's low
-/// mantissa bits then hold the integer), and 2^n is built from its bits.
-#[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
-    const SHIFT: f32 = 12_582_912.0; // 1.5 * 2^23
-    #[allow(clippy::manual_clamp)] // min/max vectorise; clamp's NaN check is not needed
-    let x = x.max(-87.0).min(88.0);
-    let t = x * std::f32::consts::LOG2_E + SHIFT;
-    let n = t - SHIFT;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = 1.987_569_1e-4;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let p = p * r * r + r + 1.0;
-    // t's bits are 0x4B40_0000 + n for |n| < 2^22.
-    let pow2 = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
-    p * pow2
-}
+use segue_core::simd::exp;
 
 /// Sum with eight independent accumulators: vectorises (a plain float fold cannot be
 /// reordered by the compiler) and rounds no worse than a sequential sum.
@@ -163,7 +117,7 @@ fn gelu_one(x: f32) -> f32 {
     0.5 * x * erfc_neg
 }
 
-dispatch! {
+segue_core::dispatch! {
     fn add_bias_gelu(x: &mut [f32], bias: &[f32]) {
         for row in x.chunks_exact_mut(bias.len()) {
             for (v, b) in row.iter_mut().zip(bias) {
@@ -173,7 +127,7 @@ dispatch! {
     }
 }
 
-dispatch! {
+segue_core::dispatch! {
     fn add_bias(x: &mut [f32], bias: &[f32]) {
         for row in x.chunks_exact_mut(bias.len()) {
             for (v, b) in row.iter_mut().zip(bias) {
@@ -183,7 +137,7 @@ dispatch! {
     }
 }
 
-dispatch! {
+segue_core::dispatch! {
     fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
         let d = gamma.len();
         for row in x.chunks_exact_mut(d) {
@@ -205,7 +159,7 @@ dispatch! {
     }
 }
 
-dispatch! {
+segue_core::dispatch! {
     /// Softmax of each `n`-long row of `scores` (an `n x n` matrix), after adding
     /// `bias[j - i + n - 1]` to entry (i, j) when a relative-position bias is given.
     fn softmax_rows(scores: &mut [f32], n: usize, bias: Option<&[f32]>) {
@@ -252,16 +206,6 @@ mod tests {
         };
         // [[58, 64], [139, 154]] + 1, stored column by column.
         assert_eq!(dst, [59.0, 140.0, 65.0, 155.0]);
-    }
-
-    #[test]
-    fn exp_is_within_a_few_ulp() {
-        for i in -8700..8800 {
-            let x = i as f32 / 100.0;
-            let (got, want) = (exp(x), (x as f64).exp());
-            let rel = ((got as f64 - want) / want).abs();
-            assert!(rel < 3e-7, "exp({x}) = {got}, want {want}");
-        }
     }
 
     /// erf by its Taylor series (converges everywhere; exact enough in f64 for |x| < 6).

@@ -168,12 +168,7 @@ pub(crate) fn full_softmax(
         .par_chunks_mut(block)
         .map(|rows| {
             let mut sum = vec![0.0f32; nb];
-            for row in rows.chunks_exact_mut(nb) {
-                for ((x, m), s) in row.iter_mut().zip(&max).zip(sum.iter_mut()) {
-                    *x = (*x - m).exp();
-                    *s += *x;
-                }
-            }
+            exp_shifted(rows, &max, &mut sum);
             sum
         })
         .collect();
@@ -205,6 +200,19 @@ pub(crate) fn bias_gradient(scratch: &mut OutputScratch, nb: usize) {
     d_b.resize(logits.len() / nb, 0.0);
     for (d, row) in d_b.iter_mut().zip(logits.chunks_exact(nb)) {
         *d = row.iter().sum();
+    }
+}
+
+segue_core::dispatch! {
+    /// `x = e^(x - max)` for each row of `rows` (row-major, `max.len()` wide), summed per
+    /// column into `sum`: one loop the compiler vectorises, `exp` included.
+    fn exp_shifted(rows: &mut [f32], max: &[f32], sum: &mut [f32]) {
+        for row in rows.chunks_exact_mut(max.len()) {
+            for ((x, m), s) in row.iter_mut().zip(max).zip(sum.iter_mut()) {
+                *x = segue_core::simd::exp(*x - m);
+                *s += *x;
+            }
+        }
     }
 }
 

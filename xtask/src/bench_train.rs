@@ -72,6 +72,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     p.pipeline.name = format!("{}-bench-train", p.pipeline.name);
     p.pipeline.cache_dir = Some(crate::bench::bench_dir().join("train-cache"));
 
+    // Before anything runs: the peer reads audio features and lyrics from the small preset's
+    // CSV files only (the built-in data has no lyrics, and its audio features have no
+    // artist_name/track_name columns).
+    let uses = |m: segue_model::Modality| variants.iter().any(|v| v.modalities().contains(&m));
+    if !args.small && (uses(segue_model::Modality::Acoustic) || uses(segue_model::Modality::Lyrics))
+    {
+        bail!(
+            "on the built-in data the peer has no acoustic or lyric inputs: compare ann, ann-lsa, annw or gru4rec there, or use --small"
+        );
+    }
+
     // The peer: ingest, the embeddings its variants need, then train + eval per seed.
     let work = crate::bench::bench_dir()
         .join(format!("train-peer-{}", if args.small { "small" } else { "builtin" }));
@@ -86,7 +97,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if variants.contains(&Variant::AnnLsa) {
         peer_stage(py, peers, &work, &["lsa"])?;
     }
-    if variants.iter().any(|v| v.modalities().contains(&segue_model::Modality::Acoustic)) {
+    if uses(segue_model::Modality::Acoustic) {
         let csv = tracks_csv
             .as_ref()
             .context("the peer's VAE needs artist_name/track_name columns: use --small")?;
@@ -97,7 +108,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &["vae", "--tracks-csv", &csv.display().to_string(), "--threads", "2"],
         )?;
     }
-    if variants.iter().any(|v| v.modalities().contains(&segue_model::Modality::Lyrics)) {
+    if uses(segue_model::Modality::Lyrics) {
         let csv = lyrics_csv.as_ref().context("the built-in data has no lyrics: use --small")?;
         // The same Sentence-BERT folder segue's lyrics stage loads.
         let (model_dir, _) = p.lyrics.source().resolve()?;

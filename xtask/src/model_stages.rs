@@ -15,7 +15,7 @@ use crate::pipeline::Pipeline;
 use crate::progress::Bars;
 
 /// Bumped when training or evaluation changes its output for the same inputs.
-pub const TRAIN_VERSION: u32 = 3;
+pub const TRAIN_VERSION: u32 = 4;
 /// See [`TRAIN_VERSION`].
 pub const EVALUATE_VERSION: u32 = 1;
 

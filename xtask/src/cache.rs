@@ -161,6 +161,7 @@ impl Cache {
         let parent = final_dir.parent().expect("stage dir has a parent");
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
+        remove_leftovers(parent);
         let tmp = parent.join(format!(".tmp-{key}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -200,6 +201,39 @@ impl Cache {
     }
 }
 
+/// Removes what killed runs left in a stage's folder: build folders `.tmp-KEY-PID` and atomic
+/// writes `NAME.PID.tmp` whose process is gone. Folders of live processes (another run building
+/// now) are left alone.
+fn remove_leftovers(stage_folder: &Path) {
+    let Ok(entries) = std::fs::read_dir(stage_folder) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = if let Some(rest) = name.strip_prefix(".tmp-") {
+            rest.rsplit('-').next()
+        } else if let Some(rest) = name.strip_suffix(".tmp") {
+            rest.rsplit('.').next()
+        } else {
+            None
+        };
+        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && process_is_gone(pid) {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}
+
+/// True when no process `pid` runs. Where that cannot be known (no `/proc`), false: leftovers
+/// are then kept rather than a live run's folder removed.
+fn process_is_gone(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    proc.join("self").exists() && !proc.join(pid.to_string()).exists()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +268,34 @@ mod tests {
         assert!(matches!(cache.check("sessionize", &recipe(1).key()), Check::Missing));
         let why = recipe(3600).differences(&cache.last_recipe("sessionize").unwrap());
         assert_eq!(why, vec!["gap_seconds: 7200 -> 3600".to_string()]);
+    }
+
+    /// Folders and files of a killed run are removed by the next build; a live process's are
+    /// kept.
+    #[test]
+    fn leftovers_of_dead_runs_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache { root: dir.path().to_path_buf() };
+        let stage = dir.path().join("sessionize");
+        // A process id that is not running: one past the largest id the kernel hands out.
+        let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(4_194_304);
+        let dead = max + 1;
+        let live = std::process::id();
+        let parent_pid = std::os::unix::process::parent_id();
+        for name in [format!(".tmp-abc-{dead}"), format!(".tmp-def-{parent_pid}")] {
+            std::fs::create_dir_all(stage.join(&name)).unwrap();
+            std::fs::write(stage.join(&name).join("x"), "partial").unwrap();
+        }
+        std::fs::write(stage.join(format!("last.json.{dead}.tmp")), "{").unwrap();
+        std::fs::create_dir_all(stage.join("abc.partial")).unwrap();
+        cache.build(&recipe(7200), |_| Ok(serde_json::json!({}))).unwrap();
+        assert!(!stage.join(format!(".tmp-abc-{dead}")).exists());
+        assert!(!stage.join(format!("last.json.{dead}.tmp")).exists());
+        assert!(stage.join(format!(".tmp-def-{parent_pid}")).exists(), "a live process's");
+        assert!(stage.join("abc.partial").exists(), "a resumable training is kept");
+        assert!(!stage.join(format!(".tmp-{}-{live}", recipe(7200).key())).exists());
     }
 }

@@ -272,7 +272,16 @@ fn status(p: &Pipeline) -> Result<()> {
             }
             Check::Missing => {
                 upstream_ok = false;
+                let partial = runner.cache.stage_dir(stage, &format!("{key}.partial"));
+                let checkpointed = segue_model::checkpoint_epochs(&partial);
                 match runner.cache.last_recipe(stage) {
+                    _ if checkpointed.is_some() => {
+                        let done = checkpointed.unwrap_or(0);
+                        format!(
+                            "partial: interrupted after epoch {done}, resumable from epoch {} (`run {stage}` continues it)",
+                            done + 1
+                        )
+                    }
                     Some(old) => format!("stale: {}", recipe.differences(&old).join("; ")),
                     None => "missing: never run".to_string(),
                 }

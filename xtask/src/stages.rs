@@ -299,6 +299,9 @@ pub struct IngestReport {
     pub records: u64,
     pub events: u64,
     pub skipped: serde_json::Value,
+    /// Link loops not followed, files reached twice.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 fn run_ingest(p: &Pipeline, dir: &Path) -> Result<serde_json::Value> {
@@ -310,7 +313,11 @@ fn run_ingest(p: &Pipeline, dir: &Path) -> Result<serde_json::Value> {
         records: out.records,
         events: out.events.height() as u64,
         skipped: serde_json::to_value(&out.skips)?,
+        notes: out.notes.clone(),
     };
+    for note in &out.notes {
+        eprintln!("{:>31}  note: {note}", "");
+    }
     std::fs::write(dir.join("ingest_report.json"), serde_json::to_vec_pretty(&report)?)?;
     print_skips(&out.skips, out.records);
     Ok(

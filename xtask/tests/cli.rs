@@ -251,3 +251,82 @@ fn tag_subset_keeps_only_tagged_tracks() {
     assert!(!o.status.success());
     assert!(err.contains("dataset.subset = \"lyrics\": the only subset is \"tags\""), "{err}");
 }
+
+/// Every deterministic stage gives byte-identical artifacts when run again from scratch on the
+/// same inputs (Word2Vec on one thread; its Hogwild threads are the documented exception).
+/// Reports with timings are left out; everything else, tables and models included, must match.
+#[test]
+fn deterministic_stages_give_byte_identical_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = |cache: &str| {
+        format!(
+            r#"
+[pipeline]
+name = "twice"
+cache_dir = "{cache}"
+
+[dataset]
+audio_features = "data/audio_features.csv"
+synth = {{ preset = "tiny", seed = 3, out = "data" }}
+
+[[dataset.sources]]
+format = "lastfm-1k"
+paths = ["data/listens.tsv"]
+
+[word2vec]
+threads = 1
+epochs = 2
+
+[vae]
+epochs = 3
+
+[model]
+epochs = 1
+"#
+        )
+    };
+    let manifests = |cache: &str| -> std::collections::BTreeMap<String, serde_json::Value> {
+        let p = dir.path().join(format!("{cache}.toml"));
+        std::fs::write(&p, pipeline(cache)).unwrap();
+        let p = p.display().to_string();
+        for stage in ["evaluate-annw-acoustic", "evaluate-ann-lsa"] {
+            let o = xtask(&["run", stage, "--pipeline", &p]);
+            assert!(o.status.success(), "{}", text(&o).1);
+        }
+        let mut out = std::collections::BTreeMap::new();
+        let root = dir.path().join(cache).join("twice");
+        for stage in std::fs::read_dir(&root).unwrap() {
+            let stage = stage.unwrap().path();
+            for key in std::fs::read_dir(&stage).unwrap() {
+                let m = key.unwrap().path().join("manifest.json");
+                if let Ok(bytes) = std::fs::read(&m) {
+                    let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    let name = stage.file_name().unwrap().to_string_lossy().into_owned();
+                    out.insert(name, manifest);
+                }
+            }
+        }
+        out
+    };
+    let first = manifests("cache1");
+    let second = manifests("cache2");
+    let stages: Vec<&String> = first.keys().collect();
+    for s in ["ingest", "sessionize", "word2vec", "lsa", "acoustic", "train-annw-acoustic"] {
+        assert!(first.contains_key(s), "{s} ran: {stages:?}");
+    }
+    assert_eq!(stages, second.keys().collect::<Vec<_>>());
+    let mut compared = 0;
+    for (stage, a) in &first {
+        let b = &second[stage];
+        assert_eq!(a["key"], b["key"], "{stage}: same recipe, same key");
+        for (file, hash) in a["files"].as_object().unwrap() {
+            // Reports carry seconds and rates; train.jsonl too.
+            if file.ends_with("_report.json") || file == "train.jsonl" {
+                continue;
+            }
+            assert_eq!(hash, &b["files"][file], "{stage}/{file} differs between two runs");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 12, "{compared} artifacts compared");
+}

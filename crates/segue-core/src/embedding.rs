@@ -1,7 +1,6 @@
-use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::{Error, Result, TrackId};
 
@@ -88,20 +87,44 @@ impl EmbeddingTable {
         &self.data
     }
 
-    /// Writes the table atomically.
+    /// Writes the table atomically. The bytes depend only on the table: the header is written
+    /// in a fixed order (safetensors' own writer takes the metadata as a `HashMap`, whose order
+    /// changes from run to run), so equal tables give byte-identical files.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes: Vec<u8> = self.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let emb = TensorView::new(Dtype::F32, vec![self.rows, self.dim], &bytes)
-            .map_err(|e| Error::Other(format!("embeddings tensor: {e}")))?;
-        let mask = TensorView::new(Dtype::U8, vec![self.rows], &self.mask)
-            .map_err(|e| Error::Other(format!("mask tensor: {e}")))?;
-        let meta = HashMap::from([
-            ("vocab_hash".to_string(), self.vocab_hash.clone()),
-            ("format".to_string(), "segue-embedding-table-v1".to_string()),
-        ]);
-        let out = safetensors::serialize([("embeddings", emb), ("mask", mask)], Some(meta))
-            .map_err(|e| Error::Other(format!("serialising {}: {e}", path.display())))?;
-        crate::fs::write_bytes_atomic(path, &out)
+        crate::fs::write_bytes_atomic(path, &self.to_bytes())
+    }
+
+    /// The safetensors file of the table: the 8-byte header length, the header (JSON in a fixed
+    /// order, padded with spaces to a multiple of 8 bytes, as safetensors aligns it), then
+    /// `embeddings` (F32, row-major, little-endian) and `mask` (U8).
+    fn to_bytes(&self) -> Vec<u8> {
+        let emb_len = self.data.len() * 4;
+        // `json!` inserts keys in the order written, and serde_json keeps either that order or
+        // sorted order: both fixed.
+        let header = serde_json::json!({
+            "__metadata__": {
+                "format": "segue-embedding-table-v1",
+                "vocab_hash": self.vocab_hash,
+            },
+            "embeddings": {
+                "dtype": "F32",
+                "shape": [self.rows, self.dim],
+                "data_offsets": [0, emb_len],
+            },
+            "mask": {
+                "dtype": "U8",
+                "shape": [self.rows],
+                "data_offsets": [emb_len, emb_len + self.mask.len()],
+            },
+        });
+        let mut header = header.to_string().into_bytes();
+        header.resize(header.len().next_multiple_of(8), b' ');
+        let mut out = Vec::with_capacity(8 + header.len() + emb_len + self.mask.len());
+        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend(self.data.iter().flat_map(|v| v.to_le_bytes()));
+        out.extend_from_slice(&self.mask);
+        out
     }
 
     /// Reads a table written by [`EmbeddingTable::save`] (or by numpy/torch with the same
@@ -175,5 +198,31 @@ mod tests {
         std::fs::write(&p, b"garbage").unwrap();
         let err = EmbeddingTable::load(&p).unwrap_err().to_string();
         assert!(err.contains("not safetensors"), "{err}");
+    }
+
+    /// Equal tables give equal bytes (safetensors' writer orders its metadata by a `HashMap`),
+    /// and the bytes are what safetensors itself reads, metadata included.
+    #[test]
+    fn equal_tables_give_identical_files_that_safetensors_reads() {
+        let mut t = EmbeddingTable::zeros(5, 3, "vocab-hash");
+        t.set_row(TrackId(1), &[1.0, 2.0, 3.0]).unwrap();
+        t.set_row(TrackId(4), &[-1.0, 0.5, 0.25]).unwrap();
+        let first = t.to_bytes();
+        for _ in 0..20 {
+            assert_eq!(t.clone().to_bytes(), first);
+        }
+        assert_eq!(u64::from_le_bytes(first[..8].try_into().unwrap()) % 8, 0);
+        let st = SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(st.tensor("embeddings").unwrap().shape(), [5, 3]);
+        assert_eq!(st.tensor("mask").unwrap().data(), &[0, 1, 0, 0, 1]);
+        let (_, meta) = SafeTensors::read_metadata(&first).unwrap();
+        let meta = meta.metadata().clone().unwrap();
+        assert_eq!(meta["vocab_hash"], "vocab-hash");
+        assert_eq!(meta["format"], "segue-embedding-table-v1");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.safetensors");
+        t.save(&p).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), first);
+        assert_eq!(EmbeddingTable::load(&p).unwrap(), t);
     }
 }

@@ -25,8 +25,9 @@ impl fmt::Display for Position {
     }
 }
 
-/// The error type of every segue crate.
+/// The error type of every segue crate. New variants may be added: match with a `_` arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Reading or writing a file failed.
     #[error("{}: {err}", path.display())]
@@ -57,9 +58,52 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A rank outside `1..=items` (a rank is one plus the number of other items scoring at
+    /// least as high as the target).
+    #[error("{}rank {rank} is outside 1..={items}: a rank counts the target itself and every other item scoring at least as high", prediction_prefix(*prediction))]
+    InvalidRank {
+        /// The prediction it belongs to, when known.
+        prediction: Option<usize>,
+        /// The rank given.
+        rank: usize,
+        /// The number of items ranked.
+        items: usize,
+    },
+    /// A score that cannot be ranked.
+    #[error("{}the score of item {item} is NaN", prediction_prefix(*prediction))]
+    NanScore {
+        /// The prediction (row) it belongs to, when known.
+        prediction: Option<usize>,
+        /// The item (column) whose score is NaN.
+        item: usize,
+    },
+    /// A target item outside the scored items.
+    #[error("{}target item {target} is outside the {items} scored items", prediction_prefix(*prediction))]
+    TargetOutOfRange {
+        /// The prediction it belongs to, when known.
+        prediction: Option<usize>,
+        /// The target item.
+        target: usize,
+        /// The number of items scored.
+        items: usize,
+    },
+    /// Buffers whose sizes do not agree.
+    #[error("{what}: expected {expected}, found {found}")]
+    ShapeMismatch {
+        /// What was measured.
+        what: String,
+        /// The size expected.
+        expected: usize,
+        /// The size found.
+        found: usize,
+    },
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
+}
+
+fn prediction_prefix(prediction: Option<usize>) -> String {
+    prediction.map_or(String::new(), |p| format!("prediction {p}: "))
 }
 
 impl Error {

@@ -49,13 +49,11 @@ pub struct Query {
 }
 
 /// The 1-based rank of `target`: one plus the number of other items scoring at least as high.
-/// A NaN anywhere in the row is an error (it cannot be ranked).
+/// A NaN anywhere in the row is an error (it cannot be ranked): [`Error::NanScore`]; a target
+/// outside the row is [`Error::TargetOutOfRange`].
 pub fn rank(scores: &[f32], target: usize) -> Result<usize> {
     let Some(&t) = scores.get(target) else {
-        return Err(Error::Other(format!(
-            "target item {target} is outside the {} scored items",
-            scores.len()
-        )));
+        return Err(Error::TargetOutOfRange { prediction: None, target, items: scores.len() });
     };
     let mut above = 0usize;
     let mut nan = None;
@@ -66,8 +64,22 @@ pub fn rank(scores: &[f32], target: usize) -> Result<usize> {
         above += usize::from(s >= t && j != target);
     }
     match nan {
-        Some(j) => Err(Error::Other(format!("the score of item {j} is NaN"))),
+        Some(item) => Err(Error::NanScore { prediction: None, item }),
         None => Ok(above + 1),
+    }
+}
+
+/// Names the prediction a row-level error belongs to.
+fn at_prediction(e: Error, index: usize) -> Error {
+    match e {
+        Error::NanScore { item, .. } => Error::NanScore { prediction: Some(index), item },
+        Error::TargetOutOfRange { target, items, .. } => {
+            Error::TargetOutOfRange { prediction: Some(index), target, items }
+        }
+        Error::InvalidRank { rank, items, .. } => {
+            Error::InvalidRank { prediction: Some(index), rank, items }
+        }
+        other => other,
     }
 }
 
@@ -188,20 +200,27 @@ impl Evaluator {
         })
     }
 
-    /// Records one prediction whose target came at `rank` (1-based).
-    pub fn add_rank(&mut self, q: &Query, rank: usize) {
+    /// Records one prediction whose target came at `rank`: 1-based, one plus the number of
+    /// other items scoring at least as high, so `1..=items`. Any other rank is an
+    /// [`Error::InvalidRank`] and records nothing.
+    pub fn add_rank(&mut self, q: &Query, rank: usize) -> Result<()> {
+        if !(1..=self.items).contains(&rank) {
+            return Err(Error::InvalidRank { prediction: None, rank, items: self.items });
+        }
         let ks = &self.ks;
         self.all.add(ks, rank);
         if q.seen_in_train { &mut self.seen } else { &mut self.unseen }.add(ks, rank);
         if q.repeat { &mut self.repeat } else { &mut self.new }.add(ks, rank);
         self.users.entry(q.user).or_insert_with(|| Sums::new(ks.len())).add(ks, rank);
+        Ok(())
     }
 
     /// Ranks a row-major block of scores (`queries.len()` rows of `items`), rows in parallel.
+    /// Nothing of a block with an error is recorded.
     pub fn add_scores(&mut self, queries: &[Query], scores: &[f32]) -> Result<()> {
-        let ranks = ranks(queries, scores, self.items)?;
+        let ranks = ranks(queries, scores, self.items, 0, "scores")?;
         for (q, r) in queries.iter().zip(ranks) {
-            self.add_rank(q, r);
+            self.add_rank(q, r)?;
         }
         Ok(())
     }
@@ -239,25 +258,27 @@ impl Evaluator {
     }
 }
 
-/// The rank of each query's target in its row of `scores`, rows in parallel.
-fn ranks(queries: &[Query], scores: &[f32], items: usize) -> Result<Vec<usize>> {
+/// The rank of each query's target in its row of `scores`, rows in parallel; `first` is the
+/// index of the first query among all predictions (for errors), `what` names the block.
+fn ranks(
+    queries: &[Query],
+    scores: &[f32],
+    items: usize,
+    first: usize,
+    what: &str,
+) -> Result<Vec<usize>> {
     if scores.len() != queries.len() * items {
-        return Err(Error::Other(format!(
-            "{} scores for {} queries over {items} items; expected {}",
-            scores.len(),
-            queries.len(),
-            queries.len() * items
-        )));
+        return Err(Error::ShapeMismatch {
+            what: format!("{what} ({} queries over {items} items)", queries.len()),
+            expected: queries.len() * items,
+            found: scores.len(),
+        });
     }
     queries
         .par_iter()
         .zip(scores.par_chunks(items))
         .enumerate()
-        .map(|(i, (q, row))| {
-            rank(row, q.target as usize).map_err(|e| {
-                Error::Other(format!("prediction {i} (user {}, target {}): {e}", q.user, q.target))
-            })
-        })
+        .map(|(i, (q, row))| rank(row, q.target as usize).map_err(|e| at_prediction(e, first + i)))
         // Collected whole, then checked in order: the error named is the first bad prediction.
         .collect::<Vec<_>>()
         .into_iter()
@@ -290,7 +311,7 @@ where
                 return None;
             }
             let result = score(b * batch, qs).and_then(|scores| {
-                ranks(qs, &scores, items).map_err(|e| Error::Other(format!("batch {b}: {e}")))
+                ranks(qs, &scores, items, b * batch, &format!("scores of batch {b}"))
             });
             if result.is_err() {
                 first_failed.fetch_min(b, Ordering::Relaxed);
@@ -300,7 +321,7 @@ where
         .collect();
     let ranked = ranked.into_iter().flatten().collect::<Result<Vec<_>>>()?;
     for (q, r) in queries.iter().zip(ranked.into_iter().flatten()) {
-        eval.add_rank(q, r);
+        eval.add_rank(q, r)?;
     }
     Ok(eval.report())
 }

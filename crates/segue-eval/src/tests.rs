@@ -16,19 +16,19 @@ fn ties_count_against_the_model() {
     assert_eq!(rank(&[0.0; 7], 3).unwrap(), 7);
     // Infinities rank; a NaN cannot.
     assert_eq!(rank(&[f32::INFINITY, 1.0, f32::NEG_INFINITY], 1).unwrap(), 2);
-    let e = rank(&[0.0, f32::NAN, 1.0], 2).unwrap_err().to_string();
-    assert!(e.contains("item 1 is NaN"), "{e}");
+    let e = rank(&[0.0, f32::NAN, 1.0], 2).unwrap_err();
+    assert!(matches!(e, Error::NanScore { prediction: None, item: 1 }), "{e:?}");
     let e = rank(&[0.0, 1.0], 2).unwrap_err().to_string();
-    assert!(e.contains("target item 2 is outside the 2 scored items"), "{e}");
+    assert_eq!(e, "target item 2 is outside the 2 scored items");
 }
 
 /// Three predictions worked by hand at k = 1, 2, 3 over 4 items.
 #[test]
 fn metrics_by_hand() {
     let mut e = Evaluator::new(&[1, 2, 3], 4).unwrap();
-    e.add_rank(&q(7, 0, true, false), 1);
-    e.add_rank(&q(7, 1, true, true), 2);
-    e.add_rank(&q(9, 2, false, false), 4);
+    e.add_rank(&q(7, 0, true, false), 1).unwrap();
+    e.add_rank(&q(7, 1, true, true), 2).unwrap();
+    e.add_rank(&q(9, 2, false, false), 4).unwrap();
     let r = e.report();
     let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
     assert_eq!(r.all.count, 3);
@@ -56,15 +56,22 @@ fn bad_input_is_named() {
     assert!(Evaluator::new(&[10], 0).is_err());
     let mut e = Evaluator::new(&[1], 3).unwrap();
     let err = e.add_scores(&[q(0, 0, true, false)], &[0.0, 1.0]).unwrap_err().to_string();
-    assert!(err.contains("2 scores for 1 queries over 3 items; expected 3"), "{err}");
+    assert_eq!(err, "scores (1 queries over 3 items): expected 3, found 2");
     let qs = [q(0, 0, true, false), q(4, 2, true, false)];
-    let err = e.add_scores(&qs, &[0.0, 1.0, 2.0, 0.0, f32::NAN, 2.0]).unwrap_err().to_string();
-    assert!(err.contains("prediction 1 (user 4, target 2): the score of item 1 is NaN"), "{err}");
+    let err = e.add_scores(&qs, &[0.0, 1.0, 2.0, 0.0, f32::NAN, 2.0]).unwrap_err();
+    assert!(matches!(err, Error::NanScore { prediction: Some(1), item: 1 }), "{err:?}");
+    assert_eq!(err.to_string(), "prediction 1: the score of item 1 is NaN");
     // Of several bad rows, the first is named.
     let qs = [q(0, 0, true, false), q(4, 2, true, false), q(5, 0, true, false)];
     let scores = [0.0, 1.0, 2.0, 0.0, f32::NAN, 2.0, f32::NAN, 0.0, 0.0];
     let err = e.add_scores(&qs, &scores).unwrap_err().to_string();
-    assert!(err.starts_with("prediction 1 (user 4"), "{err}");
+    assert!(err.starts_with("prediction 1:"), "{err}");
+    let qs = [q(0, 0, true, false), q(4, 7, true, false)];
+    let err = e.add_scores(&qs, &[0.0; 6]).unwrap_err();
+    assert!(
+        matches!(err, Error::TargetOutOfRange { prediction: Some(1), target: 7, items: 3 }),
+        "{err:?}"
+    );
     // Nothing of a failed block is counted.
     assert_eq!(e.report().all.count, 0);
 }
@@ -92,7 +99,7 @@ fn batched_parallel_evaluation_equals_one_block() {
     })
     .unwrap_err()
     .to_string();
-    assert!(err.contains("batch 0"), "{err}");
+    assert!(err.starts_with("scores of batch 0 (8 queries over 50 items): expected 400"), "{err}");
     // Several failing batches: the first in order is named, however the threads ran.
     for _ in 0..20 {
         let err = evaluate(&queries, items as usize, &PAPER_KS, 8, |start, qs| {
@@ -101,14 +108,29 @@ fn batched_parallel_evaluation_equals_one_block() {
         })
         .unwrap_err()
         .to_string();
-        assert!(err.starts_with("batch 3:"), "{err}");
+        assert!(err.starts_with("scores of batch 3 "), "{err}");
     }
+}
+
+#[test]
+fn ranks_outside_the_catalogue_are_errors() {
+    let mut e = Evaluator::new(&[1, 2], 3).unwrap();
+    for bad in [0, 4, usize::MAX] {
+        let err = e.add_rank(&q(0, 0, true, false), bad).unwrap_err();
+        assert!(matches!(err, Error::InvalidRank { rank, items: 3, .. } if rank == bad), "{err:?}");
+    }
+    // Nothing was recorded: the report has no infinite or NaN figure.
+    let r = e.report();
+    assert_eq!(r.all.count, 0);
+    e.add_rank(&q(0, 0, true, false), 3).unwrap();
+    let r = e.report();
+    assert!(r.all.mrr.iter().chain(&r.all.ndcg).all(|v| v.is_finite()));
 }
 
 #[test]
 fn report_serialises() {
     let mut e = Evaluator::new(&PAPER_KS, 100).unwrap();
-    e.add_rank(&q(1, 3, true, false), 12);
+    e.add_rank(&q(1, 3, true, false), 12).unwrap();
     let json = serde_json::to_string(&e.report()).unwrap();
     let back: Report = serde_json::from_str(&json).unwrap();
     assert_eq!(back, e.report());
@@ -139,12 +161,40 @@ proptest! {
         prop_assert_eq!(rank(&moved, 0).unwrap(), expected);
     }
 
+    /// Any rank outside 1..=items is refused with a typed error, any inside is accepted, and
+    /// every figure of the report stays finite and in [0, 1].
+    #[test]
+    fn only_ranks_in_the_catalogue_are_accepted(
+        items in 1usize..60,
+        ranks in prop::collection::vec(0usize..80, 1..40),
+    ) {
+        let mut e = Evaluator::new(&PAPER_KS, items).unwrap();
+        let mut accepted = 0u64;
+        for (i, &r) in ranks.iter().enumerate() {
+            let result = e.add_rank(&q(i as u32 % 4, 0, i % 2 == 0, i % 3 == 0), r);
+            if (1..=items).contains(&r) {
+                prop_assert!(result.is_ok());
+                accepted += 1;
+            } else {
+                let is_invalid_rank = matches!(result, Err(Error::InvalidRank { .. }));
+                prop_assert!(is_invalid_rank);
+            }
+        }
+        let rep = e.report();
+        prop_assert_eq!(rep.all.count, accepted);
+        for m in [&rep.all, &rep.per_user, &rep.seen, &rep.unseen, &rep.repeat, &rep.new] {
+            for v in m.hit.iter().chain(&m.mrr).chain(&m.ndcg) {
+                prop_assert!(v.is_finite() && (0.0..=1.0).contains(v));
+            }
+        }
+    }
+
     /// Hit, MRR and NDCG grow with k and stay in [0, 1]; MRR <= NDCG <= HR.
     #[test]
     fn metrics_are_monotone_and_ordered(ranks in prop::collection::vec(1usize..200, 1..50)) {
         let mut e = Evaluator::new(&PAPER_KS, 200).unwrap();
         for (i, &r) in ranks.iter().enumerate() {
-            e.add_rank(&q(i as u32 % 3, 0, true, false), r);
+            e.add_rank(&q(i as u32 % 3, 0, true, false), r).unwrap();
         }
         let m = e.report().all;
         for i in 0..PAPER_KS.len() {

@@ -166,6 +166,16 @@ struct CheckpointMeta {
     seed: u64,
 }
 
+/// The epochs an interrupted training in `dir` (its [`TrainOptions::dir`]) has checkpointed, if
+/// it left a readable checkpoint: a rerun resumes after them.
+pub fn checkpoint_epochs(dir: &Path) -> Option<usize> {
+    if !dir.join("checkpoint.safetensors").exists() {
+        return None;
+    }
+    let bytes = std::fs::read(dir.join("checkpoint.json")).ok()?;
+    serde_json::from_slice::<CheckpointMeta>(&bytes).ok().map(|m| m.epochs_done)
+}
+
 fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(epoch as u64 + 1);

@@ -53,7 +53,18 @@ impl ContentTable {
     /// [`ContentTable::read`], where `title_required = false` accepts a table without a title
     /// column: its rows describe artists and apply to every track of the artist.
     pub fn read_with(file: &Path, title_required: bool) -> Result<Self> {
-        let frame = crate::table::load(file, None)?;
+        let max = crate::raw::MAX_CONTENT_LINE_BYTES;
+        let (frame, long) = crate::table::load(file, None, max)?;
+        if let Some(l) = long.first() {
+            return Err(Error::input(
+                file,
+                segue_core::Position::Line(l.line),
+                format!(
+                    "a line of {} bytes (limit {max}) starting {:?}; a content table has one track per line: repair or remove this line",
+                    l.bytes, l.start
+                ),
+            ));
+        }
         let find = |names: &[&str], what: &str| -> Result<StringChunked> {
             let name = names
                 .iter()

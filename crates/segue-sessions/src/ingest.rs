@@ -9,10 +9,10 @@ use rustc_hash::FxHashMap;
 use segue_core::{Error, Progress, Result, normalize_name};
 
 use crate::lastfm::read_lastfm_1k;
-use crate::raw::{RawEvents, SkipReason, SkipReport};
-use crate::source::{Format, SourceSpec, read_input};
+use crate::raw::{MAX_LINE_BYTES, RawEvents, SkipReason, SkipReport};
+use crate::source::{Format, SourceSpec, read_input, read_lines_input};
 use crate::spotify::{ReadSettings, SpotifyKind, read_spotify};
-use crate::table::read_table;
+use crate::table::{read_table, skip_long_lines};
 use crate::{parquet, time};
 
 /// Settings of the ingest stage.
@@ -47,6 +47,21 @@ pub struct Ingested {
     pub records: u64,
     /// Files read.
     pub files: Vec<PathBuf>,
+    /// What finding the files noticed: link loops not followed, files reached twice.
+    pub notes: Vec<String>,
+}
+
+/// What [`read_sources`] read.
+#[derive(Debug, Default)]
+pub struct SourcesRead {
+    /// The events, strings interned.
+    pub events: RawEvents,
+    /// Every record not kept so far.
+    pub skips: SkipReport,
+    /// Files read.
+    pub files: Vec<PathBuf>,
+    /// What finding the files noticed.
+    pub notes: Vec<String>,
 }
 
 /// Reads every source into raw events (strings interned, not yet normalised).
@@ -55,8 +70,9 @@ pub fn read_sources(
     base: &Path,
     options: &IngestOptions,
     progress: &dyn Progress,
-) -> Result<(RawEvents, SkipReport, Vec<PathBuf>)> {
+) -> Result<SourcesRead> {
     let mut events = RawEvents::default();
+    let mut notes = Vec::new();
     let mut skips = SkipReport::new(options.strict);
     let settings =
         ReadSettings { min_ms_played: options.min_ms_played, latest: time::latest_plausible() };
@@ -65,7 +81,9 @@ pub fn read_sources(
         return Err(Error::Config("the dataset has no sources".into()));
     }
     for source in sources {
-        let files = source.files(base)?;
+        let found = source.find_files(base)?;
+        notes.extend(found.notes);
+        let files = found.files;
         let total: u64 =
             files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
         progress.start(&format!("reading {:?} files", source.format), Some(total), "bytes");
@@ -76,59 +94,56 @@ pub fn read_sources(
                     read_table(file, source, settings, &mut events, &mut skips)?;
                     progress.advance(size);
                 }
-                format => {
+                Format::Lastfm1k => {
+                    let (bytes, long) = read_lines_input(file, MAX_LINE_BYTES)?;
+                    if long.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) {
+                        return Err(empty_file(file));
+                    }
+                    skip_long_lines(&long, file, MAX_LINE_BYTES, &mut skips)?;
+                    // Progress is reported on decompressed bytes; scale to the file size.
+                    let scale =
+                        ScaledProgress { inner: progress, num: size, den: bytes.len() as u64 };
+                    read_lastfm_1k(
+                        &bytes,
+                        file,
+                        options.strict,
+                        settings.latest,
+                        &mut events,
+                        &mut skips,
+                        &scale,
+                    )?;
+                }
+                Format::SpotifyStreamingHistory | Format::SpotifyExtended => {
                     let bytes = read_input(file)?;
                     if bytes.iter().all(u8::is_ascii_whitespace) {
-                        return Err(Error::input(
-                            file,
-                            segue_core::Position::File,
-                            "the file is empty; expected listening records",
-                        ));
+                        return Err(empty_file(file));
                     }
-                    match format {
-                        Format::Lastfm1k => {
-                            // Progress is reported on decompressed bytes; scale to the file size.
-                            let scale = ScaledProgress {
-                                inner: progress,
-                                num: size,
-                                den: bytes.len() as u64,
-                            };
-                            read_lastfm_1k(
-                                &bytes,
-                                file,
-                                options.strict,
-                                settings.latest,
-                                &mut events,
-                                &mut skips,
-                                &scale,
-                            )?;
-                        }
-                        Format::SpotifyStreamingHistory | Format::SpotifyExtended => {
-                            let kind = if format == Format::SpotifyExtended {
-                                SpotifyKind::Extended
-                            } else {
-                                SpotifyKind::StreamingHistory
-                            };
-                            read_spotify(
-                                &bytes,
-                                file,
-                                kind,
-                                &source.user_for(file),
-                                settings,
-                                &mut events,
-                                &mut skips,
-                            )?;
-                            progress.advance(size);
-                        }
-                        Format::Table | Format::LastfmScrobblesCsv => unreachable!("handled above"),
-                    }
+                    let kind = if source.format == Format::SpotifyExtended {
+                        SpotifyKind::Extended
+                    } else {
+                        SpotifyKind::StreamingHistory
+                    };
+                    read_spotify(
+                        &bytes,
+                        file,
+                        kind,
+                        &source.user_for(file),
+                        settings,
+                        &mut events,
+                        &mut skips,
+                    )?;
+                    progress.advance(size);
                 }
             }
         }
         progress.finish();
         all_files.extend(files);
     }
-    Ok((events, skips, all_files))
+    Ok(SourcesRead { events, skips, files: all_files, notes })
+}
+
+fn empty_file(file: &Path) -> Error {
+    Error::input(file, segue_core::Position::File, "the file is empty; expected listening records")
 }
 
 /// Scales progress from decompressed bytes to file bytes.
@@ -149,12 +164,8 @@ impl Progress for ScaledProgress<'_> {
 }
 
 /// Normalises, de-duplicates and sorts raw events.
-pub fn build_events(
-    raw: RawEvents,
-    mut skips: SkipReport,
-    options: &IngestOptions,
-    files: Vec<PathBuf>,
-) -> Result<Ingested> {
+pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingested> {
+    let SourcesRead { events: raw, mut skips, files, notes } = read;
     let records = raw.len() as u64 + skips.total();
     // Normalise each distinct raw (artist, title) spelling once, in parallel; spellings that
     // normalise alike share a track key, numbered in first-seen order.
@@ -278,19 +289,39 @@ pub fn build_events(
     ])
     .map_err(pl_err)?;
     if events.height() == 0 {
-        return Err(Error::Config(format!(
-            "no usable listening events in {} file(s): {} record(s) read, all skipped ({})",
-            files.len(),
-            records,
-            skips
-                .reasons
-                .iter()
-                .map(|(r, c)| format!("{}: {}", r.describe(), c.count))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )));
+        return Err(Error::Config(no_events_message(&files, records, &skips)));
     }
-    Ok(Ingested { events, keys, skips, records, files })
+    Ok(Ingested { events, keys, skips, records, files, notes })
+}
+
+/// Why ingest has nothing to give: the files, and every skip reason with its first example.
+fn no_events_message(files: &[PathBuf], records: u64, skips: &SkipReport) -> String {
+    let shown: Vec<String> = files.iter().take(3).map(|f| f.display().to_string()).collect();
+    let more = files.len().saturating_sub(3);
+    let files_text = format!(
+        "{}{}",
+        shown.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() }
+    );
+    let mut why: Vec<String> = Vec::new();
+    for (reason, c) in &skips.reasons {
+        let example = c.examples.first().map_or(String::new(), |ex| {
+            format!(" (e.g. {}, {}: {})", ex.file.display(), ex.position, ex.detail)
+        });
+        why.push(format!("{}: {}{example}", reason.describe(), c.count));
+    }
+    if records == 0 {
+        format!(
+            "no usable listening events: {} file(s) ({files_text}) hold no records",
+            files.len()
+        )
+    } else {
+        format!(
+            "no usable listening events: all {records} record(s) of {} file(s) ({files_text}) were skipped; {}",
+            files.len(),
+            why.join("; ")
+        )
+    }
 }
 
 /// Reads and builds in one call.
@@ -300,8 +331,7 @@ pub fn ingest(
     options: &IngestOptions,
     progress: &dyn Progress,
 ) -> Result<Ingested> {
-    let (raw, skips, files) = read_sources(sources, base, options, progress)?;
-    build_events(raw, skips, options, files)
+    build_events(read_sources(sources, base, options, progress)?, options)
 }
 
 /// A polars error as a segue error.

@@ -98,6 +98,9 @@ fn parse_line<'a>(
     else {
         return skips.skip(SkipReason::NotUtf8, file, pos, show);
     };
+    if let Some((reason, detail)) = crate::raw::check_identity(user, artist, title) {
+        return skips.skip(reason, file, pos, || detail);
+    }
     if user.trim().is_empty() {
         return skips.skip(SkipReason::EmptyUser, file, pos, show);
     }

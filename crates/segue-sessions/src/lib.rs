@@ -12,15 +12,18 @@
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let mut log = String::new();
-//! for (i, track) in ["a", "b", "c", "d", "e", "a"].iter().enumerate() {
-//!     log += &format!("u1\t2009-05-04T10:0{i}:00Z\t\tArtist\t\t{track}\n");
+//! for day in [4, 5] {
+//!     for (i, track) in ["a", "b", "c", "d", "e", "a"].iter().enumerate() {
+//!         log += &format!("u1\t2009-05-0{day}T10:0{i}:00Z\t\tArtist\t\t{track}\n");
+//!     }
 //! }
 //! std::fs::write(dir.path().join("listens.tsv"), log).unwrap();
 //!
 //! let source = SourceSpec::new(Format::Lastfm1k, ["listens.tsv"]);
 //! let events = ingest(&[source], dir.path(), &IngestOptions::default(), &NoProgress).unwrap();
 //! let out = sessionize(&events.events, &events.keys, &SessionOptions::default()).unwrap();
-//! assert_eq!((out.stats.users, out.stats.sessions, out.stats.events), (1, 1, 6));
+//! // Two sessions: the first trains, the second tests.
+//! assert_eq!((out.stats.users, out.stats.sessions, out.stats.events), (1, 2, 12));
 //! assert_eq!(out.stats.unique_songs, 5);
 //! ```
 #![deny(missing_docs)]

@@ -100,6 +100,16 @@ pub enum SkipReason {
     NotATrack,
     /// The same user, time and track as an earlier event (a filter).
     DuplicateEvent,
+    /// A control character (NUL, a line break, ...) in a user id, artist or title.
+    ControlCharacter,
+    /// A user id, artist or title longer than [`MAX_FIELD_BYTES`].
+    FieldTooLong,
+    /// A line longer than the reader's limit ([`MAX_LINE_BYTES`] for listening logs).
+    LineTooLong,
+    /// A JSON file cut off mid-record: the records before the cut were kept.
+    TruncatedFile,
+    /// A JSON file that stops parsing mid-way: the records before the fault were kept.
+    InvalidJson,
 }
 
 impl SkipReason {
@@ -125,6 +135,17 @@ impl SkipReason {
             SkipReason::NotATrack => "not a music track (e.g. a podcast episode)",
             SkipReason::DuplicateEvent => {
                 "a duplicate of an earlier event (same user, time, track)"
+            }
+            SkipReason::ControlCharacter => {
+                "a control character (e.g. NUL) in a user id, artist or title"
+            }
+            SkipReason::FieldTooLong => "a user id, artist or title longer than 4096 bytes",
+            SkipReason::LineTooLong => "a line longer than 64 KiB",
+            SkipReason::TruncatedFile => {
+                "a file that ends mid-record (truncated); the records before the cut were kept"
+            }
+            SkipReason::InvalidJson => {
+                "JSON that stops parsing mid-file; the records before the fault were kept"
             }
         }
     }
@@ -382,6 +403,53 @@ impl<'a> BorrowedEvents<'a> {
         self.ts.push(ts);
         self.track.push(t);
     }
+}
+
+/// The longest user id, artist or title accepted, in bytes. Real names are far shorter (the
+/// longest titles in Last.fm 1K are a few hundred bytes); anything longer is a malformed
+/// record, so a hostile input cannot make segue keep (and normalise, hash, store) megabytes
+/// per field.
+pub const MAX_FIELD_BYTES: usize = 4096;
+
+/// The longest line of a line-oriented listening log (Last.fm TSV, CSV/TSV tables, JSON
+/// Lines), in bytes. Longer lines are malformed records, dropped before parsing without being
+/// held in memory whole.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// The longest line of a content table (lyrics, audio features, tags), in bytes.
+pub const MAX_CONTENT_LINE_BYTES: usize = 1 << 20;
+
+/// Why the identity fields of a record (user id, artist, title) cannot be kept, if they cannot:
+/// a control character (`char::is_control`: C0, DEL, C1) or more than [`MAX_FIELD_BYTES`].
+pub fn check_identity(user: &str, artist: &str, title: &str) -> Option<(SkipReason, String)> {
+    for (name, value) in [("user id", user), ("artist", artist), ("title", title)] {
+        if value.len() > MAX_FIELD_BYTES {
+            return Some((
+                SkipReason::FieldTooLong,
+                format!(
+                    "{name} of {} bytes (limit {MAX_FIELD_BYTES}) starting {:?}",
+                    value.len(),
+                    prefix(value, 40)
+                ),
+            ));
+        }
+        if let Some(c) = value.chars().find(|c| c.is_control()) {
+            return Some((
+                SkipReason::ControlCharacter,
+                format!("{name} {:?} holds U+{:04X}", prefix(value, 80), c as u32),
+            ));
+        }
+    }
+    None
+}
+
+/// At most the first `max` bytes of `value`, cut at a character boundary, for messages.
+pub(crate) fn prefix(value: &str, max: usize) -> &str {
+    let mut end = max.min(value.len());
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
 }
 
 /// True when a name is empty after normalisation (nothing but whitespace).

@@ -204,6 +204,9 @@ pub fn sessionize(
         .filter(|(a, b)| b - a >= options.min_session_len)
         .collect();
     let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
+    if kept.is_empty() {
+        return Err(nothing_kept(n, &starts, options));
+    }
 
     // Per-user chronological split of the kept sessions.
     let mut split = vec![Split::Test; kept.len()];
@@ -288,6 +291,15 @@ pub fn sessionize(
         ])
         .map_err(pl_err)?;
     let train_tracks = order.iter().filter(|&&k| train_count[k as usize] > 0).count();
+    if train_tracks == 0 {
+        return Err(Error::Config(format!(
+            "sessionize: no session falls in the training share: {} session(s) kept, and with train_share = {} a user needs at least {} sessions of {} or more events for one to train; raise sessionize.train_share or use more data",
+            kept.len(),
+            options.train_share,
+            (1.0 / options.train_share).ceil().max(1.0) as usize,
+            options.min_session_len
+        )));
+    }
 
     // Sessions table and statistics.
     let mut s_user = Vec::with_capacity(events_kept);
@@ -395,6 +407,20 @@ pub fn sessionize(
         options: options.clone(),
     };
     Ok(Sessionized { sessions, tracks, stats })
+}
+
+/// Why sessionize kept nothing: how many events and sessions there were, and the longest.
+fn nothing_kept(events: usize, starts: &[usize], options: &SessionOptions) -> Error {
+    if events == 0 {
+        return Error::Config("sessionize: there are no events (ingest kept none)".into());
+    }
+    let longest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    Error::Config(format!(
+        "sessionize kept no session: the {events} event(s) form {} session(s) (a gap of {} s or more starts a new one), none with at least min_session_len = {} events (the longest has {longest}); lower sessionize.min_session_len or raise sessionize.gap_seconds",
+        starts.len() - 1,
+        options.gap_seconds,
+        options.min_session_len
+    ))
 }
 
 impl Sessionized {

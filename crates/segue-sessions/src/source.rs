@@ -133,10 +133,19 @@ impl SourceSpec {
     /// The files of this source, sorted within each path entry, relative paths resolved
     /// against `base`. A path that matches nothing is an error that says what was looked for.
     pub fn files(&self, base: &Path) -> Result<Vec<PathBuf>> {
+        Ok(self.find_files(base)?.files)
+    }
+
+    /// The files of this source (as [`SourceSpec::files`]) and what was noticed finding them:
+    /// each file is listed once, under the first path that reached it, however many links or
+    /// overlapping patterns lead to it; a `**` pattern does not follow a link back into a
+    /// folder it is already in (a loop), and says so.
+    pub fn find_files(&self, base: &Path) -> Result<FoundFiles> {
         if self.paths.is_empty() {
             return Err(Error::Config(format!("a {:?} source has no paths", self.format)));
         }
-        let mut out = Vec::new();
+        let mut found = FoundFiles::default();
+        let mut seen = std::collections::HashSet::new();
         for p in &self.paths {
             let full = clean_path(&if Path::new(p).is_absolute() {
                 PathBuf::from(p)
@@ -144,10 +153,10 @@ impl SourceSpec {
                 base.join(p)
             });
             let full_str = full.to_string_lossy().into_owned();
-            let mut found = if full.is_dir() {
+            let mut matched = if full.is_dir() {
                 let mut v = Vec::new();
                 for pat in self.format.folder_patterns() {
-                    v.extend(glob_files(&full.join(pat).to_string_lossy())?);
+                    v.extend(glob_files(&full.join(pat).to_string_lossy(), &mut found.notes)?);
                 }
                 if v.is_empty() {
                     return Err(Error::Config(format!(
@@ -161,19 +170,30 @@ impl SourceSpec {
             } else if full.is_file() {
                 vec![full.clone()]
             } else if full_str.contains(['*', '?', '[']) {
-                let v = glob_files(&full_str)?;
+                let v = glob_files(&full_str, &mut found.notes)?;
                 if v.is_empty() {
                     return Err(Error::Config(format!("no file matches {full_str}")));
                 }
                 v
             } else {
-                return Err(Error::io(&full, std::io::Error::from(std::io::ErrorKind::NotFound)));
+                return Err(missing_path(&full));
             };
-            found.sort();
-            found.dedup();
-            out.extend(found);
+            matched.sort();
+            matched.dedup();
+            for file in matched {
+                let canonical = file.canonicalize().map_err(|e| Error::io(&file, e))?;
+                if seen.insert(canonical.clone()) {
+                    found.files.push(file);
+                } else if canonical != file {
+                    found.notes.push(format!(
+                        "{} is {} again (reached by another path or link): read once",
+                        file.display(),
+                        canonical.display()
+                    ));
+                }
+            }
         }
-        Ok(out)
+        Ok(found)
     }
 
     /// The user id of records of `file` that carry none.
@@ -208,17 +228,119 @@ pub fn folder_user(file: &Path) -> String {
         .unwrap_or_else(|| "user".to_string())
 }
 
-fn glob_files(pattern: &str) -> Result<Vec<PathBuf>> {
-    let paths =
-        glob::glob(pattern).map_err(|e| Error::Config(format!("bad glob {pattern}: {e}")))?;
+/// The files a source's paths lead to, and what was noticed on the way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FoundFiles {
+    /// Each file once, in the order of the source's paths (sorted within each).
+    pub files: Vec<PathBuf>,
+    /// Links not followed (loops) and files reached twice, in words.
+    pub notes: Vec<String>,
+}
+
+/// The error for a path that is neither a file, a folder nor a pattern: a link loop, a dangling
+/// link or nothing at all, said as such.
+fn missing_path(path: &Path) -> Error {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound));
+    }
+    match path.canonicalize() {
+        Err(e) if is_link_loop(&e) => Error::Config(format!(
+            "{} is a symbolic link loop (following its links leads back to it): point it at a file or folder",
+            path.display()
+        )),
+        _ => Error::Config(format!(
+            "{} is a symbolic link to {}, which does not exist",
+            path.display(),
+            std::fs::read_link(path)
+                .map_or_else(|_| "an unreadable target".to_string(), |t| t.display().to_string())
+        )),
+    }
+}
+
+/// True for the operating system's "too many levels of symbolic links".
+fn is_link_loop(e: &std::io::Error) -> bool {
+    // ELOOP: 40 on Linux, 62 on the BSDs and macOS.
+    let eloop = if cfg!(target_os = "linux") { 40 } else { 62 };
+    e.raw_os_error() == Some(eloop)
+}
+
+/// The files matching a glob pattern. Patterns without `**` go through the glob crate (one
+/// folder level per component, so links cannot loop); `**` walks the folders below the
+/// pattern's fixed prefix itself, entering each real folder once.
+fn glob_files(pattern: &str, notes: &mut Vec<String>) -> Result<Vec<PathBuf>> {
+    let compiled = glob::Pattern::new(pattern)
+        .map_err(|e| Error::Config(format!("bad glob {pattern}: {e}")))?;
+    if !pattern.contains("**") {
+        let paths =
+            glob::glob(pattern).map_err(|e| Error::Config(format!("bad glob {pattern}: {e}")))?;
+        let mut out = Vec::new();
+        for p in paths {
+            let p = p.map_err(|e| Error::io(e.path().to_path_buf(), std::io::Error::from(e)))?;
+            if p.is_file() {
+                out.push(p);
+            } else {
+                note_link_loop(&p, notes);
+            }
+        }
+        return Ok(out);
+    }
+    // The fixed prefix: the components before the first one with a wildcard.
+    let mut root = PathBuf::new();
+    for c in Path::new(pattern).components() {
+        if c.as_os_str().to_string_lossy().contains(['*', '?', '[']) {
+            break;
+        }
+        root.push(c);
+    }
+    let options = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
     let mut out = Vec::new();
-    for p in paths {
-        let p = p.map_err(|e| Error::io(e.path().to_path_buf(), std::io::Error::from(e)))?;
-        if p.is_file() {
-            out.push(p);
+    let mut entered = std::collections::HashSet::new();
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        let Ok(real) = dir.canonicalize() else {
+            note_link_loop(&dir, notes);
+            continue;
+        };
+        if !entered.insert(real.clone()) {
+            notes.push(format!(
+                "{} leads back to {}, already searched: not followed (a link loop or a second link)",
+                dir.display(),
+                real.display()
+            ));
+            continue;
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(&dir, e))?
+            .map(|e| e.map(|e| e.path()).map_err(|err| Error::io(&dir, err)))
+            .collect::<Result<_>>()?;
+        entries.sort();
+        // Folders are searched in name order: pushed in reverse.
+        for entry in entries.into_iter().rev() {
+            if entry.is_dir() {
+                stack.push(entry);
+            } else if entry.is_file() {
+                if compiled.matches_path_with(&entry, options) {
+                    out.push(entry);
+                }
+            } else {
+                note_link_loop(&entry, notes);
+            }
         }
     }
     Ok(out)
+}
+
+/// Notes a path that is neither a file nor a folder because its links loop.
+fn note_link_loop(path: &Path, notes: &mut Vec<String>) {
+    if let Err(e) = std::fs::metadata(path)
+        && is_link_loop(&e)
+    {
+        notes.push(format!(
+            "{} is a symbolic link loop (following its links leads back to it): skipped",
+            path.display()
+        ));
+    }
 }
 
 /// The bytes of an input file: mapped when it is plain, decompressed into memory otherwise.
@@ -263,6 +385,195 @@ pub fn read_input(path: &Path) -> Result<InputBytes> {
     } else {
         Ok(InputBytes::Mapped(raw))
     }
+}
+
+/// A line longer than the limit of [`read_lines_input`], dropped before parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LongLine {
+    /// Its 1-based line number.
+    pub line: u64,
+    /// Its length in bytes (without the line end).
+    pub bytes: u64,
+    /// Its first bytes, for messages.
+    pub start: String,
+}
+
+/// Bytes read per step of the streaming line check.
+const BLOCK: usize = 1 << 20;
+/// Bytes of a long line kept for messages.
+const PREVIEW: usize = 60;
+
+/// Copies lines of a stream, replacing every line longer than `max` bytes by an empty line (so
+/// line numbers stay those of the file) and noting it. Memory: the kept lines plus at most
+/// `max` bytes of a long line before it is recognised.
+struct LineFilter {
+    max: usize,
+    line: u64,
+    /// Where the current line starts in the output.
+    line_start: usize,
+    /// Bytes of the current line so far.
+    current: u64,
+    preview: Vec<u8>,
+    dropping: bool,
+    long: Vec<LongLine>,
+}
+
+impl LineFilter {
+    fn new(max: usize) -> Self {
+        LineFilter {
+            max,
+            line: 1,
+            line_start: 0,
+            current: 0,
+            preview: Vec::new(),
+            dropping: false,
+            long: Vec::new(),
+        }
+    }
+
+    /// Feeds a block; kept bytes go to `out` when it is given (a first pass only counts).
+    fn feed(&mut self, mut block: &[u8], mut out: Option<&mut Vec<u8>>) {
+        while !block.is_empty() {
+            let (piece, ends_line) = match memchr::memchr(b'\n', block) {
+                Some(i) => (&block[..i], true),
+                None => (block, false),
+            };
+            if self.preview.len() < PREVIEW {
+                let room = PREVIEW - self.preview.len();
+                self.preview.extend_from_slice(&piece[..piece.len().min(room)]);
+            }
+            self.current += piece.len() as u64;
+            if !self.dropping && self.current > self.max as u64 {
+                self.dropping = true;
+                if let Some(o) = out.as_deref_mut() {
+                    o.truncate(self.line_start);
+                }
+            }
+            if let Some(o) = out.as_deref_mut()
+                && !self.dropping
+            {
+                o.extend_from_slice(piece);
+            }
+            if ends_line {
+                self.end_line(out.as_deref_mut());
+                block = &block[piece.len() + 1..];
+            } else {
+                block = &[];
+            }
+        }
+    }
+
+    fn end_line(&mut self, out: Option<&mut Vec<u8>>) {
+        if self.dropping {
+            self.long.push(LongLine {
+                line: self.line,
+                bytes: self.current,
+                start: String::from_utf8_lossy(&self.preview).into_owned(),
+            });
+        }
+        if let Some(o) = out {
+            o.push(b'\n');
+            self.line_start = o.len();
+        }
+        self.line += 1;
+        self.current = 0;
+        self.preview.clear();
+        self.dropping = false;
+    }
+
+    fn finish(mut self, out: Option<&mut Vec<u8>>) -> Vec<LongLine> {
+        if self.dropping {
+            // A long last line without a line end: dropped without adding one.
+            let line_start = self.line_start;
+            if let Some(o) = out {
+                o.truncate(line_start);
+            }
+            self.long.push(LongLine {
+                line: self.line,
+                bytes: self.current,
+                start: String::from_utf8_lossy(&self.preview).into_owned(),
+            });
+        }
+        self.long
+    }
+}
+
+/// Streams `reader` through a [`LineFilter`] in blocks.
+fn filter_stream(
+    path: &Path,
+    mut reader: impl Read,
+    max_line: usize,
+    mut out: Option<&mut Vec<u8>>,
+    corrupt: bool,
+) -> Result<Vec<LongLine>> {
+    let mut filter = LineFilter::new(max_line);
+    let mut block = vec![0u8; BLOCK];
+    loop {
+        let n = match reader.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if corrupt => {
+                return Err(Error::input(
+                    path,
+                    segue_core::Position::File,
+                    format!("corrupt compressed file: {e}"),
+                ));
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        filter.feed(&block[..n], out.as_deref_mut());
+    }
+    Ok(filter.finish(out))
+}
+
+/// Opens a line-oriented text file (TSV, CSV, JSON Lines), decompressing gzip or zstd, with
+/// every line longer than `max_line` bytes replaced by an empty line and returned, so a hostile
+/// file (one 300 MB line) is never held whole: the file is read in blocks, and memory stays
+/// within a small multiple of `max_line` beyond the lines kept. Plain files without long lines
+/// are memory-mapped as [`read_input`] does.
+pub fn read_lines_input(path: &Path, max_line: usize) -> Result<(InputBytes, Vec<LongLine>)> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut magic = [0u8; 4];
+    let got = read_up_to(&mut file, &mut magic).map_err(|e| Error::io(path, e))?;
+    let magic = &magic[..got];
+    let reopen = || std::fs::File::open(path).map_err(|e| Error::io(path, e));
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        let decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(reopen()?));
+        let long = filter_stream(path, decoder, max_line, Some(&mut out), true)?;
+        return Ok((InputBytes::Owned(out), long));
+    }
+    if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let mut out = Vec::new();
+        let decoder = zstd::stream::read::Decoder::new(reopen()?).map_err(|e| {
+            Error::input(path, segue_core::Position::File, format!("corrupt compressed file: {e}"))
+        })?;
+        let long = filter_stream(path, decoder, max_line, Some(&mut out), true)?;
+        return Ok((InputBytes::Owned(out), long));
+    }
+    // Plain: a first pass only looks for long lines; most files have none and are mapped.
+    let long = filter_stream(path, reopen()?, max_line, None, false)?;
+    if long.is_empty() {
+        return Ok((read_input(path)?, long));
+    }
+    let mut out = Vec::new();
+    let long = filter_stream(path, reopen()?, max_line, Some(&mut out), false)?;
+    Ok((InputBytes::Owned(out), long))
+}
+
+/// Reads up to `buf.len()` bytes (fewer only at the end of the file).
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// True when a file (after any compression suffix) is a Parquet file.

@@ -29,28 +29,104 @@ pub struct ReadSettings {
     pub latest: i64,
 }
 
-fn parse_array(bytes: &[u8], file: &Path) -> Result<Vec<Value>> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Eof => "the JSON ends early (a truncated file?)",
-            serde_json::error::Category::Syntax => "invalid JSON",
-            serde_json::error::Category::Data => "unexpected JSON data",
-            serde_json::error::Category::Io => "unreadable JSON",
-        };
-        Error::input(
-            file,
-            Position::LineColumn(e.line() as u64, e.column() as u64),
-            format!("{what}: {e}"),
-        )
-    })?;
-    match value {
-        Value::Array(v) => Ok(v),
-        other => Err(Error::input(
+/// Where a JSON parser stopped, as a file position, and what it found.
+fn json_error(e: &serde_json::Error, bytes: &[u8], start: usize, file: &Path) -> Error {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "the JSON ends early (a truncated file?)",
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Data => "unexpected JSON data",
+        serde_json::error::Category::Io => "unreadable JSON",
+    };
+    // serde_json counts from `start`: turn its line and column into the file's.
+    let (line0, col0) = line_column(bytes, start);
+    let (line, col) = (e.line() as u64, e.column() as u64);
+    let position = if line <= 1 {
+        Position::LineColumn(line0, col0 - 1 + col)
+    } else {
+        Position::LineColumn(line0 + line - 1, col)
+    };
+    Error::input(file, position, format!("{what}: {e}"))
+}
+
+/// The 1-based line and column of byte `offset`.
+fn line_column(bytes: &[u8], offset: usize) -> (u64, u64) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+    let col = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    (line, col as u64 + 1)
+}
+
+/// A JSON array of plays, element by element. When the file breaks off or goes wrong after
+/// some complete elements, those are returned with the error, so lenient mode can keep them.
+fn parse_array(bytes: &[u8], file: &Path) -> Result<(Vec<Value>, Option<(SkipReason, Error)>)> {
+    let skip_ws = |mut i: usize| {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let mut pos = skip_ws(0);
+    if bytes.get(pos) != Some(&b'[') {
+        // Not an array: the whole value says what it is instead.
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| json_error(&e, bytes, 0, file))?;
+        return Err(Error::input(
             file,
             Position::File,
-            format!("expected a JSON array of plays, found {}", kind_name(&other)),
-        )),
+            format!("expected a JSON array of plays, found {}", kind_name(&value)),
+        ));
     }
+    pos += 1;
+    let mut out = Vec::new();
+    let broken = |e: serde_json::Error, at: usize| {
+        let reason = if e.is_eof() { SkipReason::TruncatedFile } else { SkipReason::InvalidJson };
+        (reason, json_error(&e, bytes, at, file))
+    };
+    loop {
+        pos = skip_ws(pos);
+        if out.is_empty() && bytes.get(pos) == Some(&b']') {
+            pos += 1;
+            break;
+        }
+        let mut stream = serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<Value>();
+        match stream.next() {
+            Some(Ok(v)) => out.push(v),
+            Some(Err(e)) => return Ok((out, Some(broken(e, pos)))),
+            None => {
+                let e = serde_json::from_slice::<Value>(&bytes[pos..]).unwrap_err();
+                return Ok((out, Some(broken(e, pos))));
+            }
+        }
+        pos = skip_ws(pos + stream.byte_offset());
+        match bytes.get(pos) {
+            Some(b',') => pos += 1,
+            Some(b']') => {
+                pos += 1;
+                break;
+            }
+            found => {
+                let (reason, what) = match found {
+                    None => (SkipReason::TruncatedFile, "the JSON ends early (a truncated file?)"),
+                    Some(_) => (SkipReason::InvalidJson, "invalid JSON"),
+                };
+                let message = format!(
+                    "{what}: expected `,` or `]` after record {}, found {}",
+                    out.len(),
+                    found
+                        .map_or("the end of the file".to_string(), |b| format!("{:?}", *b as char))
+                );
+                let (line, col) = line_column(bytes, pos);
+                let e = Error::input(file, Position::LineColumn(line, col), message);
+                return Ok((out, Some((reason, e))));
+            }
+        }
+    }
+    let end = skip_ws(pos);
+    if end < bytes.len() {
+        let e = serde_json::from_slice::<()>(&bytes[end..]).unwrap_err();
+        return Ok((out, Some((SkipReason::InvalidJson, json_error(&e, bytes, end, file)))));
+    }
+    Ok((out, None))
 }
 
 fn kind_name(v: &Value) -> &'static str {
@@ -89,7 +165,23 @@ pub fn read_spotify(
             ("ts", "ms_played", "master_metadata_album_artist_name", "master_metadata_track_name")
         }
     };
-    for (i, rec) in parse_array(bytes, file)?.iter().enumerate() {
+    let (records, broken) = parse_array(bytes, file)?;
+    if let Some((_, e)) = &broken
+        && skips.is_strict()
+    {
+        return Err(Error::input(
+            file,
+            match e {
+                Error::Input { position, .. } => *position,
+                _ => Position::File,
+            },
+            format!(
+                "{}; rerun without strict mode to keep the records before it",
+                input_message(e)
+            ),
+        ));
+    }
+    for (i, rec) in records.iter().enumerate() {
         let pos = Position::Record(i as u64 + 1);
         let Some(obj) = rec.as_object() else {
             skips.skip(SkipReason::MissingField, file, pos, || {
@@ -149,11 +241,32 @@ pub fn read_spotify(
                         .unwrap_or(user),
                     SpotifyKind::StreamingHistory => user,
                 };
+                if let Some((reason, detail)) = crate::raw::check_identity(user, artist, title) {
+                    skips.skip(reason, file, pos, || detail)?;
+                    continue;
+                }
                 out.push(user, start, artist, title);
             }
         }
     }
+    if let Some((reason, e)) = broken {
+        let position = match &e {
+            Error::Input { position, .. } => *position,
+            _ => Position::File,
+        };
+        skips.skip(reason, file, position, || {
+            format!("{} complete record(s) before it kept; {}", records.len(), input_message(&e))
+        })?;
+    }
     Ok(())
+}
+
+/// The message of an input error without its file and position.
+fn input_message(e: &Error) -> String {
+    match e {
+        Error::Input { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -221,7 +334,56 @@ mod tests {
     fn truncated_json_names_the_position() {
         let json = "[{\"endTime\": \"2021-12-03 05:31\", \"artistName\": \"A\",\n \"trackName\": ";
         let err =
-            read(json, "t.json", SpotifyKind::StreamingHistory, false).1.unwrap_err().to_string();
+            read(json, "t.json", SpotifyKind::StreamingHistory, true).1.unwrap_err().to_string();
         assert!(err.contains("t.json, line 2") && err.contains("truncated"), "{err}");
+    }
+
+    /// Lenient mode keeps the complete records before a cut or a fault, and counts the rest
+    /// of the file as one skipped record that says where it broke.
+    #[test]
+    fn a_truncated_or_broken_file_keeps_its_complete_records() {
+        let rec = |m: u32| {
+            format!(
+                "{{\"endTime\": \"2021-12-03 05:{m:02}\", \"artistName\": \"A\", \"trackName\": \"T{m}\", \"msPlayed\": 60000}}"
+            )
+        };
+        let whole = format!("[\n{},\n{},\n{}\n]", rec(10), rec(20), rec(30));
+        let (ev, sk) = read(&whole, "w.json", SpotifyKind::StreamingHistory, false);
+        assert_eq!((ev.len(), sk.unwrap().total()), (3, 0));
+        // Cut inside the third record, after the second's comma, after the second record.
+        for (cut, kept) in [
+            (whole.len() - 20, 2),
+            (whole.find(",\n{\"endTime\": \"2021-12-03 05:30").unwrap() + 1, 2),
+            (whole.find(",\n{\"endTime\": \"2021-12-03 05:20").unwrap(), 1),
+        ] {
+            let (ev, sk) = read(&whole[..cut], "c.json", SpotifyKind::StreamingHistory, false);
+            let sk = sk.unwrap();
+            assert_eq!(ev.len(), kept, "cut at {cut}");
+            assert_eq!(sk.count(SkipReason::TruncatedFile), 1);
+            assert_eq!(sk.total(), 1);
+            let ex = &sk.reasons[&SkipReason::TruncatedFile].examples[0];
+            assert!(
+                ex.detail.contains(&format!("{kept} complete record(s) before it kept")),
+                "{ex:?}"
+            );
+            assert!(ex.position.starts_with("line "), "{ex:?}");
+        }
+        // A fault in the middle: the records before it are kept, the rest is one skip.
+        let broken = whole.replace(&rec(20), "{\"endTime\": oops}");
+        let (ev, sk) = read(&broken, "b.json", SpotifyKind::StreamingHistory, false);
+        let sk = sk.unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(sk.count(SkipReason::InvalidJson), 1);
+        assert_eq!(sk.reasons[&SkipReason::InvalidJson].examples[0].position, "line 3, column 13");
+        let err = read(&broken, "b.json", SpotifyKind::StreamingHistory, true).1.unwrap_err();
+        assert!(err.to_string().contains("b.json, line 3, column 13: invalid JSON"), "{err}");
+        // Trailing garbage after a complete array.
+        let (ev, sk) = read(&format!("{whole} x"), "g.json", SpotifyKind::StreamingHistory, false);
+        assert_eq!((ev.len(), sk.unwrap().count(SkipReason::InvalidJson)), (3, 1));
+        // Not an array at all is still an error.
+        let (_, sk) = read("{\"a\": 1}", "o.json", SpotifyKind::StreamingHistory, false);
+        assert!(
+            sk.unwrap_err().to_string().contains("expected a JSON array of plays, found an object")
+        );
     }
 }

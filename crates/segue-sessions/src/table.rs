@@ -7,9 +7,11 @@ use std::path::Path;
 use polars::prelude::*;
 use segue_core::{Error, Position, Result};
 
+use crate::raw::MAX_LINE_BYTES;
 use crate::raw::{RawEvents, SkipReason, SkipReport, is_blank};
 use crate::source::{
-    ColumnMap, Format, SourceSpec, TimeFormat, TimeIs, is_parquet, is_tsv, read_input,
+    ColumnMap, Format, LongLine, SourceSpec, TimeFormat, TimeIs, is_parquet, is_tsv,
+    read_lines_input,
 };
 use crate::spotify::ReadSettings;
 use crate::time;
@@ -69,24 +71,35 @@ fn load_jsonl(file: &Path, bytes: &[u8]) -> Result<DataFrame> {
     DataFrame::new(rows, cols).map_err(|e| Error::input(file, Position::File, e.to_string()))
 }
 
-pub(crate) fn load(file: &Path, separator: Option<char>) -> Result<DataFrame> {
-    if is_jsonl(file) {
-        let bytes = read_input(file)?;
-        return load_jsonl(file, &bytes);
-    }
+/// Reads a table file (CSV, TSV, JSON Lines or Parquet); lines of a text table longer than
+/// `max_line` bytes are left out and returned (see [`read_lines_input`]).
+pub(crate) fn load(
+    file: &Path,
+    separator: Option<char>,
+    max_line: usize,
+) -> Result<(DataFrame, Vec<LongLine>)> {
     if is_parquet(file) {
         let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
-        return ParquetReader::new(f).finish().map_err(|e| {
+        let df = ParquetReader::new(f).finish().map_err(|e| {
             Error::input(file, Position::File, format!("not a readable Parquet file: {e}"))
-        });
+        })?;
+        return Ok((df, Vec::new()));
     }
-    let bytes = read_input(file)?;
+    let (bytes, long) = read_lines_input(file, max_line)?;
+    if is_jsonl(file) {
+        return Ok((load_jsonl(file, &bytes)?, long));
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::input(
-            file,
-            Position::File,
-            "the file is empty; expected a header line and records",
-        ));
+        let what = if long.is_empty() {
+            "the file is empty; expected a header line and records".to_string()
+        } else {
+            format!(
+                "no line is shorter than {max_line} bytes ({} longer ones, the first at line {}); expected a header line and records",
+                long.len(),
+                long[0].line
+            )
+        };
+        return Err(Error::input(file, Position::File, what));
     }
     let sep = match separator {
         Some(c) if c.is_ascii() => c as u8,
@@ -96,13 +109,32 @@ pub(crate) fn load(file: &Path, separator: Option<char>) -> Result<DataFrame> {
         None if is_tsv(file) => b'\t',
         None => b',',
     };
-    CsvReadOptions::default()
+    let df = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
         .with_parse_options(CsvParseOptions::default().with_separator(sep))
         .into_reader_with_file_handle(Cursor::new(&*bytes))
         .finish()
-        .map_err(|e| Error::input(file, Position::File, format!("not a readable CSV table: {e}")))
+        .map_err(|e| {
+            Error::input(file, Position::File, format!("not a readable CSV table: {e}"))
+        })?;
+    Ok((df, long))
+}
+
+/// Accounts for the lines a reader left out for their length: counted and skipped, or in strict
+/// mode an error at the first.
+pub(crate) fn skip_long_lines(
+    long: &[LongLine],
+    file: &Path,
+    max_line: usize,
+    skips: &mut SkipReport,
+) -> Result<()> {
+    for l in long {
+        skips.skip(SkipReason::LineTooLong, file, Position::Line(l.line), || {
+            format!("{} bytes (limit {max_line}) starting {:?}", l.bytes, l.start)
+        })?;
+    }
+    Ok(())
 }
 
 /// The mapping of a Last.fm scrobble export, from its header.
@@ -164,7 +196,8 @@ pub fn read_table(
     skips: &mut SkipReport,
 ) -> Result<()> {
     let separator = source.columns.as_ref().and_then(|c| c.separator);
-    let df = load(file, separator)?;
+    let (df, long) = load(file, separator, MAX_LINE_BYTES)?;
+    skip_long_lines(&long, file, MAX_LINE_BYTES, skips)?;
     let map = match (source.format, &source.columns) {
         (Format::LastfmScrobblesCsv, None) => scrobble_mapping(&df, file)?,
         (_, Some(m)) => m.clone(),
@@ -214,7 +247,7 @@ pub fn read_table(
                             format!(
                                 "`{}` = {:?}, expected milliseconds",
                                 map.ms_played.as_deref().unwrap_or(""),
-                                m.get(i)
+                                m.get(i).unwrap_or("")
                             )
                         })?;
                         continue;
@@ -247,6 +280,10 @@ pub fn read_table(
         };
         if let Some(reason) = time::out_of_range(start, settings.latest) {
             skips.skip(reason, file, pos, || t.to_string())?;
+            continue;
+        }
+        if let Some((reason, detail)) = crate::raw::check_identity(user, artist, title) {
+            skips.skip(reason, file, pos, || detail)?;
             continue;
         }
         if is_blank(artist) || is_blank(title) {

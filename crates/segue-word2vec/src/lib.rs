@@ -9,7 +9,9 @@
 //!
 //! Threads: with `threads = 1` training is bit-for-bit deterministic for a seed. With more,
 //! jobs run Hogwild (lock-free, as word2vec.c and gensim): threads update shared rows without
-//! synchronisation, so results vary from run to run.
+//! locks, so results vary from run to run. Unlike word2vec.c, it is sound: the shared rows are
+//! atomics read and written with relaxed loads and stores (no data race, no `unsafe` on the
+//! training path), the arithmetic runs on thread-local copies.
 //!
 //! ```
 //! use segue_word2vec::{Corpus, Params, train};
@@ -31,6 +33,8 @@
 
 mod export;
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -331,31 +335,86 @@ impl TrainStats {
     }
 }
 
-/// Shared parameter rows of a Hogwild run.
-struct Shared {
-    syn0: *mut f32,
-    syn1neg: *mut f32,
-    size: usize,
+/// A parameter matrix shared by training threads without locks (Hogwild), soundly: each row
+/// holds its f32 values as the bits of `AtomicU64` pairs (a row of odd width gets one zero pad
+/// lane, which stays zero), and every access is a relaxed atomic load or store of one pair.
+/// Threads may interleave their updates of a row, as in word2vec.c and gensim, which makes
+/// multi-threaded results vary from run to run; but there is no data race, so no undefined
+/// behaviour. A prediction loads the rows it needs into thread-local buffers, computes there
+/// (vectorised), and stores the changed rows back. On x86-64 a relaxed load or store is a plain
+/// `mov`, so the cost is only that the copies cannot be vectorised.
+#[derive(Debug)]
+struct SharedRows {
+    words: Vec<AtomicU64>,
+    /// `u64` words per row.
+    stride: usize,
 }
 
-// SAFETY: Hogwild training (Recht et al.; word2vec.c; gensim) lets threads read and write rows
-// without locks. Races only perturb float values; every index stays in bounds because rows
-// come from the vocabulary. With one thread there is no concurrent access at all.
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// # Safety
-    /// `row` must be a vocabulary row; see the `Sync` note.
-    #[inline]
-    unsafe fn row0(&self, row: u32) -> *mut f32 {
-        // SAFETY: row < vocabulary length, so the offset lies inside syn0.
-        unsafe { self.syn0.add(row as usize * self.size) }
+impl SharedRows {
+    /// Rows of `size` values each, from a row-major matrix.
+    fn new(values: &[f32], size: usize) -> Self {
+        let stride = size.div_ceil(2);
+        let mut words = Vec::with_capacity(values.len() / size.max(1) * stride);
+        for row in values.chunks_exact(size) {
+            let mut pairs = row.chunks(2);
+            for _ in 0..stride {
+                let pair = pairs.next().unwrap_or(&[]);
+                let lo = pair.first().map_or(0, |v| v.to_bits());
+                let hi = pair.get(1).map_or(0, |v| v.to_bits());
+                words.push(AtomicU64::new(pack(lo, hi)));
+            }
+        }
+        SharedRows { words, stride }
     }
 
-    #[inline]
-    unsafe fn row1(&self, row: u32) -> *mut f32 {
-        // SAFETY: as `row0`, inside syn1neg.
-        unsafe { self.syn1neg.add(row as usize * self.size) }
+    /// The row-major matrix of `size` values per row.
+    fn into_values(self, size: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.words.len() / self.stride.max(1) * size);
+        for row in self.words.chunks_exact(self.stride) {
+            let mut vals = Vec::with_capacity(2 * self.stride);
+            for w in row {
+                let (lo, hi) = unpack(w.load(Relaxed));
+                vals.push(f32::from_bits(lo));
+                vals.push(f32::from_bits(hi));
+            }
+            out.extend_from_slice(&vals[..size]);
+        }
+        out
+    }
+
+    /// Row `r`. Panics (a bug, never bad input) when `r` is not a row.
+    #[inline(always)]
+    fn row(&self, r: u32) -> &[AtomicU64] {
+        let start = r as usize * self.stride;
+        &self.words[start..start + self.stride]
+    }
+}
+
+#[inline(always)]
+fn pack(lo: u32, hi: u32) -> u64 {
+    u64::from(lo) | (u64::from(hi) << 32)
+}
+
+#[inline(always)]
+fn unpack(w: u64) -> (u32, u32) {
+    (w as u32, (w >> 32) as u32)
+}
+
+/// Copies a shared row into a local buffer of `2 * row.len()` values.
+#[inline(always)]
+fn load_row(row: &[AtomicU64], out: &mut [f32]) {
+    for (o, w) in out.chunks_exact_mut(2).zip(row) {
+        let (lo, hi) = unpack(w.load(Relaxed));
+        o[0] = f32::from_bits(lo);
+        o[1] = f32::from_bits(hi);
+    }
+}
+
+/// Writes a local buffer of `2 * row.len()` values into a shared row.
+#[inline(always)]
+fn store_row(row: &[AtomicU64], values: &[f32]) {
+    for (v, w) in values.chunks_exact(2).zip(row) {
+        w.store(pack(v[0].to_bits(), v[1].to_bits()), Relaxed);
     }
 }
 
@@ -382,27 +441,53 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Asks the CPU to bring a row into cache (a hint: no effect on results).
+/// Asks the CPU to bring a row into cache (a hint: no memory access, no effect on results).
 #[inline(always)]
-fn prefetch_row(row: *const f32, size: usize) {
+fn prefetch_row(row: &[AtomicU64]) {
     #[cfg(target_arch = "x86_64")]
-    for line in (0..size).step_by(16) {
-        // SAFETY: prefetching never faults; the address is inside the row.
+    for line in (0..row.len()).step_by(8) {
+        // SAFETY: prefetching never faults and is not a memory access in Rust's model; the
+        // address is inside the row.
         unsafe {
             std::arch::x86_64::_mm_prefetch(
-                row.wrapping_add(line).cast::<i8>(),
+                row.as_ptr().wrapping_add(line).cast::<i8>(),
                 std::arch::x86_64::_MM_HINT_T0,
             )
         };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (row, size);
+    let _ = row;
 }
 
 /// Scratch of one job: the sentence's kept rows and their window reductions.
 struct JobState {
     indexes: Vec<u32>,
     reduced: Vec<usize>,
+}
+
+/// Thread-local buffers of one prediction, each `2 * stride` values (the pad lane is zero).
+struct Scratch {
+    neu1: Vec<f32>,
+    work: Vec<f32>,
+    row: Vec<f32>,
+    targets: Vec<(u32, f32)>,
+}
+
+impl Scratch {
+    fn new(stride: usize, negative: usize) -> Self {
+        Scratch {
+            neu1: vec![0.0; 2 * stride],
+            work: vec![0.0; 2 * stride],
+            row: vec![0.0; 2 * stride],
+            targets: Vec::with_capacity(negative + 1),
+        }
+    }
+}
+
+/// The shared matrices of a run.
+struct Weights {
+    syn0: SharedRows,
+    syn1neg: SharedRows,
 }
 
 /// The arguments of one CBOW prediction.
@@ -418,53 +503,31 @@ struct Prediction<'a> {
 
 /// One CBOW prediction with negative sampling, compiled for AVX2 where the CPU has it (the
 /// vector kernels then run 8 lanes wide; the lane order, and so the result, is the same).
-///
-/// # Safety
-/// All rows must be vocabulary rows of `shared`.
-unsafe fn cbow_neg(
-    shared: &Shared,
-    p: &Prediction<'_>,
-    next_random: &mut u64,
-    st: &mut (Vec<f32>, Vec<f32>, Vec<(u32, f32)>),
-) {
+fn cbow_neg(w: &Weights, p: &Prediction<'_>, next_random: &mut u64, st: &mut Scratch) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2; the caller upholds the row contract.
-        return unsafe { cbow_neg_avx2(shared, p, next_random, st) };
+        // SAFETY: the CPU has AVX2, the only requirement of the function.
+        return unsafe { cbow_neg_avx2(w, p, next_random, st) };
     }
-    // SAFETY: the caller upholds the row contract.
-    unsafe { cbow_neg_body(shared, p, next_random, st) }
+    cbow_neg_body(w, p, next_random, st)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn cbow_neg_avx2(
-    shared: &Shared,
-    p: &Prediction<'_>,
-    next_random: &mut u64,
-    st: &mut (Vec<f32>, Vec<f32>, Vec<(u32, f32)>),
-) {
-    // SAFETY: as `cbow_neg`.
-    unsafe { cbow_neg_body(shared, p, next_random, st) }
+fn cbow_neg_avx2(w: &Weights, p: &Prediction<'_>, next_random: &mut u64, st: &mut Scratch) {
+    cbow_neg_body(w, p, next_random, st)
 }
 
-/// gensim's `fast_sentence_cbow_neg`.
-///
-/// # Safety
-/// All rows must be vocabulary rows of `shared`.
+/// gensim's `fast_sentence_cbow_neg`, on local copies of the rows: every row is read whole,
+/// updated locally and written back whole, in gensim's order, so one thread computes exactly
+/// what an in-place update would.
 #[inline(always)]
-unsafe fn cbow_neg_body(
-    shared: &Shared,
-    p: &Prediction<'_>,
-    next_random: &mut u64,
-    st: &mut (Vec<f32>, Vec<f32>, Vec<(u32, f32)>),
-) {
+fn cbow_neg_body(w: &Weights, p: &Prediction<'_>, next_random: &mut u64, st: &mut Scratch) {
     let &Prediction { noise, exp, negative, cbow_mean, context, word, alpha } = p;
-    let size = shared.size;
     // Draw the targets first (the draws depend on the generator only, not on the updates), so
     // their output rows, scattered over a table far larger than the caches, are fetched in
     // parallel while the context is summed.
-    let (neu1, work, targets) = st;
+    let Scratch { neu1, work, row, targets } = st;
     targets.clear();
     let table_max = noise.max();
     for d in 0..=negative {
@@ -481,14 +544,12 @@ unsafe fn cbow_neg_body(
             (t, 0.0)
         };
         targets.push((target, label));
-        // SAFETY: target is a vocabulary row.
-        prefetch_row(unsafe { shared.row1(target) }, size);
+        prefetch_row(w.syn1neg.row(target));
     }
     neu1.iter_mut().for_each(|v| *v = 0.0);
     work.iter_mut().for_each(|v| *v = 0.0);
     for &c in context {
-        // SAFETY: c is a vocabulary row.
-        let row = unsafe { std::slice::from_raw_parts(shared.row0(c), size) };
+        load_row(w.syn0.row(c), row);
         axpy(1.0, row, neu1);
     }
     let count = context.len() as f32;
@@ -497,9 +558,9 @@ unsafe fn cbow_neg_body(
         neu1.iter_mut().for_each(|v| *v *= inv_count);
     }
     for &(target, label) in targets.iter() {
-        // SAFETY: target is a vocabulary row.
-        let out = unsafe { std::slice::from_raw_parts_mut(shared.row1(target), size) };
-        let f_dot = dot(neu1, out);
+        let shared = w.syn1neg.row(target);
+        load_row(shared, row);
+        let f_dot = dot(neu1, row);
         if f_dot <= -MAX_EXP || f_dot >= MAX_EXP {
             continue;
         }
@@ -507,16 +568,18 @@ unsafe fn cbow_neg_body(
         let idx = ((f_dot + MAX_EXP) * (EXP_TABLE_SIZE as f32 / MAX_EXP / 2.0)) as usize;
         let f = exp[idx.min(EXP_TABLE_SIZE - 1)];
         let g = (label - f) * alpha;
-        axpy(g, out, work);
-        axpy(g, neu1, out);
+        axpy(g, row, work);
+        axpy(g, neu1, row);
+        store_row(shared, row);
     }
     if !cbow_mean {
         work.iter_mut().for_each(|v| *v *= inv_count);
     }
     for &c in context {
-        // SAFETY: c is a vocabulary row.
-        let row = unsafe { std::slice::from_raw_parts_mut(shared.row0(c), size) };
+        let shared = w.syn0.row(c);
+        load_row(shared, row);
         axpy(1.0, work, row);
+        store_row(shared, row);
     }
 }
 
@@ -530,6 +593,17 @@ pub fn train_with_progress(
     corpus: &Corpus<'_>,
     params: &Params,
     progress: &dyn segue_core::Progress,
+) -> Result<Model> {
+    train_in_jobs(corpus, params, progress, BATCH_WORDS)
+}
+
+/// [`train_with_progress`] with jobs of up to `batch_words` words (tests use small jobs, so a
+/// tiny corpus still gives threads several jobs to race on).
+fn train_in_jobs(
+    corpus: &Corpus<'_>,
+    params: &Params,
+    progress: &dyn segue_core::Progress,
+    batch_words: usize,
 ) -> Result<Model> {
     params.validate()?;
     let vocab = Vocabulary::build(corpus, params.min_count);
@@ -545,7 +619,7 @@ pub fn train_with_progress(
             *v = (rng.random::<f32>() - 0.5) / size as f32;
         }
     });
-    let mut syn1neg = vec![0f32; vocab.len() * size];
+    let syn1neg = vec![0f32; vocab.len() * size];
     let noise = NoiseSampler::new(noise_table(&vocab.counts, params.ns_exponent));
     let sample_int = sample_ints(&vocab.counts, params.sample);
     let exp = exp_table();
@@ -555,7 +629,7 @@ pub fn train_with_progress(
     let (mut start, mut words, mut before) = (0, 0usize, 0u64);
     for s in 0..corpus.len() {
         let n = corpus.sentence(s).len().min(MAX_SENTENCE_LEN);
-        if words > 0 && words + n > BATCH_WORDS {
+        if words > 0 && words + n > batch_words {
             jobs.push((start, s, before));
             before += words as u64;
             start = s;
@@ -567,7 +641,9 @@ pub fn train_with_progress(
         jobs.push((start, corpus.len(), before));
     }
     let epoch_words = (before + words as u64).max(1);
-    let shared = Shared { syn0: syn0.as_mut_ptr(), syn1neg: syn1neg.as_mut_ptr(), size };
+    let weights =
+        Weights { syn0: SharedRows::new(&syn0, size), syn1neg: SharedRows::new(&syn1neg, size) };
+    let stride = weights.syn0.stride;
     let started = Instant::now();
     let effective = std::sync::atomic::AtomicU64::new(0);
     let run_job = |epoch: usize, j: usize| {
@@ -578,7 +654,7 @@ pub fn train_with_progress(
         let mut rng =
             ChaCha8Rng::seed_from_u64(params.seed.wrapping_add(((epoch as u64) << 40) ^ j as u64));
         let mut next_random: u64 = (rng.random::<u64>()) & 281_474_976_710_655;
-        let mut st = (vec![0f32; size], vec![0f32; size], Vec::with_capacity(params.negative + 1));
+        let mut st = Scratch::new(stride, params.negative);
         let mut job = JobState { indexes: Vec::new(), reduced: Vec::new() };
         let mut eff = 0u64;
         for s in first..end {
@@ -624,8 +700,7 @@ pub fn train_with_progress(
                 if i + 1 < n {
                     let b = job.reduced[i + 1];
                     let hi = (i + 1 + params.window + 1 - b).min(n);
-                    // SAFETY: a vocabulary row.
-                    prefetch_row(unsafe { shared.row0(job.indexes[hi - 1]) }, size);
+                    prefetch_row(weights.syn0.row(job.indexes[hi - 1]));
                 }
                 let p = Prediction {
                     noise: &noise,
@@ -636,8 +711,7 @@ pub fn train_with_progress(
                     word: job.indexes[i],
                     alpha,
                 };
-                // SAFETY: every row comes from the vocabulary.
-                unsafe { cbow_neg(&shared, &p, &mut next_random, &mut st) };
+                cbow_neg(&weights, &p, &mut next_random, &mut st);
             }
         }
         effective.fetch_add(eff, std::sync::atomic::Ordering::Relaxed);
@@ -660,6 +734,8 @@ pub fn train_with_progress(
         }
     }
     progress.finish();
+    let syn0 = weights.syn0.into_values(size);
+    let syn1neg = weights.syn1neg.into_values(size);
     let raw_words: u64 = vocab.counts.iter().sum::<u64>() * params.epochs as u64;
     let stats = TrainStats {
         raw_words,

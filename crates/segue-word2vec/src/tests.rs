@@ -18,12 +18,12 @@ fn noise_table_and_sample_ints_match_gensim() {
 #[test]
 fn one_cbow_update_equals_the_hand_computed_one() {
     // Context rows 0 and 1, target row 2, no negatives, alpha 0.1, cbow_mean.
-    let mut syn0 = vec![0.1, 0.2, 0.3, -0.4, 0.0, 0.0];
-    let mut syn1 = vec![0.0, 0.0, 0.0, 0.0, 0.5, 0.5];
-    let shared = Shared { syn0: syn0.as_mut_ptr(), syn1neg: syn1.as_mut_ptr(), size: 2 };
-    let mut scratch = (vec![0.0; 2], vec![0.0; 2], Vec::new());
+    let w = Weights {
+        syn0: SharedRows::new(&[0.1, 0.2, 0.3, -0.4, 0.0, 0.0], 2),
+        syn1neg: SharedRows::new(&[0.0, 0.0, 0.0, 0.0, 0.5, 0.5], 2),
+    };
+    let mut scratch = Scratch::new(1, 0);
     let mut next_random = 1;
-    // SAFETY: rows 0..3 exist; one thread.
     let exp = exp_table();
     let p = Prediction {
         noise: &NoiseSampler::new(vec![1, 2, 3]),
@@ -34,7 +34,8 @@ fn one_cbow_update_equals_the_hand_computed_one() {
         word: 2,
         alpha: 0.1,
     };
-    unsafe { cbow_neg(&shared, &p, &mut next_random, &mut scratch) };
+    cbow_neg(&w, &p, &mut next_random, &mut scratch);
+    let (syn0, syn1) = (w.syn0.into_values(2), w.syn1neg.into_values(2));
     // neu1 = mean = (0.2, -0.1); dot with (0.5, 0.5) = 0.05; the sigmoid table's entry
     // int((0.05 + 6) * 1000 / 12) = 504 holds sigmoid(0.048) = 0.511998; g = 0.1 (1 - f).
     let f = 1.0 / (1.0 + (-0.048f64).exp());
@@ -82,6 +83,35 @@ fn single_thread_is_deterministic_and_threads_learn_the_same_structure() {
     }
 }
 
+/// Rows of odd width get a pad lane that stays zero and never shows.
+#[test]
+fn shared_rows_round_trip_and_keep_the_pad_lane_zero() {
+    let values: Vec<f32> = (0..15).map(|i| i as f32 * 0.5 - 3.0).collect();
+    for size in [1, 3, 5, 15] {
+        let rows = SharedRows::new(&values, size);
+        assert_eq!(rows.stride, size.div_ceil(2));
+        assert_eq!(rows.into_values(size), values);
+    }
+    let rows = SharedRows::new(&values, 3);
+    let mut local = vec![0.0; 4];
+    load_row(rows.row(1), &mut local);
+    assert_eq!(local, [values[3], values[4], values[5], 0.0]);
+}
+
+/// Hogwild threads on a tiny corpus: the part Miri checks for data races
+/// (`cargo +nightly miri test -p segue-word2vec hogwild`).
+#[test]
+fn hogwild_threads_on_a_tiny_corpus() {
+    let (flat, offsets) = corpus_of(if cfg!(miri) { 8 } else { 60 });
+    let corpus = Corpus::new(&flat, &offsets, 150).unwrap();
+    let params = Params { vector_size: 5, epochs: 1, threads: 3, ..Params::default() };
+    // Jobs of one sentence each: the threads share rows from the start.
+    let model = train_in_jobs(&corpus, &params, &segue_core::NoProgress, 12).unwrap();
+    assert_eq!(model.syn0.len(), model.vocab.len() * 5);
+    assert!(model.syn0.iter().chain(&model.syn1neg).all(|v| v.is_finite()));
+    assert!(model.syn1neg.iter().any(|&v| v != 0.0), "the output weights were trained");
+}
+
 #[test]
 fn exports_round_trip() {
     let (flat, offsets) = corpus_of(200);
@@ -118,10 +148,11 @@ fn bad_input_is_named() {
 #[test]
 fn a_dot_just_below_the_clip_stays_inside_the_sigmoid_table() {
     // 5.9999995 + 6 scaled by 1000 / 12 rounds to 1000.0 in f32: the table's end.
-    let mut syn0 = vec![1.0, 0.0];
-    let mut syn1 = vec![0.0, 5.999_999_5];
-    let shared = Shared { syn0: syn0.as_mut_ptr(), syn1neg: syn1.as_mut_ptr(), size: 1 };
-    let mut scratch = (vec![0.0; 1], vec![0.0; 1], Vec::new());
+    let w = Weights {
+        syn0: SharedRows::new(&[1.0, 0.0], 1),
+        syn1neg: SharedRows::new(&[0.0, 5.999_999_5], 1),
+    };
+    let mut scratch = Scratch::new(1, 0);
     let exp = exp_table();
     let p = Prediction {
         noise: &NoiseSampler::new(vec![1, 2]),
@@ -133,8 +164,8 @@ fn a_dot_just_below_the_clip_stays_inside_the_sigmoid_table() {
         alpha: 0.1,
     };
     let mut next_random = 1;
-    // SAFETY: rows 0 and 1 exist; one thread.
-    unsafe { cbow_neg(&shared, &p, &mut next_random, &mut scratch) };
+    cbow_neg(&w, &p, &mut next_random, &mut scratch);
+    let (syn0, syn1) = (w.syn0.into_values(1), w.syn1neg.into_values(1));
     assert!(syn1[1] > 5.999_999 && syn0[0] >= 1.0);
 }
 

@@ -1,6 +1,7 @@
 //! `cargo xtask`: segue's orchestrator. Runs pipeline stages with an artifact cache, reproduces
 //! the paper's tables, reports what is fresh or stale, and benchmarks against the Python peers.
 
+mod baseline_stages;
 mod bench;
 mod bench_embed;
 mod bench_lyrics;
@@ -212,7 +213,12 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
                 missing.unwrap_or("?")
             ))
         };
-        results.insert(v, outcome);
+        results.insert(report::Method::Model(v), outcome);
+    }
+    for r in segue_baselines::Rule::ALL {
+        let stage = format!("evaluate-{}", r.id());
+        let metrics = report::load(&runner.dir(&stage)?.join("metrics.json"))?;
+        results.insert(report::Method::Rule(r), report::Outcome::Metrics(Box::new(metrics)));
     }
     md.push('\n');
     md.push_str(&report::model_tables(p, &results, &report_dir)?);

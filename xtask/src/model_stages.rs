@@ -17,7 +17,7 @@ use crate::progress::Bars;
 /// Bumped when training or evaluation changes its output for the same inputs.
 pub const TRAIN_VERSION: u32 = 4;
 /// See [`TRAIN_VERSION`].
-pub const EVALUATE_VERSION: u32 = 1;
+pub const EVALUATE_VERSION: u32 = 2;
 
 /// The variant of a `train-*` or `evaluate-*` stage.
 pub fn variant_of(stage: &str) -> Option<(bool, Variant)> {
@@ -95,20 +95,20 @@ pub fn not_applicable(
 }
 
 /// What a variant's model is built from.
-struct Inputs {
-    tracks: usize,
-    counts: TrackCounts,
-    train: SplitCorpus,
-    valid: SplitCorpus,
-    test: SplitCorpus,
+pub struct Inputs {
+    pub tracks: usize,
+    pub counts: TrackCounts,
+    pub train: SplitCorpus,
+    pub valid: SplitCorpus,
+    pub test: SplitCorpus,
 }
 
-fn sessions(c: &SplitCorpus) -> Result<Sessions<'_>> {
+pub fn sessions(c: &SplitCorpus) -> Result<Sessions<'_>> {
     Ok(Sessions::new(&c.flat, &c.offsets, &c.users)?)
 }
 
 impl Inputs {
-    fn read(sessions_dir: &Path) -> Result<Inputs> {
+    pub fn read(sessions_dir: &Path) -> Result<Inputs> {
         let counts = TrackCounts::read(&sessions_dir.join("tracks.parquet"))?;
         let file = sessions_dir.join("sessions.parquet");
         Ok(Inputs {
@@ -263,7 +263,7 @@ pub fn run_evaluate(
     let test = sessions(&inputs.test)?;
     let seen: Vec<bool> = (0..inputs.tracks).map(|i| inputs.counts.seen_in_train(i)).collect();
     let started = std::time::Instant::now();
-    let report = segue_model::evaluate(
+    let (report, ranks) = segue_model::evaluate_ranked(
         &net,
         &test,
         &seen,
@@ -271,19 +271,33 @@ pub fn run_evaluate(
         &segue_eval::PAPER_KS,
         64,
     )?;
+    write_evaluation(dir, v.paper_name(), &report, &ranks, started)
+}
+
+/// Writes an evaluation (metrics.json, ranks.json), says its HitRatios and returns its summary.
+pub fn write_evaluation(
+    dir: &Path,
+    name: &str,
+    report: &segue_eval::Report,
+    ranks: &[usize],
+    started: std::time::Instant,
+) -> Result<serde_json::Value> {
     let seconds = started.elapsed().as_secs_f64();
-    std::fs::write(dir.join("metrics.json"), serde_json::to_vec_pretty(&report)?)?;
+    std::fs::write(dir.join("metrics.json"), serde_json::to_vec_pretty(report)?)?;
+    std::fs::write(
+        dir.join("ranks.json"),
+        serde_json::to_vec(&serde_json::json!({ "ranks": ranks }))?,
+    )?;
     let pct = |m: &segue_eval::Metrics| m.hit.iter().map(|h| 100.0 * h).collect::<Vec<_>>();
     eprintln!(
-        "{:>31}  {}: HR@10..50 {} over {} test predictions ({:.0}/s)",
+        "{:>31}  {name}: HR@10..50 {} over {} test predictions ({:.0}/s)",
         "",
-        v.paper_name(),
         pct(&report.all).iter().map(|h| format!("{h:.2}")).collect::<Vec<_>>().join(" / "),
         report.all.count,
         report.all.count as f64 / seconds
     );
     Ok(serde_json::json!({
-        "variant": v.id(),
+        "method": name,
         "predictions": report.all.count,
         "hr": pct(&report.all),
         "user_hr": pct(&report.per_user),

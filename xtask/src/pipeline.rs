@@ -29,6 +29,8 @@ pub struct Pipeline {
     pub tags: segue_tags::TagsParams,
     #[serde(default)]
     pub model: segue_model::ModelParams,
+    #[serde(default)]
+    pub baselines: segue_baselines::BaselineParams,
     /// Where the file was read from; relative paths are resolved against its folder.
     #[serde(skip)]
     pub path: PathBuf,
@@ -115,6 +117,7 @@ impl Pipeline {
         self.lsa.validate()?;
         self.vae.validate()?;
         self.model.validate()?;
+        self.baselines.validate()?;
         for (name, v) in [("word2vec.alpha", self.word2vec.alpha)] {
             if !(v > 0.0 && v.is_finite()) {
                 bail!("{name} = {v}: must be a positive number");

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+use segue_baselines::Rule;
 use segue_model::Variant;
 
 use crate::stages::IngestReport;
@@ -154,6 +155,25 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// A row of the tables: one of the paper's models or a baseline rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Method {
+    /// A model of segue-model.
+    Model(Variant),
+    /// A rule of segue-baselines.
+    Rule(Rule),
+}
+
+impl Method {
+    /// Its name in the tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Model(v) => v.paper_name(),
+            Method::Rule(r) => r.name(),
+        }
+    }
+}
+
 /// What reproduce has for a variant.
 #[derive(Debug)]
 pub enum Outcome {
@@ -163,21 +183,43 @@ pub enum Outcome {
     NotApplicable(String),
 }
 
-const TABLE2: [Variant; 4] =
-    [Variant::Gru4Rec, Variant::Ann, Variant::AnnLsa, Variant::AnnwAcousticLyrics];
-/// Table III (complete dataset): the ANN family from ANN to ANNW+Acoustic+Lyrics, which is
-/// `Variant::ALL` without GRU4Rec and the tag variant.
-const TABLE3: &[Variant] = Variant::ALL.split_at(7).0.split_at(1).1;
+const TABLE2: [Method; 4] = [
+    Method::Model(Variant::Gru4Rec),
+    Method::Model(Variant::Ann),
+    Method::Model(Variant::AnnLsa),
+    Method::Model(Variant::AnnwAcousticLyrics),
+];
+/// Below Table II: the baselines reviewers ask for, run by the same stages and evaluator.
+const BEYOND: [Method; 5] = [
+    Method::Rule(Rule::Popularity),
+    Method::Rule(Rule::RepeatThenPopularity),
+    Method::Rule(Rule::Sknn),
+    Method::Rule(Rule::Vsknn),
+    Method::Rule(Rule::SequentialRules),
+];
+/// Table III (complete dataset): the ANN family from ANN to ANNW+Acoustic+Lyrics.
+const TABLE3: [Method; 6] = [
+    Method::Model(Variant::Ann),
+    Method::Model(Variant::AnnLsa),
+    Method::Model(Variant::Annw),
+    Method::Model(Variant::AnnwAcoustic),
+    Method::Model(Variant::AnnwLyrics),
+    Method::Model(Variant::AnnwAcousticLyrics),
+];
 /// The paper's tag comparison: ANN, the full fusion, and the fusion with tags.
-const TABLE3_TAGS: [Variant; 3] =
-    [Variant::Ann, Variant::AnnwAcousticLyrics, Variant::AnnwAcousticLyricsTags];
+const TABLE3_TAGS: [Method; 3] = [
+    Method::Model(Variant::Ann),
+    Method::Model(Variant::AnnwAcousticLyrics),
+    Method::Model(Variant::AnnwAcousticLyricsTags),
+];
 
-/// One table of HitRatio@k rows: markdown (with the per-user mean and why a row is empty) and
-/// CSV (`method,k10,...,user_k10,...`; empty cells for a variant that did not run).
+/// One table of HitRatio@k rows in blocks (the paper's rows, then e.g. "beyond the paper"):
+/// markdown (with the per-user mean and why a row is empty) and CSV
+/// (`block,method,k10,...,user_k10,...`; empty cells for a method that did not run).
 fn hit_table(
     title: &str,
-    variants: &[Variant],
-    results: &BTreeMap<Variant, Outcome>,
+    blocks: &[(&str, &[Method])],
+    results: &BTreeMap<Method, Outcome>,
 ) -> Result<(String, String)> {
     let ks = segue_eval::PAPER_KS;
     let mut md = String::new();
@@ -186,52 +228,57 @@ fn hit_table(
     writeln!(md, "| method | {} | per-user HR@10 | predictions |", head.join(" | "))?;
     writeln!(md, "|---|{}---:|---:|", "---:|".repeat(ks.len()))?;
     let mut csv = format!(
-        "method,{},{},predictions,note\n",
+        "block,method,{},{},predictions,note\n",
         ks.iter().map(|k| format!("hr{k}")).collect::<Vec<_>>().join(","),
         ks.iter().map(|k| format!("user_hr{k}")).collect::<Vec<_>>().join(",")
     );
     let mut notes = Vec::new();
-    for v in variants {
-        match results.get(v) {
-            Some(Outcome::Metrics(r)) => {
-                let cells: Vec<String> =
-                    r.all.hit.iter().map(|h| format!("{:.2}", 100.0 * h)).collect();
-                writeln!(
-                    md,
-                    "| {} | {} | {:.2} | {} |",
-                    v.paper_name(),
-                    cells.join(" | "),
-                    100.0 * r.per_user.hit[0],
-                    thousands(r.all.count)
-                )?;
-                let user: Vec<String> =
-                    r.per_user.hit.iter().map(|h| format!("{:.4}", 100.0 * h)).collect();
-                let all: Vec<String> =
-                    r.all.hit.iter().map(|h| format!("{:.4}", 100.0 * h)).collect();
-                writeln!(
-                    csv,
-                    "{},{},{},{},",
-                    v.paper_name(),
-                    all.join(","),
-                    user.join(","),
-                    r.all.count
-                )?;
-            }
-            other => {
-                let why = match other {
-                    Some(Outcome::NotApplicable(w)) => w.clone(),
-                    _ => "not run".to_string(),
-                };
-                let na = vec!["n/a"; ks.len() + 1].join(" | ");
-                writeln!(md, "| {} | {na} | |", v.paper_name())?;
-                writeln!(
-                    csv,
-                    "{},{},,{}",
-                    v.paper_name(),
-                    ",".repeat(2 * ks.len() - 1),
-                    csv_field(&why)
-                )?;
-                notes.push(format!("{}: not applicable: {why}.", v.paper_name()));
+    for (b, (block, methods)) in blocks.iter().enumerate() {
+        if b > 0 {
+            writeln!(md, "| *{block}* |{}| |", " |".repeat(ks.len() + 1))?;
+        }
+        for v in methods.iter() {
+            match results.get(v) {
+                Some(Outcome::Metrics(r)) => {
+                    let cells: Vec<String> =
+                        r.all.hit.iter().map(|h| format!("{:.2}", 100.0 * h)).collect();
+                    writeln!(
+                        md,
+                        "| {} | {} | {:.2} | {} |",
+                        v.name(),
+                        cells.join(" | "),
+                        100.0 * r.per_user.hit[0],
+                        thousands(r.all.count)
+                    )?;
+                    let user: Vec<String> =
+                        r.per_user.hit.iter().map(|h| format!("{:.4}", 100.0 * h)).collect();
+                    let all: Vec<String> =
+                        r.all.hit.iter().map(|h| format!("{:.4}", 100.0 * h)).collect();
+                    writeln!(
+                        csv,
+                        "{block},{},{},{},{},",
+                        v.name(),
+                        all.join(","),
+                        user.join(","),
+                        r.all.count
+                    )?;
+                }
+                other => {
+                    let why = match other {
+                        Some(Outcome::NotApplicable(w)) => w.clone(),
+                        _ => "not run".to_string(),
+                    };
+                    let na = vec!["n/a"; ks.len() + 1].join(" | ");
+                    writeln!(md, "| {} | {na} | |", v.name())?;
+                    writeln!(
+                        csv,
+                        "{block},{},{},,{}",
+                        v.name(),
+                        ",".repeat(2 * ks.len() - 1),
+                        csv_field(&why)
+                    )?;
+                    notes.push(format!("{}: not applicable: {why}.", v.name()));
+                }
             }
         }
     }
@@ -245,19 +292,22 @@ fn hit_table(
 /// Tables II and III (markdown and CSV) with the run's settings and seeds.
 pub fn model_tables(
     p: &crate::pipeline::Pipeline,
-    results: &BTreeMap<Variant, Outcome>,
+    results: &BTreeMap<Method, Outcome>,
     out_dir: &Path,
 ) -> Result<String> {
     let (t2, c2) = hit_table(
         "Table II: comparison with the baselines (HitRatio@k, %, test sessions, full ranking)",
-        &TABLE2,
+        &[("paper", &TABLE2), ("beyond the paper", &BEYOND)],
         results,
     )?;
-    let (t3, c3) =
-        hit_table("Table III: ablation, complete dataset (HitRatio@k, %)", TABLE3, results)?;
+    let (t3, c3) = hit_table(
+        "Table III: ablation, complete dataset (HitRatio@k, %)",
+        &[("paper", &TABLE3)],
+        results,
+    )?;
     let (t3t, c3t) = hit_table(
         "Table III (tags): the fusion with tags, complete dataset (HitRatio@k, %)",
-        &TABLE3_TAGS,
+        &[("paper", &TABLE3_TAGS)],
         results,
     )?;
     let m = &p.model;

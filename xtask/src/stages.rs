@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use segue_sessions::{Ingested, SessionStats, SkipReport, ingest, sessionize};
 
+use crate::baseline_stages::{RULES_VERSION, rule_of};
 use crate::cache::{Cache, Check, Manifest, Recipe, hash_file};
 use crate::model_stages::{
     EVALUATE_VERSION, TRAIN_VERSION, evaluate_upstream, run_evaluate, run_train, train_upstream,
@@ -40,10 +41,23 @@ pub const STAGES: &[&str] = &[
     "evaluate-annw-lyrics",
     "evaluate-annw-acoustic-lyrics",
     "evaluate-annw-acoustic-lyrics-tags",
+    "train-pop",
+    "train-repeat-pop",
+    "train-sknn",
+    "train-vsknn",
+    "train-sr",
+    "evaluate-pop",
+    "evaluate-repeat-pop",
+    "evaluate-sknn",
+    "evaluate-vsknn",
+    "evaluate-sr",
 ];
 
 /// Bumped when a stage's output changes for the same inputs and parameters.
 fn code_version(stage: &str) -> String {
+    if rule_of(stage).is_some() {
+        return format!("{stage}-v{RULES_VERSION}");
+    }
     match variant_of(stage) {
         Some((true, _)) => return format!("{stage}-v{TRAIN_VERSION}"),
         Some((false, _)) => return format!("{stage}-v{EVALUATE_VERSION}"),
@@ -63,6 +77,9 @@ fn code_version(stage: &str) -> String {
 }
 
 fn upstream(stage: &str) -> &'static [&'static str] {
+    if let Some((train, r)) = rule_of(stage) {
+        return if train { &["sessionize"] } else { rule_evaluate_upstream(r) };
+    }
     match variant_of(stage) {
         Some((true, v)) => return train_upstream(v),
         Some((false, v)) => return evaluate_upstream(v),
@@ -72,6 +89,18 @@ fn upstream(stage: &str) -> &'static [&'static str] {
         "sessionize" => &["ingest"],
         "word2vec" | "lsa" | "acoustic" | "lyrics" | "tags" => &["sessionize"],
         _ => &[],
+    }
+}
+
+/// The upstream stages of a rule's evaluation.
+fn rule_evaluate_upstream(r: segue_baselines::Rule) -> &'static [&'static str] {
+    use segue_baselines::Rule;
+    match r {
+        Rule::Popularity => &["sessionize", "train-pop"],
+        Rule::RepeatThenPopularity => &["sessionize", "train-repeat-pop"],
+        Rule::Sknn => &["sessionize", "train-sknn"],
+        Rule::Vsknn => &["sessionize", "train-vsknn"],
+        Rule::SequentialRules => &["sessionize", "train-sr"],
     }
 }
 
@@ -169,6 +198,18 @@ impl<'a> Runner<'a> {
             ),
             "lyrics" => (serde_json::to_value(&p.lyrics)?, content_files(p, &p.dataset.lyrics)?),
             "tags" => (serde_json::to_value(&p.tags)?, content_files(p, &p.dataset.tags)?),
+            other if rule_of(other).is_some() => {
+                let (_, r) = rule_of(other).expect("checked");
+                let mut params = serde_json::json!({
+                    "rule": r.id(),
+                    "settings": r.settings(&p.baselines),
+                });
+                if other.starts_with("evaluate-") {
+                    params["ks"] = serde_json::json!(segue_eval::PAPER_KS);
+                    params["max_input_len"] = serde_json::json!(p.model.max_input_len);
+                }
+                (params, BTreeMap::new())
+            }
             other => match variant_of(other) {
                 Some((true, v)) => {
                     (serde_json::json!({ "variant": v.id(), "model": p.model }), BTreeMap::new())
@@ -266,6 +307,17 @@ impl<'a> Runner<'a> {
                 self.cache.build(&recipe, |dir| {
                     crate::content_stages::run_tags(self.pipeline, &sessions_dir, dir)
                 })
+            }
+            other if rule_of(other).is_some() => {
+                let dir_of = |s: &str| self.dir(s);
+                match rule_of(other).expect("checked") {
+                    (true, r) => self.cache.build(&recipe, |dir| {
+                        crate::baseline_stages::run_fit(self.pipeline, r, &dir_of, dir)
+                    }),
+                    (false, r) => self.cache.build(&recipe, |dir| {
+                        crate::baseline_stages::run_evaluate(self.pipeline, r, &dir_of, dir)
+                    }),
+                }
             }
             other => {
                 let dir_of = |s: &str| self.dir(s);

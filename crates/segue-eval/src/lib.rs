@@ -25,6 +25,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod stats;
+
+pub use stats::{Interval, PairedTest, mean_interval, paired_bootstrap};
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -298,6 +302,20 @@ pub fn evaluate<F>(
 where
     F: Fn(usize, &[Query]) -> Result<Vec<f32>> + Sync,
 {
+    Ok(evaluate_ranked(queries, items, ks, batch, score)?.0)
+}
+
+/// [`evaluate`], also returning each query's rank (for paired tests between methods).
+pub fn evaluate_ranked<F>(
+    queries: &[Query],
+    items: usize,
+    ks: &[usize],
+    batch: usize,
+    score: F,
+) -> Result<(Report, Vec<usize>)>
+where
+    F: Fn(usize, &[Query]) -> Result<Vec<f32>> + Sync,
+{
     let mut eval = Evaluator::new(ks, items)?;
     let batch = batch.max(1);
     // The error reported is the first failing batch in order, whatever the threads' timing:
@@ -319,11 +337,12 @@ where
             Some(result)
         })
         .collect();
-    let ranked = ranked.into_iter().flatten().collect::<Result<Vec<_>>>()?;
-    for (q, r) in queries.iter().zip(ranked.into_iter().flatten()) {
+    let ranked: Vec<usize> =
+        ranked.into_iter().flatten().collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    for (q, &r) in queries.iter().zip(&ranked) {
         eval.add_rank(q, r)?;
     }
-    Ok(eval.report())
+    Ok((eval.report(), ranked))
 }
 
 #[cfg(test)]

@@ -42,7 +42,10 @@ pub use bigru::bigru;
 pub use data::{Batch, Example, Sessions};
 pub use fusion::{Fusion, FusionConfig, FusionInit, NamedGradients};
 pub use gru4rec::{Gru4Rec, Gru4RecConfig};
-pub use train::{Epoch, Network, TrainOptions, Trained, checkpoint_epochs, evaluate, train};
+pub use train::{
+    Epoch, Network, TrainOptions, Trained, checkpoint_epochs, evaluate, evaluate_ranked,
+    evaluate_scorer, train,
+};
 
 use candle_core::{Device, Tensor};
 use rand::Rng;

@@ -20,7 +20,7 @@ use segue_core::{Error, Progress, Result};
 use segue_eval::{Query, Report};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Example, Sessions};
+use crate::data::{Batch, Example, Sessions};
 use crate::{Adam, AdamConfig, Fusion, Gru4Rec, ModelParams, Sampler, Softmax, err};
 
 /// A trainable model.
@@ -418,9 +418,42 @@ pub fn evaluate(
     ks: &[usize],
     batch: usize,
 ) -> Result<Report> {
-    let examples: Vec<Example> = sessions.examples();
+    Ok(evaluate_ranked(net, sessions, seen_in_train, max_len, ks, batch)?.0)
+}
+
+/// [`evaluate`], also returning the rank of every prediction, in example order.
+pub fn evaluate_ranked(
+    net: &Network,
+    sessions: &Sessions,
+    seen_in_train: &[bool],
+    max_len: usize,
+    ks: &[usize],
+    batch: usize,
+) -> Result<(Report, Vec<usize>)> {
     let items =
         net.vars().iter().find(|(n, _)| n == "out.b").map(|(_, v)| v.dims()[0]).unwrap_or(0);
+    evaluate_scorer(sessions, seen_in_train, max_len, ks, batch, items, |b| {
+        net.scores(b)?.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)
+    })
+}
+
+/// Full-ranking evaluation of any scorer over every example of `sessions`, as [`evaluate`]:
+/// `score` gets a batch of inputs (the previous `max_len` tracks of each example, targets set)
+/// and returns a row-major `batch x items` block. Returns the report and every prediction's
+/// rank, in example order.
+pub fn evaluate_scorer<F>(
+    sessions: &Sessions,
+    seen_in_train: &[bool],
+    max_len: usize,
+    ks: &[usize],
+    batch: usize,
+    items: usize,
+    score: F,
+) -> Result<(Report, Vec<usize>)>
+where
+    F: Fn(&Batch) -> Result<Vec<f32>> + Sync,
+{
+    let examples: Vec<Example> = sessions.examples();
     let queries: Vec<Query> = examples
         .iter()
         .map(|e| {
@@ -434,8 +467,7 @@ pub fn evaluate(
             }
         })
         .collect();
-    segue_eval::evaluate(&queries, items, ks, batch, |start, qs| {
-        let b = sessions.batch(&examples[start..start + qs.len()], max_len);
-        net.scores(&b)?.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)
+    segue_eval::evaluate_ranked(&queries, items, ks, batch, |start, qs| {
+        score(&sessions.batch(&examples[start..start + qs.len()], max_len))
     })
 }

@@ -446,6 +446,8 @@ pub struct SplitCorpus {
     pub users: Vec<u32>,
     /// Every user of the file (all splits), in file order, so indices agree across splits.
     pub user_names: Vec<String>,
+    /// The time (UTC seconds) of each session's last play.
+    pub ends: Vec<i64>,
 }
 
 /// Reads the sessions of `split` from a sessions.parquet written by [`Sessionized::write`].
@@ -456,6 +458,7 @@ pub fn read_split(path: &std::path::Path, split: Split) -> Result<SplitCorpus> {
     let codes = df.column("split").and_then(|c| c.u8()).map_err(pl_err)?.rechunk().into_owned();
     let codes = codes.cont_slice().map_err(pl_err)?;
     let user = parquet::str_column(&df, "user")?;
+    let ts = parquet::i64_column(&df, "ts")?;
     let mut out = SplitCorpus { offsets: vec![0], ..SplitCorpus::default() };
     let mut index_of = std::collections::HashMap::new();
     for i in 0..track.len() {
@@ -475,7 +478,9 @@ pub fn read_split(path: &std::path::Path, split: Split) -> Result<SplitCorpus> {
         }
         if out.flat.len() == *out.offsets.last().unwrap_or(&0) {
             out.users.push(user_index);
+            out.ends.push(ts[i]);
         }
+        *out.ends.last_mut().expect("pushed with the session's first play") = ts[i];
         out.flat.push(track[i]);
     }
     if out.flat.len() > *out.offsets.last().unwrap_or(&0) {

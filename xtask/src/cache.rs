@@ -20,9 +20,18 @@ pub struct Recipe {
     pub upstream: BTreeMap<String, String>,
     /// Input file -> content hash.
     pub files: BTreeMap<String, String>,
+    /// The run of the stage this recipe is for, when a stage has several (one per seed:
+    /// `train-ann/seed-1`); not part of the key (the parameters say the seed).
+    #[serde(skip)]
+    pub instance: Option<String>,
 }
 
 impl Recipe {
+    /// The name its last run is remembered under (for "stale: why").
+    pub fn last_name(&self) -> &str {
+        self.instance.as_deref().unwrap_or(&self.stage)
+    }
+
     pub fn key(&self) -> String {
         let bytes = serde_json::to_vec(self).expect("a recipe serialises");
         blake3::hash(&bytes).to_hex()[..24].to_string()
@@ -193,10 +202,12 @@ impl Cache {
         }
         std::fs::rename(&tmp, &final_dir)
             .with_context(|| format!("moving {} into place", final_dir.display()))?;
-        segue_core::fs::write_bytes_atomic(
-            &self.last_path(&recipe.stage),
-            &serde_json::to_vec_pretty(recipe)?,
-        )?;
+        let last = self.last_path(recipe.last_name());
+        if let Some(folder) = last.parent() {
+            std::fs::create_dir_all(folder)
+                .with_context(|| format!("creating {}", folder.display()))?;
+        }
+        segue_core::fs::write_bytes_atomic(&last, &serde_json::to_vec_pretty(recipe)?)?;
         Ok(manifest)
     }
 }
@@ -245,6 +256,7 @@ mod tests {
             params: serde_json::json!({"gap_seconds": gap}),
             upstream: BTreeMap::from([("ingest".into(), "abc".into())]),
             files: BTreeMap::new(),
+            instance: None,
         }
     }
 

@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
 
 use crate::cache::Check;
 use crate::pipeline::Pipeline;
-use crate::stages::{Runner, STAGES, check_stage, closure};
+use crate::stages::{Runner, STAGES, check_stage, closure, split_instance};
 
 /// The workspace root (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
@@ -104,7 +104,10 @@ fn real_main() -> Result<()> {
             for s in closure(&stage) {
                 runner.run(s, force && s == stage)?;
             }
-            eprintln!("artifacts of {stage}: {}", runner.dir(&stage)?.display());
+            for instance in runner.instances(&stage) {
+                let shown = runner.shown(&instance);
+                eprintln!("artifacts of {shown}: {}", runner.dir(&instance)?.display());
+            }
         }
         Command::Reproduce { pipeline, force } => {
             if let Some(f) = force.as_deref().filter(|f| *f != "all") {
@@ -187,8 +190,8 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
         }
         let forced = matches!(force, Some("all")) || force == Some(*stage);
         let t = Instant::now();
-        let m = runner.run(stage, forced)?;
-        times.push((stage, t.elapsed().as_secs_f64(), m.seconds));
+        let built: f64 = runner.run(stage, forced)?.iter().map(|m| m.seconds).sum();
+        times.push((stage, t.elapsed().as_secs_f64(), built));
     }
     let report_dir = p.cache_dir().join("report");
     let mut md = report::table1(
@@ -203,9 +206,11 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
         let outcome = if let Some(why) = skipped.get(&v) {
             report::Outcome::NotApplicable(why.clone())
         } else if STAGES.contains(&stage.as_str()) {
-            report::Outcome::Metrics(Box::new(report::load(
-                &runner.dir(&stage)?.join("metrics.json"),
-            )?))
+            let mut runs = Vec::new();
+            for instance in runner.instances(&stage) {
+                runs.push(report::Run::load(&runner.dir(&instance)?, split_instance(&instance).1)?);
+            }
+            report::Outcome::Runs(runs)
         } else {
             let missing = v.modalities().iter().map(|m| m.name()).find(|m| !STAGES.contains(m));
             report::Outcome::NotApplicable(format!(
@@ -217,11 +222,12 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
     }
     for r in segue_baselines::Rule::ALL {
         let stage = format!("evaluate-{}", r.id());
-        let metrics = report::load(&runner.dir(&stage)?.join("metrics.json"))?;
-        results.insert(report::Method::Rule(r), report::Outcome::Metrics(Box::new(metrics)));
+        let run = report::Run::load(&runner.dir(&stage)?, None)?;
+        results.insert(report::Method::Rule(r), report::Outcome::Runs(vec![run]));
     }
     md.push('\n');
-    md.push_str(&report::model_tables(p, &results, &report_dir)?);
+    let test = report::TestSessions::read(&runner.dir("sessionize")?)?;
+    md.push_str(&report::model_tables(p, &results, &test, &report_dir)?);
     let mut timing = String::from(
         "## Stage times\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n",
     );
@@ -258,42 +264,45 @@ fn status(p: &Pipeline) -> Result<()> {
     }
     let mut upstream_ok = true;
     for stage in STAGES {
-        let recipe = match runner.recipe(stage) {
-            Ok(r) => r,
-            Err(e) => {
-                println!("{stage:>31}: missing: its inputs are unavailable ({e:#})");
-                break;
-            }
-        };
-        let key = recipe.key();
-        runner.note_key(stage, &key);
-        let line = match runner.cache.check(stage, &key) {
-            Check::Fresh(m) if upstream_ok => {
-                format!("fresh (key {key}, built in {:.1} s)", m.seconds)
-            }
-            Check::Fresh(_) => format!("fresh (key {key})"),
-            Check::Corrupt(why) => {
-                upstream_ok = false;
-                format!("stale: artifact damaged ({why})")
-            }
-            Check::Missing => {
-                upstream_ok = false;
-                let partial = runner.cache.stage_dir(stage, &format!("{key}.partial"));
-                let checkpointed = segue_model::checkpoint_epochs(&partial);
-                match runner.cache.last_recipe(stage) {
-                    _ if checkpointed.is_some() => {
-                        let done = checkpointed.unwrap_or(0);
-                        format!(
-                            "partial: interrupted after epoch {done}, resumable from epoch {} (`run {stage}` continues it)",
-                            done + 1
-                        )
-                    }
-                    Some(old) => format!("stale: {}", recipe.differences(&old).join("; ")),
-                    None => "missing: never run".to_string(),
+        for instance in runner.instances(stage) {
+            let shown = runner.shown(&instance);
+            let recipe = match runner.recipe(&instance) {
+                Ok(r) => r,
+                Err(e) => {
+                    println!("{shown:>31}: missing: its inputs are unavailable ({e:#})");
+                    return Ok(());
                 }
-            }
-        };
-        println!("{stage:>31}: {line}");
+            };
+            let key = recipe.key();
+            runner.note_key(&instance, &key);
+            let line = match runner.cache.check(stage, &key) {
+                Check::Fresh(m) if upstream_ok => {
+                    format!("fresh (key {key}, built in {:.1} s)", m.seconds)
+                }
+                Check::Fresh(_) => format!("fresh (key {key})"),
+                Check::Corrupt(why) => {
+                    upstream_ok = false;
+                    format!("stale: artifact damaged ({why})")
+                }
+                Check::Missing => {
+                    upstream_ok = false;
+                    let partial = runner.cache.stage_dir(stage, &format!("{key}.partial"));
+                    let checkpointed = segue_model::checkpoint_epochs(&partial);
+                    match runner.cache.last_recipe(recipe.last_name()) {
+                        _ if checkpointed.is_some() => {
+                            let done = checkpointed.unwrap_or(0);
+                            format!(
+                                "partial: interrupted after epoch {done}, resumable from epoch {} (`run {stage}` continues it)",
+                                done + 1
+                            )
+                        }
+                        Some(old) => format!("stale: {}", recipe.differences(&old).join("; ")),
+                        None => "missing: never run".to_string(),
+                    }
+                }
+            };
+            println!("{shown:>31}: {line}");
+        }
     }
     Ok(())
 }

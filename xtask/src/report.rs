@@ -177,10 +177,86 @@ impl Method {
 /// What reproduce has for a variant.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Its test metrics.
-    Metrics(Box<segue_eval::Report>),
+    /// Its test evaluations, one per seed (one for the deterministic rules).
+    Runs(Vec<Run>),
     /// Why it did not run.
     NotApplicable(String),
+}
+
+/// One evaluation: its seed (none for a rule), its metrics and every prediction's rank.
+#[derive(Debug)]
+pub struct Run {
+    pub seed: Option<u64>,
+    pub report: segue_eval::Report,
+    pub ranks: Vec<usize>,
+}
+
+impl Run {
+    /// Reads an evaluate stage's metrics.json and ranks.json.
+    pub fn load(dir: &Path, seed: Option<u64>) -> Result<Run> {
+        #[derive(serde::Deserialize)]
+        struct Ranks {
+            ranks: Vec<usize>,
+        }
+        let report: segue_eval::Report = load(&dir.join("metrics.json"))?;
+        let ranks: Ranks = load(&dir.join("ranks.json"))?;
+        if ranks.ranks.len() as u64 != report.all.count {
+            anyhow::bail!(
+                "{}: {} ranks for {} predictions",
+                dir.display(),
+                ranks.ranks.len(),
+                report.all.count
+            );
+        }
+        Ok(Run { seed, report, ranks: ranks.ranks })
+    }
+}
+
+/// The test session of every test prediction, in example order: the clusters of paired tests.
+#[derive(Debug)]
+pub struct TestSessions {
+    pub session_of: Vec<u32>,
+}
+
+impl TestSessions {
+    pub fn read(sessions_dir: &Path) -> Result<TestSessions> {
+        let test = segue_sessions::read_split(
+            &sessions_dir.join("sessions.parquet"),
+            segue_sessions::Split::Test,
+        )?;
+        let session_of = test
+            .offsets
+            .windows(2)
+            .enumerate()
+            .flat_map(|(s, w)| std::iter::repeat_n(s as u32, (w[1] - w[0]).saturating_sub(1)))
+            .collect();
+        Ok(TestSessions { session_of })
+    }
+}
+
+/// A method's per-prediction hit@10, averaged over its seeds.
+fn mean_hits(runs: &[Run]) -> Vec<f64> {
+    let n = runs.first().map_or(0, |r| r.ranks.len());
+    (0..n)
+        .map(|i| {
+            runs.iter().map(|r| f64::from(u8::from(r.ranks[i] <= 10))).sum::<f64>()
+                / runs.len() as f64
+        })
+        .collect()
+}
+
+/// Mean and 95% interval over seeds of a metric picked from each run's report.
+fn over_seeds(runs: &[Run], pick: impl Fn(&segue_eval::Report) -> f64) -> segue_eval::Interval {
+    let v: Vec<f64> = runs.iter().map(|r| 100.0 * pick(&r.report)).collect();
+    segue_eval::mean_interval(&v).unwrap_or(segue_eval::Interval {
+        n: 0,
+        mean: f64::NAN,
+        half_width: 0.0,
+    })
+}
+
+fn show(i: &segue_eval::Interval) -> String {
+    if i.n > 1 { format!("{:.2} ± {:.2}", i.mean, i.half_width) } else { format!("{:.2}", i.mean) }
 }
 
 const TABLE2: [Method; 4] = [
@@ -226,11 +302,15 @@ fn hit_table(
     writeln!(md, "## {title}\n")?;
     let head: Vec<String> = ks.iter().map(|k| format!("k={k}")).collect();
     writeln!(md, "| method | {} | per-user HR@10 | predictions |", head.join(" | "))?;
+    // Intervals: mean ± half the 95% t-interval over seeds, where a method ran with several.
     writeln!(md, "|---|{}---:|---:|", "---:|".repeat(ks.len()))?;
+    let cols =
+        |prefix: &str| ks.iter().map(|k| format!("{prefix}{k}")).collect::<Vec<_>>().join(",");
     let mut csv = format!(
-        "block,method,{},{},predictions,note\n",
-        ks.iter().map(|k| format!("hr{k}")).collect::<Vec<_>>().join(","),
-        ks.iter().map(|k| format!("user_hr{k}")).collect::<Vec<_>>().join(",")
+        "block,method,seed,{},{},{},predictions,note\n",
+        cols("hr"),
+        cols("hr_pm"),
+        cols("user_hr")
     );
     let mut notes = Vec::new();
     for (b, (block, methods)) in blocks.iter().enumerate() {
@@ -239,29 +319,51 @@ fn hit_table(
         }
         for v in methods.iter() {
             match results.get(v) {
-                Some(Outcome::Metrics(r)) => {
-                    let cells: Vec<String> =
-                        r.all.hit.iter().map(|h| format!("{:.2}", 100.0 * h)).collect();
+                Some(Outcome::Runs(runs)) if !runs.is_empty() => {
+                    let hit: Vec<segue_eval::Interval> =
+                        (0..ks.len()).map(|i| over_seeds(runs, |r| r.all.hit[i])).collect();
+                    let user: Vec<segue_eval::Interval> =
+                        (0..ks.len()).map(|i| over_seeds(runs, |r| r.per_user.hit[i])).collect();
+                    let cells: Vec<String> = hit.iter().map(show).collect();
                     writeln!(
                         md,
-                        "| {} | {} | {:.2} | {} |",
+                        "| {} | {} | {} | {} |",
                         v.name(),
                         cells.join(" | "),
-                        100.0 * r.per_user.hit[0],
-                        thousands(r.all.count)
+                        show(&user[0]),
+                        thousands(runs[0].report.all.count)
                     )?;
-                    let user: Vec<String> =
-                        r.per_user.hit.iter().map(|h| format!("{:.4}", 100.0 * h)).collect();
-                    let all: Vec<String> =
-                        r.all.hit.iter().map(|h| format!("{:.4}", 100.0 * h)).collect();
+                    let seeds = runs.len();
+                    let mean: Vec<String> = hit.iter().map(|h| format!("{:.4}", h.mean)).collect();
+                    let pm: Vec<String> =
+                        hit.iter().map(|h| format!("{:.4}", h.half_width)).collect();
+                    let um: Vec<String> = user.iter().map(|h| format!("{:.4}", h.mean)).collect();
                     writeln!(
                         csv,
-                        "{block},{},{},{},{},",
+                        "{block},{},mean of {seeds},{},{},{},{},",
                         v.name(),
-                        all.join(","),
-                        user.join(","),
-                        r.all.count
+                        mean.join(","),
+                        pm.join(","),
+                        um.join(","),
+                        runs[0].report.all.count
                     )?;
+                    for run in runs.iter().filter(|_| seeds > 1) {
+                        let r = &run.report;
+                        let all: Vec<String> =
+                            r.all.hit.iter().map(|h| format!("{:.4}", 100.0 * h)).collect();
+                        let u: Vec<String> =
+                            r.per_user.hit.iter().map(|h| format!("{:.4}", 100.0 * h)).collect();
+                        writeln!(
+                            csv,
+                            "{block},{},{},{},{},{},{},",
+                            v.name(),
+                            run.seed.map_or("-".to_string(), |s| s.to_string()),
+                            all.join(","),
+                            ",".repeat(ks.len() - 1),
+                            u.join(","),
+                            r.all.count
+                        )?;
+                    }
                 }
                 other => {
                     let why = match other {
@@ -272,9 +374,9 @@ fn hit_table(
                     writeln!(md, "| {} | {na} | |", v.name())?;
                     writeln!(
                         csv,
-                        "{block},{},{},,{}",
+                        "{block},{},,{},,{}",
                         v.name(),
-                        ",".repeat(2 * ks.len() - 1),
+                        ",".repeat(3 * ks.len() - 1),
                         csv_field(&why)
                     )?;
                     notes.push(format!("{}: not applicable: {why}.", v.name()));
@@ -289,10 +391,78 @@ fn hit_table(
     Ok((md, csv))
 }
 
+/// Resamples of the paired tests, and their generator's seed.
+const RESAMPLES: usize = 10_000;
+const TEST_SEED: u64 = 2021;
+
+/// Paired bootstrap tests of hit@10 (mean over seeds per prediction), test sessions resampled:
+/// every method that ran against ANN and against the best baseline rule.
+fn paired_tests(
+    methods: &[Method],
+    results: &BTreeMap<Method, Outcome>,
+    test: &TestSessions,
+) -> Result<(String, String)> {
+    let runs = |m: &Method| match results.get(m) {
+        Some(Outcome::Runs(r)) if !r.is_empty() => Some(r),
+        _ => None,
+    };
+    let best_rule = BEYOND
+        .iter()
+        .filter_map(|m| runs(m).map(|r| (m, over_seeds(r, |x| x.all.hit[0]).mean)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(m, _)| *m);
+    let mut references = vec![Method::Model(Variant::Ann)];
+    references.extend(best_rule);
+    let mut md = format!(
+        "## Paired tests (HR@10, points; paired bootstrap over {} test sessions, {RESAMPLES} resamples, seed {TEST_SEED})\n\n| method | against | difference | 95% interval | p |\n|---|---|---:|---:|---:|\n",
+        test.session_of.iter().max().map_or(0, |m| m + 1)
+    );
+    let mut csv = String::from("method,against,difference,low,high,p_value,resamples\n");
+    for m in methods {
+        let Some(a) = runs(m) else { continue };
+        for reference in &references {
+            let Some(b) = runs(reference) else { continue };
+            if reference == m || a[0].ranks.len() != test.session_of.len() {
+                continue;
+            }
+            let t = segue_eval::paired_bootstrap(
+                &mean_hits(a),
+                &mean_hits(b),
+                &test.session_of,
+                RESAMPLES,
+                TEST_SEED,
+            )?;
+            writeln!(
+                md,
+                "| {} | {} | {:+.2} | [{:+.2}, {:+.2}] | {} |",
+                m.name(),
+                reference.name(),
+                100.0 * t.difference,
+                100.0 * t.low,
+                100.0 * t.high,
+                if t.p_value < 1e-3 { "< 0.001".to_string() } else { format!("{:.3}", t.p_value) }
+            )?;
+            writeln!(
+                csv,
+                "{},{},{:.4},{:.4},{:.4},{:.5},{}",
+                m.name(),
+                reference.name(),
+                100.0 * t.difference,
+                100.0 * t.low,
+                100.0 * t.high,
+                t.p_value,
+                t.resamples
+            )?;
+        }
+    }
+    Ok((md, csv))
+}
+
 /// Tables II and III (markdown and CSV) with the run's settings and seeds.
 pub fn model_tables(
     p: &crate::pipeline::Pipeline,
     results: &BTreeMap<Method, Outcome>,
+    test: &TestSessions,
     out_dir: &Path,
 ) -> Result<String> {
     let (t2, c2) = hit_table(
@@ -310,11 +480,15 @@ pub fn model_tables(
         &[("paper", &TABLE3_TAGS)],
         results,
     )?;
+    let mut tested: Vec<Method> = TABLE2.iter().chain(&TABLE3).chain(&BEYOND).copied().collect();
+    tested.sort();
+    tested.dedup();
+    let (tp, cp) = paired_tests(&tested, results, test)?;
     let m = &p.model;
-    let mut md = format!("{t2}\n{t3}\n{t3t}\n");
+    let mut md = format!("{t2}\n{t3}\n{t3t}\n{tp}\n");
     writeln!(
         md,
-        "Settings: embeddings {}, GRU {}, FC {}, dropout {}, input window {}, batch {}, Adam lr {}, at most {} epochs (patience {} on validation HR@10), {} softmax, model seed {}, Word2Vec seed {}, LSA seed {}, VAE seed {}. Ties count against the model; every track of the catalogue is ranked.\n",
+        "Settings: embeddings {}, GRU {}, FC {}, dropout {}, input window {}, batch {}, Adam lr {}, at most {} epochs (patience {} on validation HR@10), {} softmax, model seeds {}, Word2Vec seed {}, LSA seed {}, VAE seed {}. Ties count against the model; every track of the catalogue is ranked.\n",
         m.embedding_dim,
         m.hidden,
         m.fc,
@@ -329,7 +503,7 @@ pub fn model_tables(
         } else {
             format!("sampled ({} negatives)", m.sampled_negatives)
         },
-        m.seed,
+        m.seed_list().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
         p.word2vec.seed,
         p.lsa.seed,
         p.vae.seed,
@@ -352,5 +526,7 @@ pub fn model_tables(
     segue_core::fs::write_bytes_atomic(&out_dir.join("table3.csv"), c3.as_bytes())?;
     segue_core::fs::write_bytes_atomic(&out_dir.join("table3_tags.md"), t3t.as_bytes())?;
     segue_core::fs::write_bytes_atomic(&out_dir.join("table3_tags.csv"), c3t.as_bytes())?;
+    segue_core::fs::write_bytes_atomic(&out_dir.join("paired_tests.md"), tp.as_bytes())?;
+    segue_core::fs::write_bytes_atomic(&out_dir.join("paired_tests.csv"), cp.as_bytes())?;
     Ok(md)
 }

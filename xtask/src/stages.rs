@@ -174,9 +174,38 @@ impl<'a> Runner<'a> {
         Ok(out)
     }
 
-    /// The recipe of a stage; its upstream stages must have been resolved first.
-    pub fn recipe(&mut self, stage: &str) -> Result<Recipe> {
+    /// The runs of a stage: one per seed (`train-ann/seed-0`, ...) for a model's train and
+    /// evaluate stages, else the stage itself.
+    pub fn instances(&self, stage: &str) -> Vec<String> {
+        if variant_of(stage).is_some() {
+            let seeds = self.pipeline.model.seed_list();
+            seeds.iter().map(|s| format!("{stage}/seed-{s}")).collect()
+        } else {
+            vec![stage.to_string()]
+        }
+    }
+
+    /// How an instance is shown: the stage alone when there is one seed.
+    pub fn shown(&self, instance: &str) -> String {
+        match split_instance(instance) {
+            (stage, Some(_)) if self.pipeline.model.seed_list().len() == 1 => stage.to_string(),
+            _ => instance.to_string(),
+        }
+    }
+
+    /// The key name of an upstream stage `u` for a run of seed `seed`.
+    fn upstream_instance(u: &str, seed: Option<u64>) -> String {
+        match seed {
+            Some(s) if variant_of(u).is_some() => format!("{u}/seed-{s}"),
+            _ => u.to_string(),
+        }
+    }
+
+    /// The recipe of a stage instance; its upstream stages must have been resolved first.
+    pub fn recipe(&mut self, instance: &str) -> Result<Recipe> {
         let p = self.pipeline;
+        let (stage, seed) = split_instance(instance);
+        let model = p.model.for_seed(seed.unwrap_or(p.model.seed));
         let (params, files) = match stage {
             "ingest" => (
                 serde_json::json!({ "sources": p.dataset.sources, "ingest": p.ingest }),
@@ -212,7 +241,7 @@ impl<'a> Runner<'a> {
             }
             other => match variant_of(other) {
                 Some((true, v)) => {
-                    (serde_json::json!({ "variant": v.id(), "model": p.model }), BTreeMap::new())
+                    (serde_json::json!({ "variant": v.id(), "model": model }), BTreeMap::new())
                 }
                 Some((false, v)) => (
                     serde_json::json!({
@@ -227,10 +256,11 @@ impl<'a> Runner<'a> {
         };
         let mut up = BTreeMap::new();
         for u in upstream(stage) {
+            let name = Self::upstream_instance(u, seed);
             let key = self
                 .keys
-                .get(*u)
-                .with_context(|| format!("stage {u} was not resolved before {stage}"))?;
+                .get(&name)
+                .with_context(|| format!("stage {name} was not resolved before {instance}"))?;
             up.insert(u.to_string(), key.clone());
         }
         Ok(Recipe {
@@ -239,6 +269,7 @@ impl<'a> Runner<'a> {
             params,
             upstream: up,
             files,
+            instance: seed.map(|_| instance.to_string()),
         })
     }
 
@@ -247,34 +278,43 @@ impl<'a> Runner<'a> {
         self.keys.insert(stage.into(), key.into());
     }
 
-    /// The artifact folder of a resolved stage.
-    pub fn dir(&self, stage: &str) -> Result<PathBuf> {
-        let key = self.keys.get(stage).with_context(|| format!("stage {stage} has not run"))?;
-        Ok(self.cache.stage_dir(stage, key))
+    /// The artifact folder of a resolved stage instance.
+    pub fn dir(&self, instance: &str) -> Result<PathBuf> {
+        let key =
+            self.keys.get(instance).with_context(|| format!("stage {instance} has not run"))?;
+        Ok(self.cache.stage_dir(split_instance(instance).0, key))
     }
 
-    /// Runs one stage (its upstream must have run), or skips it when its artifact is fresh.
-    pub fn run(&mut self, stage: &str, force: bool) -> Result<Manifest> {
-        let recipe = self.recipe(stage)?;
+    /// Runs every instance of a stage (one per seed for a model; its upstream must have run),
+    /// skipping those whose artifact is fresh.
+    pub fn run(&mut self, stage: &str, force: bool) -> Result<Vec<Manifest>> {
+        self.instances(stage).iter().map(|i| self.run_instance(i, force)).collect()
+    }
+
+    /// Runs one stage instance, or skips it when its artifact is fresh.
+    fn run_instance(&mut self, instance: &str, force: bool) -> Result<Manifest> {
+        let recipe = self.recipe(instance)?;
+        let (stage, seed) = split_instance(instance);
+        let shown = self.shown(instance);
         let key = recipe.key();
-        self.keys.insert(stage.into(), key.clone());
+        self.keys.insert(instance.into(), key.clone());
         match self.cache.check(stage, &key) {
             Check::Fresh(m) if !force => {
-                eprintln!("{stage:>31}: fresh, skipped (key {key}, built in {:.1} s)", m.seconds);
+                eprintln!("{shown:>31}: fresh, skipped (key {key}, built in {:.1} s)", m.seconds);
                 return Ok(m);
             }
             Check::Corrupt(why) => {
-                eprintln!("{stage:>31}: cached artifact is damaged ({why}); recomputing")
+                eprintln!("{shown:>31}: cached artifact is damaged ({why}); recomputing")
             }
-            Check::Fresh(_) => eprintln!("{stage:>31}: forced; recomputing"),
+            Check::Fresh(_) => eprintln!("{shown:>31}: forced; recomputing"),
             Check::Missing => {
-                let why = match self.cache.last_recipe(stage) {
-                    Some(old) if old != recipe => {
+                let why = match self.cache.last_recipe(recipe.last_name()) {
+                    Some(old) if old.key() != recipe.key() => {
                         format!(" ({})", recipe.differences(&old).join("; "))
                     }
                     _ => String::new(),
                 };
-                eprintln!("{stage:>31}: running{why}");
+                eprintln!("{shown:>31}: running{why}");
             }
         }
         let started = Instant::now();
@@ -320,7 +360,7 @@ impl<'a> Runner<'a> {
                 }
             }
             other => {
-                let dir_of = |s: &str| self.dir(s);
+                let dir_of = |s: &str| self.dir(&Self::upstream_instance(s, seed));
                 match variant_of(other) {
                     Some((true, v)) => {
                         let partial = self.cache.stage_dir(stage, &format!("{key}.partial"));
@@ -338,9 +378,17 @@ impl<'a> Runner<'a> {
                 }
             }
         }
-        .with_context(|| format!("stage {stage}"))?;
-        eprintln!("{stage:>31}: done in {:.2} s", started.elapsed().as_secs_f64());
+        .with_context(|| format!("stage {shown}"))?;
+        eprintln!("{shown:>31}: done in {:.2} s", started.elapsed().as_secs_f64());
         Ok(manifest)
+    }
+}
+
+/// A stage instance's stage and seed: `train-ann/seed-3` is `train-ann` for seed 3.
+pub fn split_instance(instance: &str) -> (&str, Option<u64>) {
+    match instance.split_once("/seed-") {
+        Some((stage, seed)) => (stage, seed.parse().ok()),
+        None => (instance, None),
     }
 }
 

@@ -92,7 +92,15 @@ fn reproduce_caches_and_explains() {
     assert!(err.contains("the dataset has no tags (dataset.tags): every track is masked"), "{err}");
     assert!(out.contains("Table III (tags)"), "{out}");
     let csv = std::fs::read_to_string(dir.path().join("cache/cli-test/report/table2.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 5, "{csv}");
+    // The paper's four rows, then the five baselines "beyond the paper".
+    assert_eq!(csv.lines().count(), 10, "{csv}");
+    for name in ["Popularity", "Repeat-then-popularity", "SKNN", "V-SKNN", "SR"] {
+        let row = out.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap();
+        assert!(!row.contains("n/a"), "{row}");
+        assert!(csv.contains(&format!("beyond the paper,{name},")), "{csv}");
+    }
+    assert!(out.contains("| *beyond the paper* |"), "{out}");
+    assert!(out.contains("## Paired tests"), "{out}");
     assert!(err.contains("train-annw: running") && err.contains("evaluate-annw: running"), "{err}");
 
     let (_, err) = text(&xtask(&["reproduce", "--pipeline", &p]));
@@ -135,6 +143,39 @@ fn reproduce_caches_and_explains() {
         .unwrap();
     let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
     assert!(out.contains("ingest: stale: input") && out.contains("listens.tsv changed"), "{out}");
+}
+
+/// `model.seeds` trains and evaluates every model once per seed; the tables show the mean and a
+/// 95% interval, the CSV every seed, and status lists each seed's run.
+#[test]
+fn seeds_give_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = setup(dir.path());
+    std::fs::write(&p, PIPELINE.replace("epochs = 2", "epochs = 2\nseeds = [3, 8]")).unwrap();
+    let o = xtask(&["run", "evaluate-ann", "--pipeline", &p]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for seed in [3, 8] {
+        assert!(err.contains(&format!("train-ann/seed-{seed}: running")), "{err}");
+        assert!(err.contains(&format!("artifacts of evaluate-ann/seed-{seed}: ")), "{err}");
+    }
+    let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(out.contains("train-ann/seed-3: fresh") && out.contains("evaluate-ann/seed-8: fresh"));
+    let o = xtask(&["reproduce", "--pipeline", &p]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("model seeds 3, 8"), "{out}");
+    let csv = std::fs::read_to_string(dir.path().join("cache/cli-test/report/table2.csv")).unwrap();
+    assert!(csv.contains("paper,ANN,mean of 2,") && csv.contains("paper,ANN,3,"), "{csv}");
+    assert!(csv.contains("paper,ANN,8,") && csv.contains("beyond the paper,SKNN,mean of 1,"));
+    let tests =
+        std::fs::read_to_string(dir.path().join("cache/cli-test/report/paired_tests.csv")).unwrap();
+    // Each method against ANN and against the best baseline (all tie here: the last of them).
+    assert!(tests.contains("GRU4Rec,ANN,") && tests.contains("ANN,SR,"), "{tests}");
+    // A repeated seed is an error that names the key.
+    std::fs::write(&p, PIPELINE.replace("epochs = 2", "epochs = 2\nseeds = [1, 1]")).unwrap();
+    let (_, err) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(err.contains("model.seeds = [1, 1]: a seed is repeated"), "{err}");
 }
 
 #[test]
@@ -232,7 +273,7 @@ fn tag_subset_keeps_only_tagged_tracks() {
     let p = setup(dir.path());
     std::fs::write(
         dir.path().join("tags.csv"),
-        "artist_name,track_name,tags\nArtist,Song 0,rock\nArtist,Song 1,pop;indie\nArtist,Song 2,\n",
+        "artist_name,track_name,tags\nArtist,Song 0,rock\nArtist,Song 1,pop;indie\nArtist,Song 2,\nArtist,Song 3,jazz\nArtist,Song 4,jazz\nArtist,Song 5,folk\n",
     )
     .unwrap();
     let with_subset =
@@ -241,9 +282,10 @@ fn tag_subset_keeps_only_tagged_tracks() {
     let o = xtask(&["run", "sessionize", "--pipeline", &p]);
     let (_, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    // 48 plays of 9 songs, each song equally often in the log; songs 0 and 1 have tags.
-    assert!(err.contains("dataset.subset = \"tags\": "), "{err}");
-    assert!(err.contains("(2 of 9 tracks have tags"), "{err}");
+    // 48 plays of 9 songs; songs 0, 1, 3, 4 and 5 have tags (2 has an empty list): per user,
+    // sessions 0 and 3 keep 5 plays each, 1 and 2 keep 3 and 2 (too short, dropped).
+    assert!(err.contains("dataset.subset = \"tags\": 30 of 48 plays kept"), "{err}");
+    assert!(err.contains("(5 of 9 tracks have tags"), "{err}");
 
     std::fs::write(&p, with_subset.replace("subset = \"tags\"", "subset = \"lyrics\"")).unwrap();
     let o = xtask(&["run", "sessionize", "--pipeline", &p]);

@@ -88,6 +88,20 @@ pub struct ModelParams {
     pub gru4rec_negatives: usize,
     /// Seed of initial weights, shuffles, dropout and samples.
     pub seed: u64,
+    /// Train every model once per seed: a count (`seed`, `seed + 1`, ...) or a list. Unset:
+    /// `seed` alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Seeds>,
+}
+
+/// The seeds of repeated runs: a count or a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Seeds {
+    /// This many seeds, counting up from the model's `seed`.
+    Count(usize),
+    /// These seeds.
+    List(Vec<u64>),
 }
 
 impl Default for ModelParams {
@@ -106,13 +120,38 @@ impl Default for ModelParams {
             sampled_negatives: 0,
             gru4rec_negatives: 2048,
             seed: 0,
+            seeds: None,
         }
     }
 }
 
 impl ModelParams {
+    /// The seeds to train with, in order: `seeds` when set, else `seed` alone.
+    pub fn seed_list(&self) -> Vec<u64> {
+        match &self.seeds {
+            None => vec![self.seed],
+            Some(Seeds::Count(n)) => (0..*n as u64).map(|i| self.seed + i).collect(),
+            Some(Seeds::List(v)) => v.clone(),
+        }
+    }
+
+    /// These settings for one run of seed `seed` (no seed list).
+    pub fn for_seed(&self, seed: u64) -> ModelParams {
+        ModelParams { seed, seeds: None, ..self.clone() }
+    }
+
     /// Checks ranges; the message names the key.
     pub fn validate(&self) -> Result<()> {
+        let seeds = self.seed_list();
+        if seeds.is_empty() {
+            return Err(Error::Config("model.seeds: give at least one seed".into()));
+        }
+        let mut distinct = seeds.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != seeds.len() {
+            return Err(Error::Config(format!("model.seeds = {seeds:?}: a seed is repeated")));
+        }
         let positive = [
             ("model.embedding_dim", self.embedding_dim),
             ("model.hidden", self.hidden),

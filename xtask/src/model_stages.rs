@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use segue_core::EmbeddingTable;
 use segue_model::{
-    E1Start, Fusion, FusionConfig, FusionInit, Gru4Rec, Gru4RecConfig, Modality, Network, Sessions,
-    TrainOptions, Variant,
+    E1Start, Fusion, FusionConfig, FusionInit, Gru4Rec, Gru4RecConfig, Modality, Network, SasRec,
+    SasRecConfig, Sessions, TrainOptions, Variant,
 };
 use segue_sessions::{Split, SplitCorpus, TrackCounts};
 
@@ -37,7 +37,7 @@ pub fn modality_stage(m: Modality) -> &'static str {
 /// The upstream stages of a variant's training.
 pub fn train_upstream(v: Variant) -> &'static [&'static str] {
     match v {
-        Variant::Gru4Rec | Variant::Ann => &["sessionize"],
+        Variant::Gru4Rec | Variant::Ann | Variant::SasRec => &["sessionize"],
         Variant::AnnLsa => &["sessionize", "lsa"],
         Variant::Annw => &["sessionize", "word2vec"],
         Variant::AnnwAcoustic => &["sessionize", "word2vec", "acoustic"],
@@ -53,6 +53,7 @@ pub fn train_upstream(v: Variant) -> &'static [&'static str] {
 pub fn evaluate_upstream(v: Variant) -> &'static [&'static str] {
     match v {
         Variant::Gru4Rec => &["sessionize", "train-gru4rec"],
+        Variant::SasRec => &["sessionize", "train-sasrec"],
         Variant::Ann => &["sessionize", "train-ann"],
         Variant::AnnLsa => &["sessionize", "lsa", "train-ann-lsa"],
         Variant::Annw => &["sessionize", "word2vec", "train-annw"],
@@ -148,6 +149,14 @@ fn network(
             negatives: m.gru4rec_negatives,
         };
         return Ok(Network::Gru4Rec(Gru4Rec::new(config, &mut rng)?));
+    }
+    if v == Variant::SasRec {
+        let config = SasRecConfig {
+            tracks: inputs.tracks,
+            max_len: m.max_input_len,
+            params: m.sasrec.clone(),
+        };
+        return Ok(Network::SasRec(SasRec::new(config, &mut rng)?));
     }
     let e1 = match v.e1() {
         E1Start::Random => None,

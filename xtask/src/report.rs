@@ -266,7 +266,8 @@ const TABLE2: [Method; 4] = [
     Method::Model(Variant::AnnwAcousticLyrics),
 ];
 /// Below Table II: the baselines reviewers ask for, run by the same stages and evaluator.
-const BEYOND: [Method; 5] = [
+const BEYOND: [Method; 6] = [
+    Method::Model(Variant::SasRec),
     Method::Rule(Rule::Popularity),
     Method::Rule(Rule::RepeatThenPopularity),
     Method::Rule(Rule::Sknn),

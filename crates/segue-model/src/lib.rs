@@ -1,5 +1,5 @@
 //! The models of segue: the attentive BiGRU with multimodal fusion of the paper (every variant
-//! of DESIGN.md from one configurable [`Fusion`]), the GRU4Rec baseline, their training
+//! of DESIGN.md from one configurable [`Fusion`]), the GRU4Rec and SASRec baselines, their training
 //! ([`train()`]: Adam, early stopping on validation HitRatio@10, checkpoints, resume, a JSON-lines
 //! log) and full-ranking evaluation through segue-eval.
 //!
@@ -35,6 +35,7 @@ mod data;
 mod fusion;
 mod gru4rec;
 mod output;
+mod sasrec;
 mod train;
 
 pub use adam::{Adam, AdamConfig};
@@ -42,6 +43,7 @@ pub use bigru::bigru;
 pub use data::{Batch, Example, Sessions};
 pub use fusion::{Fusion, FusionConfig, FusionInit, NamedGradients};
 pub use gru4rec::{Gru4Rec, Gru4RecConfig};
+pub use sasrec::{SasRec, SasRecConfig, SasRecParams};
 pub use train::{
     Epoch, Network, TrainOptions, Trained, checkpoint_epochs, evaluate, evaluate_ranked,
     evaluate_scorer, train,
@@ -92,6 +94,9 @@ pub struct ModelParams {
     /// `seed` alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seeds: Option<Seeds>,
+    /// SASRec's own settings (`[model.sasrec]`).
+    #[serde(skip_serializing_if = "SasRecParams::is_default")]
+    pub sasrec: SasRecParams,
 }
 
 /// The seeds of repeated runs: a count or a list.
@@ -121,6 +126,7 @@ impl Default for ModelParams {
             gru4rec_negatives: 2048,
             seed: 0,
             seeds: None,
+            sasrec: SasRecParams::default(),
         }
     }
 }
@@ -142,6 +148,7 @@ impl ModelParams {
 
     /// Checks ranges; the message names the key.
     pub fn validate(&self) -> Result<()> {
+        self.sasrec.validate()?;
         let seeds = self.seed_list();
         if seeds.is_empty() {
             return Err(Error::Config("model.seeds: give at least one seed".into()));
@@ -241,11 +248,13 @@ pub enum Variant {
     AnnwAcousticLyrics,
     /// ANNW with acoustic, lyric and tag embeddings.
     AnnwAcousticLyricsTags,
+    /// SASRec (Kang and McAuley 2018), beyond the paper.
+    SasRec,
 }
 
 impl Variant {
     /// Every variant, baselines first.
-    pub const ALL: [Variant; 8] = [
+    pub const ALL: [Variant; 9] = [
         Variant::Gru4Rec,
         Variant::Ann,
         Variant::AnnLsa,
@@ -254,6 +263,7 @@ impl Variant {
         Variant::AnnwLyrics,
         Variant::AnnwAcousticLyrics,
         Variant::AnnwAcousticLyricsTags,
+        Variant::SasRec,
     ];
 
     /// The name used in stage names and on the command line (the peer's names).
@@ -267,6 +277,7 @@ impl Variant {
             Variant::AnnwLyrics => "annw-lyrics",
             Variant::AnnwAcousticLyrics => "annw-acoustic-lyrics",
             Variant::AnnwAcousticLyricsTags => "annw-acoustic-lyrics-tags",
+            Variant::SasRec => "sasrec",
         }
     }
 
@@ -281,6 +292,7 @@ impl Variant {
             Variant::AnnwLyrics => "ANNW+Lyrics",
             Variant::AnnwAcousticLyrics => "ANNW+Acoustic+Lyrics",
             Variant::AnnwAcousticLyricsTags => "ANNW+Acoustic+Lyrics+Tags",
+            Variant::SasRec => "SASRec",
         }
     }
 
@@ -295,7 +307,7 @@ impl Variant {
     /// Where its `E1` starts.
     pub fn e1(self) -> E1Start {
         match self {
-            Variant::Gru4Rec | Variant::Ann => E1Start::Random,
+            Variant::Gru4Rec | Variant::Ann | Variant::SasRec => E1Start::Random,
             Variant::AnnLsa => E1Start::Lsa,
             _ => E1Start::Word2Vec,
         }

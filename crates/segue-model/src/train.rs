@@ -21,7 +21,7 @@ use segue_eval::{Query, Report};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, Example, Sessions};
-use crate::{Adam, AdamConfig, Fusion, Gru4Rec, ModelParams, Sampler, Softmax, err};
+use crate::{Adam, AdamConfig, Fusion, Gru4Rec, ModelParams, Sampler, SasRec, Softmax, err};
 
 /// A trainable model.
 #[derive(Debug)]
@@ -30,6 +30,8 @@ pub enum Network {
     Fusion(Fusion),
     /// GRU4Rec.
     Gru4Rec(Gru4Rec),
+    /// SASRec.
+    SasRec(SasRec),
 }
 
 impl Network {
@@ -38,6 +40,7 @@ impl Network {
         match self {
             Network::Fusion(m) => m.vars(),
             Network::Gru4Rec(m) => m.vars(),
+            Network::SasRec(m) => m.vars(),
         }
     }
 
@@ -46,6 +49,7 @@ impl Network {
         match self {
             Network::Fusion(m) => m.scores(batch),
             Network::Gru4Rec(m) => m.scores(batch),
+            Network::SasRec(m) => m.scores(batch),
         }
     }
 
@@ -205,7 +209,12 @@ pub fn train(
     let p = &opts.params;
     p.validate()?;
     let vars: Vec<Var> = net.vars().iter().map(|(_, v)| v.clone()).collect();
-    let mut adam = Adam::new(vars.clone(), AdamConfig { lr: p.lr, ..AdamConfig::default() });
+    // SASRec keeps its own rate and batch (RecBole's setting), the others the model's.
+    let (lr, batch_size) = match net {
+        Network::SasRec(m) => (m.config.params.lr, m.config.params.batch_size),
+        _ => (p.lr, p.batch_size),
+    };
+    let mut adam = Adam::new(vars.clone(), AdamConfig { lr, ..AdamConfig::default() });
     let examples = train.examples();
     if examples.is_empty() {
         return Err(Error::Other("no training examples (no training session has 2 tracks)".into()));
@@ -305,9 +314,24 @@ pub fn train(
                 }
                 (total, order.len())
             }
+            Network::SasRec(m) => {
+                let mut order = examples.clone();
+                order.shuffle(&mut rng);
+                let mut total = 0.0;
+                for (i, chunk) in order.chunks(batch_size).enumerate() {
+                    let batch = train.batch(chunk, p.max_input_len);
+                    let loss = m.loss(&batch, &mut rng)?;
+                    let value = loss.to_scalar::<f32>().map_err(err)?;
+                    check_loss(value, epoch, i)?;
+                    adam.step(&loss.backward().map_err(err)?).map_err(err)?;
+                    progress.advance(chunk.len() as u64);
+                    total += value as f64 * chunk.len() as f64;
+                }
+                (total, order.len())
+            }
             Network::Gru4Rec(m) => {
                 let mut i = 0;
-                m.epoch(train, p.batch_size, &sampler, &mut rng, |loss, n, _| {
+                m.epoch(train, batch_size, &sampler, &mut rng, |loss, n, _| {
                     let value = loss.to_scalar::<f32>().map_err(err)?;
                     check_loss(value, epoch, i)?;
                     i += 1;

@@ -465,12 +465,18 @@ struct JobState {
     reduced: Vec<usize>,
 }
 
-/// Thread-local buffers of one prediction, each `2 * stride` values (the pad lane is zero).
+/// Thread-local buffers of one prediction, each row `2 * stride` values (the pad lane is
+/// zero).
 struct Scratch {
     neu1: Vec<f32>,
     work: Vec<f32>,
     row: Vec<f32>,
     targets: Vec<(u32, f32)>,
+    /// The context's distinct rows, in first-seen order, and their local copies.
+    distinct: Vec<u32>,
+    context_rows: Vec<f32>,
+    /// For each context position, its row's index in `distinct`.
+    slots: Vec<usize>,
 }
 
 impl Scratch {
@@ -480,6 +486,9 @@ impl Scratch {
             work: vec![0.0; 2 * stride],
             row: vec![0.0; 2 * stride],
             targets: Vec::with_capacity(negative + 1),
+            distinct: Vec::new(),
+            context_rows: Vec::new(),
+            slots: Vec::new(),
         }
     }
 }
@@ -520,14 +529,17 @@ fn cbow_neg_avx2(w: &Weights, p: &Prediction<'_>, next_random: &mut u64, st: &mu
 
 /// gensim's `fast_sentence_cbow_neg`, on local copies of the rows: every row is read whole,
 /// updated locally and written back whole, in gensim's order, so one thread computes exactly
-/// what an in-place update would.
+/// what an in-place update would. The context's rows are read once, when they are summed, and
+/// written once at the end (a repeated context token adds the error to its copy once per
+/// occurrence, as gensim adds it to the row); with several threads, an update another thread
+/// makes to one of them meanwhile is overwritten, one of the races Hogwild accepts.
 #[inline(always)]
 fn cbow_neg_body(w: &Weights, p: &Prediction<'_>, next_random: &mut u64, st: &mut Scratch) {
     let &Prediction { noise, exp, negative, cbow_mean, context, word, alpha } = p;
     // Draw the targets first (the draws depend on the generator only, not on the updates), so
     // their output rows, scattered over a table far larger than the caches, are fetched in
     // parallel while the context is summed.
-    let Scratch { neu1, work, row, targets } = st;
+    let Scratch { neu1, work, row, targets, distinct, context_rows, slots } = st;
     targets.clear();
     let table_max = noise.max();
     for d in 0..=negative {
@@ -548,9 +560,24 @@ fn cbow_neg_body(w: &Weights, p: &Prediction<'_>, next_random: &mut u64, st: &mu
     }
     neu1.iter_mut().for_each(|v| *v = 0.0);
     work.iter_mut().for_each(|v| *v = 0.0);
+    let width = neu1.len();
+    distinct.clear();
+    slots.clear();
     for &c in context {
-        load_row(w.syn0.row(c), row);
-        axpy(1.0, row, neu1);
+        let slot = match distinct.iter().position(|&d| d == c) {
+            Some(s) => s,
+            None => {
+                distinct.push(c);
+                let s = distinct.len() - 1;
+                if context_rows.len() < (s + 1) * width {
+                    context_rows.resize((s + 1) * width, 0.0);
+                }
+                load_row(w.syn0.row(c), &mut context_rows[s * width..(s + 1) * width]);
+                s
+            }
+        };
+        slots.push(slot);
+        axpy(1.0, &context_rows[slot * width..(slot + 1) * width], neu1);
     }
     let count = context.len() as f32;
     let inv_count = if count > 0.5 { 1.0 / count } else { 1.0 };
@@ -575,11 +602,11 @@ fn cbow_neg_body(w: &Weights, p: &Prediction<'_>, next_random: &mut u64, st: &mu
     if !cbow_mean {
         work.iter_mut().for_each(|v| *v *= inv_count);
     }
-    for &c in context {
-        let shared = w.syn0.row(c);
-        load_row(shared, row);
-        axpy(1.0, work, row);
-        store_row(shared, row);
+    for &slot in slots.iter() {
+        axpy(1.0, work, &mut context_rows[slot * width..(slot + 1) * width]);
+    }
+    for (s, &c) in distinct.iter().enumerate() {
+        store_row(w.syn0.row(c), &context_rows[s * width..(s + 1) * width]);
     }
 }
 

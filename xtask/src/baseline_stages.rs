@@ -78,6 +78,16 @@ pub fn run_evaluate(
     crate::model_stages::write_evaluation(dir, rule.name(), &report, &ranks, started)
 }
 
+/// A rule's HR@10 on the validation sessions, fitted on the training sessions (for tuning).
+pub fn validation_hr10(p: &Pipeline, rule: Rule, inputs: &Inputs) -> Result<f64> {
+    if inputs.valid.flat.is_empty() {
+        anyhow::bail!("no validation sessions: give sessionize.validation_share > 0 to tune");
+    }
+    let (fitted, _) = fit(p, rule, inputs)?;
+    let (report, _) = evaluate_rule(p, fitted.as_ref(), inputs, &inputs.valid)?;
+    Ok(report.all.hit[0])
+}
+
 /// The full-ranking evaluation of a fitted rule on `split`'s sessions.
 pub fn evaluate_rule(
     p: &Pipeline,

@@ -108,7 +108,7 @@ pub fn hash_file(path: &Path) -> Result<String> {
 /// The state of a stage's artifact folder.
 #[derive(Debug)]
 pub enum Check {
-    Fresh(Manifest),
+    Fresh(Box<Manifest>),
     Missing,
     /// The folder exists but a file is missing or does not match its recorded hash.
     Corrupt(String),
@@ -157,7 +157,7 @@ impl Cache {
                 Err(_) => return Check::Corrupt(format!("{name} is missing")),
             }
         }
-        Check::Fresh(manifest)
+        Check::Fresh(Box::new(manifest))
     }
 
     /// Runs `build` into a temporary folder, records the manifest and moves it into place.

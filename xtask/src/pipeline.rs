@@ -126,6 +126,37 @@ impl Pipeline {
         Ok(())
     }
 
+    /// This pipeline with keys overridden: `("model.lr", 0.003)` sets `lr` in `[model]`. The
+    /// result is checked like a file (an unknown key or a bad value is an error naming it).
+    pub fn with_overrides(&self, overrides: &[(String, toml::Value)]) -> Result<Pipeline> {
+        if overrides.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut doc = toml::Value::try_from(self).context("the pipeline as TOML")?;
+        for (key, value) in overrides {
+            let parts: Vec<&str> = key.split('.').collect();
+            let (last, path) = parts.split_last().context("an empty key")?;
+            let mut table = doc.as_table_mut().context("the pipeline is a table")?;
+            for part in path {
+                table = table
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .with_context(|| format!("`{key}`: `{part}` is not a section"))?;
+            }
+            table.insert(last.to_string(), value.clone());
+        }
+        let mut p: Pipeline = doc.try_into().map_err(|e| {
+            anyhow::anyhow!(
+                "overriding {}: {e}",
+                overrides.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        p.path = self.path.clone();
+        p.validate()?;
+        Ok(p)
+    }
+
     /// The folder relative paths are resolved against.
     pub fn base_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))

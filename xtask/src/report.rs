@@ -316,7 +316,7 @@ fn hit_table(
     let mut notes = Vec::new();
     for (b, (block, methods)) in blocks.iter().enumerate() {
         if b > 0 {
-            writeln!(md, "| *{block}* |{}| |", " |".repeat(ks.len() + 1))?;
+            writeln!(md, "| *{block}* |{}", " |".repeat(ks.len() + 2))?;
         }
         for v in methods.iter() {
             match results.get(v) {

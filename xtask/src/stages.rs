@@ -303,7 +303,7 @@ impl<'a> Runner<'a> {
         match self.cache.check(stage, &key) {
             Check::Fresh(m) if !force => {
                 eprintln!("{shown:>31}: fresh, skipped (key {key}, built in {:.1} s)", m.seconds);
-                return Ok(m);
+                return Ok(*m);
             }
             Check::Corrupt(why) => {
                 eprintln!("{shown:>31}: cached artifact is damaged ({why}); recomputing")

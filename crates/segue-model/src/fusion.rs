@@ -77,7 +77,7 @@ pub(crate) fn param<'a>(vars: &'a [(String, Var)], name: &str) -> &'a Tensor {
 }
 
 /// A contiguous f32 CPU tensor's values, without a copy.
-fn cpu_f32<'a>(
+pub(crate) fn cpu_f32<'a>(
     storage: &'a candle_core::Storage,
     layout: &candle_core::Layout,
 ) -> candle_core::Result<&'a [f32]> {

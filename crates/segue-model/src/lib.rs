@@ -43,7 +43,7 @@ pub use bigru::bigru;
 pub use data::{Batch, Example, Sessions};
 pub use fusion::{Fusion, FusionConfig, FusionInit, NamedGradients};
 pub use gru4rec::{Gru4Rec, Gru4RecConfig};
-pub use sasrec::{SasRec, SasRecConfig, SasRecParams};
+pub use sasrec::{SasRec, SasRecConfig, SasRecParams, SasRecScratch};
 pub use train::{
     Epoch, Network, TrainOptions, Trained, checkpoint_epochs, evaluate, evaluate_ranked,
     evaluate_scorer, train,

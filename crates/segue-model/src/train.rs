@@ -44,6 +44,15 @@ impl Network {
         }
     }
 
+    /// The catalogue size it scores.
+    pub fn tracks(&self) -> usize {
+        match self {
+            Network::Fusion(m) => m.config.tracks,
+            Network::Gru4Rec(m) => m.config.tracks,
+            Network::SasRec(m) => m.config.tracks,
+        }
+    }
+
     /// Scores of every track for each row of `batch` (`B x tracks`).
     pub fn scores(&self, batch: &crate::Batch) -> Result<Tensor> {
         match self {
@@ -318,12 +327,12 @@ pub fn train(
                 let mut order = examples.clone();
                 order.shuffle(&mut rng);
                 let mut total = 0.0;
+                let mut scratch = crate::sasrec::SasRecScratch::default();
                 for (i, chunk) in order.chunks(batch_size).enumerate() {
                     let batch = train.batch(chunk, p.max_input_len);
-                    let loss = m.loss(&batch, &mut rng)?;
-                    let value = loss.to_scalar::<f32>().map_err(err)?;
+                    let (value, grads) = m.gradients(&batch, &mut rng, &mut scratch)?;
                     check_loss(value, epoch, i)?;
-                    adam.step(&loss.backward().map_err(err)?).map_err(err)?;
+                    adam.step(&grads).map_err(err)?;
                     progress.advance(chunk.len() as u64);
                     total += value as f64 * chunk.len() as f64;
                 }
@@ -454,8 +463,7 @@ pub fn evaluate_ranked(
     ks: &[usize],
     batch: usize,
 ) -> Result<(Report, Vec<usize>)> {
-    let items =
-        net.vars().iter().find(|(n, _)| n == "out.b").map(|(_, v)| v.dims()[0]).unwrap_or(0);
+    let items = net.tracks();
     evaluate_scorer(sessions, seen_in_train, max_len, ks, batch, items, |b| {
         net.scores(b)?.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)
     })

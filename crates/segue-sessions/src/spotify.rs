@@ -56,9 +56,12 @@ fn line_column(bytes: &[u8], offset: usize) -> (u64, u64) {
     (line, col as u64 + 1)
 }
 
+/// Where and why a JSON array broke off, after the elements read before it.
+type Broken = Option<(SkipReason, Error)>;
+
 /// A JSON array of plays, element by element. When the file breaks off or goes wrong after
 /// some complete elements, those are returned with the error, so lenient mode can keep them.
-fn parse_array(bytes: &[u8], file: &Path) -> Result<(Vec<Value>, Option<(SkipReason, Error)>)> {
+fn parse_array(bytes: &[u8], file: &Path) -> Result<(Vec<Value>, Broken)> {
     let skip_ws = |mut i: usize| {
         while i < bytes.len() && bytes[i].is_ascii_whitespace() {
             i += 1;

@@ -1,0 +1,212 @@
+//! `cargo xtask tune`: a grid of settings, each judged on the validation share only.
+//!
+//! Every point of the grid is the pipeline with some keys overridden (`--grid
+//! model.lr=0.001,0.003` is one axis; several axes give their product). A model is trained by
+//! the ordinary `train-VARIANT` stage of that pipeline (cached like any stage, early-stopped on
+//! validation) and judged by its best validation HR@10; a rule is fitted on the training
+//! sessions and evaluated on the validation sessions. Test sessions are never read: the
+//! choice cannot depend on them (a test poisons them and checks). The table goes to
+//! `report/tuning.md` and `.csv`, and into the report of the next `reproduce`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::pipeline::Pipeline;
+use crate::stages::{Runner, closure};
+
+/// One axis of a grid: a pipeline key and its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    pub key: String,
+    pub values: Vec<toml::Value>,
+}
+
+impl Axis {
+    /// Parses `section.key=v1,v2,...` (values in TOML: numbers, booleans, "strings").
+    pub fn parse(text: &str) -> Result<Axis> {
+        let (key, values) = text
+            .split_once('=')
+            .with_context(|| format!("--grid {text}: expected section.key=value,value,..."))?;
+        let values = values
+            .split(',')
+            .map(|v| parse_value(v.trim()).with_context(|| format!("--grid {text}")))
+            .collect::<Result<Vec<_>>>()?;
+        if values.is_empty() {
+            bail!("--grid {text}: no values");
+        }
+        Ok(Axis { key: key.trim().to_string(), values })
+    }
+}
+
+/// A TOML value written alone (`0.003`, `true`, `"x"`, `[1, 2]`).
+pub fn parse_value(text: &str) -> Result<toml::Value> {
+    let doc: toml::Table = toml::from_str(&format!("v = {text}"))
+        .with_context(|| format!("`{text}` is not a TOML value (quote strings)"))?;
+    Ok(doc["v"].clone())
+}
+
+/// Every point of the grid: one override list per point, in a fixed order.
+pub fn points(axes: &[Axis]) -> Vec<Vec<(String, toml::Value)>> {
+    let mut out = vec![Vec::new()];
+    for axis in axes {
+        out = out
+            .into_iter()
+            .flat_map(|point| {
+                axis.values.iter().map(move |v| {
+                    let mut p = point.clone();
+                    p.push((axis.key.clone(), v.clone()));
+                    p
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// What one point gave one method on validation.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub method: String,
+    pub setting: String,
+    pub valid_hr10: f64,
+    /// The best epoch (models only).
+    pub epoch: Option<usize>,
+}
+
+fn describe(point: &[(String, toml::Value)]) -> String {
+    if point.is_empty() {
+        return "(the pipeline's)".to_string();
+    }
+    point.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+/// Runs the grid for `methods` (variant or rule ids) and writes the table.
+pub fn tune(base: &Pipeline, methods: &[String], axes: &[Axis]) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for point in points(axes) {
+        let mut p = base.with_overrides(&point)?;
+        // One run per point: the first seed.
+        let seed = p.model.seed_list()[0];
+        p.model = p.model.for_seed(seed);
+        for method in methods {
+            let row = if let Some(rule) = segue_baselines::Rule::from_id(method) {
+                let mut runner = Runner::new(&p);
+                runner.run("ingest", false)?;
+                runner.run("sessionize", false)?;
+                let inputs = crate::model_stages::Inputs::read(&runner.dir("sessionize")?)?;
+                let valid_hr10 = crate::baseline_stages::validation_hr10(&p, rule, &inputs)?;
+                Row {
+                    method: rule.name().into(),
+                    setting: describe(&point),
+                    valid_hr10,
+                    epoch: None,
+                }
+            } else {
+                let v = segue_model::Variant::from_id(method)?;
+                let stage = format!("train-{method}");
+                let mut runner = Runner::new(&p);
+                for s in closure(&stage) {
+                    runner.run(s, false)?;
+                }
+                let dir = runner.dir(&runner.instances(&stage)[0])?;
+                let (valid_hr10, epoch) = best_validation(&dir)?;
+                Row {
+                    method: v.paper_name().into(),
+                    setting: describe(&point),
+                    valid_hr10,
+                    epoch: Some(epoch),
+                }
+            };
+            eprintln!(
+                "tune: {} with {}: validation HR@10 {:.2}%",
+                row.method,
+                row.setting,
+                100.0 * row.valid_hr10
+            );
+            rows.push(row);
+        }
+    }
+    write(base, &rows, axes)?;
+    Ok(rows)
+}
+
+/// The best validation HR@10 of a training and its epoch (1-based), from its report.
+fn best_validation(train_dir: &Path) -> Result<(f64, usize)> {
+    let report: serde_json::Value = crate::report::load(&train_dir.join("train_report.json"))?;
+    let history = report["history"].as_array().context("train_report.json has no history")?;
+    history
+        .iter()
+        .filter_map(|e| Some((e["valid_hr10"].as_f64()?, e["epoch"].as_u64()? as usize)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .context("no validation HR@10 was recorded: give sessionize.validation_share > 0")
+}
+
+fn write(base: &Pipeline, rows: &[Row], axes: &[Axis]) -> Result<()> {
+    let mut md = String::from(
+        "## Tuning (validation HR@10 of each setting; test sessions are not read)\n\n",
+    );
+    let grid: Vec<String> = axes
+        .iter()
+        .map(|a| {
+            let v: Vec<String> = a.values.iter().map(|v| v.to_string()).collect();
+            format!("{} in {{{}}}", a.key, v.join(", "))
+        })
+        .collect();
+    writeln!(md, "Grid: {}.\n", if grid.is_empty() { "none".into() } else { grid.join("; ") })?;
+    writeln!(
+        md,
+        "| method | setting | validation HR@10 | best epoch | chosen |\n|---|---|---:|---:|---|"
+    )?;
+    let mut csv = String::from("method,setting,valid_hr10,best_epoch,chosen\n");
+    for r in rows {
+        let best = rows
+            .iter()
+            .filter(|o| o.method == r.method)
+            .max_by(|a, b| a.valid_hr10.total_cmp(&b.valid_hr10))
+            .is_some_and(|b| std::ptr::eq(b, r));
+        let epoch = r.epoch.map_or(String::new(), |e| e.to_string());
+        writeln!(
+            md,
+            "| {} | {} | {:.2} | {epoch} | {} |",
+            r.method,
+            r.setting,
+            100.0 * r.valid_hr10,
+            if best { "yes" } else { "" }
+        )?;
+        writeln!(
+            csv,
+            "{},\"{}\",{:.6},{epoch},{best}",
+            r.method,
+            r.setting.replace('"', "\"\""),
+            r.valid_hr10
+        )?;
+    }
+    let dir = base.cache_dir().join("report");
+    std::fs::create_dir_all(&dir)?;
+    segue_core::fs::write_bytes_atomic(&dir.join("tuning.md"), md.as_bytes())?;
+    segue_core::fs::write_bytes_atomic(&dir.join("tuning.csv"), csv.as_bytes())?;
+    println!("{md}");
+    eprintln!("tune: table in {}", dir.join("tuning.md").display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_and_points() {
+        let a = Axis::parse("model.lr=0.001, 0.003").unwrap();
+        assert_eq!(a.key, "model.lr");
+        assert_eq!(a.values, vec![toml::Value::Float(0.001), toml::Value::Float(0.003)]);
+        let b = Axis::parse("lsa.scale=\"none\",\"sigma\"").unwrap();
+        let p = points(&[a, b]);
+        assert_eq!(p.len(), 4);
+        assert_eq!(describe(&p[1]), "model.lr=0.001 lsa.scale=\"sigma\"");
+        assert!(Axis::parse("model.lr").is_err());
+        assert!(Axis::parse("lsa.scale=sigma").is_err(), "strings need quotes");
+        assert_eq!(points(&[]), vec![Vec::new()]);
+    }
+}

@@ -213,17 +213,21 @@ fn non_utf8_bytes_are_skipped_or_named() {
     assert!(err.contains("l.tsv, line 6") && err.contains("UTF-8"), "{err}");
 }
 
+/// A truncated JSON export: strict mode stops with its position; lenient mode keeps the
+/// complete records before the cut and counts the rest as one skipped record.
 #[test]
-fn truncated_json_is_an_error_with_its_position() {
+fn truncated_json_is_an_error_with_its_position_in_strict_mode() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("me")).unwrap();
     let json = "[\n  {\"endTime\": \"2021-12-03 05:31\", \"artistName\": \"A\", \"trackName\": \"T\", \"msPlayed\": 188823},\n  {\"endTime\": \"2021-12-03 05";
     std::fs::write(dir.path().join("me/StreamingHistory0.json"), json).unwrap();
-    let err =
-        run(&[SourceSpec::new(Format::SpotifyStreamingHistory, ["me"])], dir.path(), &lenient())
-            .unwrap_err()
-            .to_string();
+    let src = [SourceSpec::new(Format::SpotifyStreamingHistory, ["me"])];
+    let err = run(&src, dir.path(), &strict()).unwrap_err().to_string();
     assert!(err.contains("StreamingHistory0.json, line 3") && err.contains("truncated"), "{err}");
+    let ing = run(&src, dir.path(), &lenient()).unwrap();
+    assert_eq!(ing.events.height(), 1);
+    assert_eq!(ing.skips.count(SkipReason::TruncatedFile), 1);
+    assert_eq!(ing.records, 2);
 }
 
 #[test]

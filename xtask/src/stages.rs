@@ -450,6 +450,7 @@ fn run_sessionize(p: &Pipeline, ingest_dir: &Path, dir: &Path) -> Result<serde_j
         Some(other) => bail!("dataset.subset = \"{other}\": the only subset is \"tags\""),
     };
     let mut out = sessionize(&events, &keys, &p.sessionize)?;
+    out.require_training()?;
     out.write(dir)?;
     let s: &SessionStats = &out.stats;
     Ok(serde_json::json!({

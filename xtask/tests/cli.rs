@@ -92,9 +92,9 @@ fn reproduce_caches_and_explains() {
     assert!(err.contains("the dataset has no tags (dataset.tags): every track is masked"), "{err}");
     assert!(out.contains("Table III (tags)"), "{out}");
     let csv = std::fs::read_to_string(dir.path().join("cache/cli-test/report/table2.csv")).unwrap();
-    // The paper's four rows, then the five baselines "beyond the paper".
-    assert_eq!(csv.lines().count(), 10, "{csv}");
-    for name in ["Popularity", "Repeat-then-popularity", "SKNN", "V-SKNN", "SR"] {
+    // The paper's four rows, then the six baselines "beyond the paper".
+    assert_eq!(csv.lines().count(), 11, "{csv}");
+    for name in ["SASRec", "Popularity", "Repeat-then-popularity", "SKNN", "V-SKNN", "SR"] {
         let row = out.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap();
         assert!(!row.contains("n/a"), "{row}");
         assert!(csv.contains(&format!("beyond the paper,{name},")), "{csv}");

@@ -127,6 +127,9 @@ pub struct SessionStats {
     pub events_before_sessionize: usize,
     /// Sessions before the length filter.
     pub sessions_before_filter: usize,
+    /// The longest session before the length filter, in events.
+    #[serde(default)]
+    pub longest_session_before_filter: usize,
     /// Sessions dropped for being shorter than the minimum.
     pub sessions_dropped_short: usize,
     /// Events in those sessions.
@@ -204,9 +207,6 @@ pub fn sessionize(
         .filter(|(a, b)| b - a >= options.min_session_len)
         .collect();
     let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
-    if kept.is_empty() {
-        return Err(nothing_kept(n, &starts, options));
-    }
 
     // Per-user chronological split of the kept sessions.
     let mut split = vec![Split::Test; kept.len()];
@@ -291,15 +291,6 @@ pub fn sessionize(
         ])
         .map_err(pl_err)?;
     let train_tracks = order.iter().filter(|&&k| train_count[k as usize] > 0).count();
-    if train_tracks == 0 {
-        return Err(Error::Config(format!(
-            "sessionize: no session falls in the training share: {} session(s) kept, and with train_share = {} a user needs at least {} sessions of {} or more events for one to train; raise sessionize.train_share or use more data",
-            kept.len(),
-            options.train_share,
-            (1.0 / options.train_share).ceil().max(1.0) as usize,
-            options.min_session_len
-        )));
-    }
 
     // Sessions table and statistics.
     let mut s_user = Vec::with_capacity(events_kept);
@@ -392,6 +383,7 @@ pub fn sessionize(
         },
         events_before_sessionize: n,
         sessions_before_filter,
+        longest_session_before_filter: starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0),
         sessions_dropped_short: sessions_before_filter - kept.len(),
         events_in_dropped_sessions: n - events_kept,
         train_sessions: split_sessions[0],
@@ -409,21 +401,37 @@ pub fn sessionize(
     Ok(Sessionized { sessions, tracks, stats })
 }
 
-/// Why sessionize kept nothing: how many events and sessions there were, and the longest.
-fn nothing_kept(events: usize, starts: &[usize], options: &SessionOptions) -> Error {
-    if events == 0 {
-        return Error::Config("sessionize: there are no events (ingest kept none)".into());
-    }
-    let longest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-    Error::Config(format!(
-        "sessionize kept no session: the {events} event(s) form {} session(s) (a gap of {} s or more starts a new one), none with at least min_session_len = {} events (the longest has {longest}); lower sessionize.min_session_len or raise sessionize.gap_seconds",
-        starts.len() - 1,
-        options.gap_seconds,
-        options.min_session_len
-    ))
-}
-
 impl Sessionized {
+    /// An error when nothing can be trained on (no session kept, or none in the training
+    /// share), naming the cause and the settings to change: what a pipeline checks before the
+    /// stages that need training sessions.
+    pub fn require_training(&self) -> Result<()> {
+        let (st, o) = (&self.stats, &self.stats.options);
+        if st.events_before_sessionize == 0 {
+            return Err(Error::Config("sessionize: there are no events (ingest kept none)".into()));
+        }
+        if st.sessions == 0 {
+            return Err(Error::Config(format!(
+                "sessionize kept no session: the {} event(s) form {} session(s) (a gap of {} s or more starts a new one), none with at least min_session_len = {} events (the longest has {}); lower sessionize.min_session_len or raise sessionize.gap_seconds",
+                st.events_before_sessionize,
+                st.sessions_before_filter,
+                o.gap_seconds,
+                o.min_session_len,
+                st.longest_session_before_filter
+            )));
+        }
+        if st.train_sessions > 0 {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "sessionize: no session falls in the training share: {} session(s) kept, and with train_share = {} a user needs at least {} sessions of {} or more events for one to train; raise sessionize.train_share or use more data",
+            self.stats.sessions,
+            o.train_share,
+            (1.0 / o.train_share).ceil().max(1.0) as usize,
+            o.min_session_len
+        )))
+    }
+
     /// Writes `sessions.parquet`, `tracks.parquet` and `stats.json` into `dir`, atomically each.
     pub fn write(&mut self, dir: &std::path::Path) -> Result<()> {
         parquet::write(&dir.join("sessions.parquet"), &mut self.sessions)?;

@@ -218,8 +218,9 @@ fn empty_results_fail_where_they_are_made_and_say_why() {
     let short: String = (0..4).map(|i| line("u1", i * 200, "A", &format!("S{i}"))).collect();
     std::fs::write(dir.path().join("short.tsv"), short).unwrap();
     let out = read(dir.path(), Format::Lastfm1k, "short.tsv", false).unwrap();
-    let err =
-        sessionize(&out.events, &out.keys, &SessionOptions::default()).unwrap_err().to_string();
+    let s = sessionize(&out.events, &out.keys, &SessionOptions::default()).unwrap();
+    assert_eq!(s.stats.sessions, 0);
+    let err = s.require_training().unwrap_err().to_string();
     assert!(
         err.contains("sessionize kept no session")
             && err.contains("4 event(s) form 4 session(s)")
@@ -230,8 +231,8 @@ fn empty_results_fail_where_they_are_made_and_say_why() {
     // One session per user: nothing falls in the training share.
     std::fs::write(dir.path().join("one.tsv"), good_lines()).unwrap();
     let out = read(dir.path(), Format::Lastfm1k, "one.tsv", false).unwrap();
-    let err =
-        sessionize(&out.events, &out.keys, &SessionOptions::default()).unwrap_err().to_string();
+    let s = sessionize(&out.events, &out.keys, &SessionOptions::default()).unwrap();
+    let err = s.require_training().unwrap_err().to_string();
     assert!(err.contains("no session falls in the training share"), "{err}");
 }
 

@@ -61,6 +61,7 @@ fn models_learn_the_planted_sessions_of_the_tiny_preset() {
             dropout: 0.2,
             leaky_slope: 0.01,
             content_dims: vec![],
+            repeat_positions: 0,
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         Network::Fusion(Fusion::new(config, FusionInit { e1, content: vec![] }, &mut rng).unwrap())

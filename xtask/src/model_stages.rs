@@ -199,6 +199,7 @@ fn network(
         dropout: m.dropout,
         leaky_slope: m.leaky_slope,
         content_dims,
+        repeat_positions: if m.repeat { m.max_input_len } else { 0 },
     };
     Ok(Network::Fusion(Fusion::new(config, FusionInit { e1, content }, &mut rng)?))
 }

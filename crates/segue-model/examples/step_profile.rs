@@ -19,6 +19,7 @@ fn main() {
         dropout: 0.2,
         leaky_slope: 0.01,
         content_dims: vec![],
+        repeat_positions: 0,
     };
     let model = Fusion::new(config, FusionInit::default(), &mut rng).unwrap();
     let vars = model.vars().iter().map(|(_, v)| v.clone()).collect();

@@ -37,6 +37,11 @@ pub struct FusionConfig {
     pub leaky_slope: f64,
     /// Widths of the content tables (acoustic, lyrics, tags: whichever the variant uses).
     pub content_dims: Vec<usize>,
+    /// The repeat path, beyond the paper (0: off): each input position `p` of `n` adds
+    /// `u . h_p + pos[n - 1 - p]` to the score of the track played there (`h_p` the BiGRU's
+    /// state, `pos` one learned bias per distance from the end, up to this many positions), so
+    /// the session's own tracks, seen in training or not, can be put on top.
+    pub repeat_positions: usize,
 }
 
 /// Starting values: `E1` rows with a pretrained vector and the content tables.
@@ -69,6 +74,13 @@ struct Scratch {
     /// Gradients of `E1` and the content tables, `V x dim` each, zero outside the rows of
     /// the batch being processed.
     d_tables: Vec<Vec<f32>>,
+}
+
+/// The repeat path scores the session's own tracks, which a sampled softmax may not draw.
+pub(crate) fn repeat_needs_full_softmax() -> Error {
+    Error::Config(
+        "model.repeat needs the full softmax (model.sampled_negatives = 0): the session's own tracks must be among the scored ones".into(),
+    )
 }
 
 /// The parameter called `name` (every caller names one its model created).
@@ -180,6 +192,12 @@ impl Fusion {
         vars.push(("fc.b".into(), var(uniform(rng, fc, fb), &[fc])?));
         vars.push(("out.w".into(), var(uniform(rng, v * fc, ob), &[v, fc])?));
         vars.push(("out.b".into(), var(uniform(rng, v, ob), &[v])?));
+        if config.repeat_positions > 0 {
+            // Zero: the model starts as the paper's and learns how much to repeat.
+            vars.push(("rep.u".into(), var(vec![0.0; h], &[h])?));
+            let positions = config.repeat_positions;
+            vars.push(("rep.pos".into(), var(vec![0.0; positions], &[positions])?));
+        }
         Ok(Fusion { config, vars, scratch: Mutex::new(Scratch::default()) })
     }
 
@@ -209,12 +227,12 @@ impl Fusion {
     /// positions (`N x dim`, [`Batch::real_ids`] order, tables in [`Fusion::table_names`]
     /// order); `rng` draws dropout (training) or is `None`. Only real positions are projected;
     /// the grid the GRU and attention see is gathered from them.
-    fn features(
+    pub(crate) fn features(
         &self,
         batch: &Batch,
         rows: &[Tensor],
         mut rng: Option<&mut ChaCha8Rng>,
-    ) -> candle_core::Result<Tensor> {
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let c = &self.config;
         let (b, t, h) = (batch.len(), batch.width, c.hidden);
         let dev = Device::Cpu;
@@ -250,12 +268,62 @@ impl Fusion {
         }
         let joined = Tensor::cat(&contexts, D::Minus1)?;
         let hidden = joined.matmul(&self.get("fc.w").t()?)?.broadcast_add(self.get("fc.b"))?;
-        hidden.maximum(&hidden.affine(c.leaky_slope, 0.0)?)
+        Ok((hidden.maximum(&hidden.affine(c.leaky_slope, 0.0)?)?, flat))
+    }
+
+    /// The repeat path's score of every real input position, `B x T` (padding 0): `u . h_p`
+    /// plus the bias of its distance from the row's end.
+    fn repeat_scores(&self, batch: &Batch, states: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t) = (batch.len(), batch.width);
+        let dev = Device::Cpu;
+        let from_state = states.matmul(&self.get("rep.u").unsqueeze(1)?)?.reshape((b, t))?;
+        // The bias of each grid position by distance from the end, through a one-hot matrix
+        // (B*T x P; padding rows zero), so the graph differentiates it.
+        let positions = self.config.repeat_positions;
+        let mut pick = vec![0f32; b * t * positions];
+        let mut real = vec![0f32; b * t];
+        for (r, &len) in batch.lengths.iter().enumerate() {
+            for q in 0..len {
+                let distance = len - 1 - q;
+                if distance < positions {
+                    pick[(r * t + q) * positions + distance] = 1.0;
+                }
+                real[r * t + q] = 1.0;
+            }
+        }
+        let pick = Tensor::from_vec(pick, (b * t, positions), &dev)?;
+        let bias = pick.matmul(&self.get("rep.pos").unsqueeze(1)?)?.reshape((b, t))?;
+        from_state.add(&bias)?.mul(&Tensor::from_vec(real, (b, t), &dev)?)
+    }
+
+    /// Output scores `B x tracks` from the features and the BiGRU states, the repeat path
+    /// included (as a one-hot product, so the graph differentiates it: for tests and small
+    /// catalogues).
+    pub(crate) fn logits(
+        &self,
+        batch: &Batch,
+        f: &Tensor,
+        states: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let out = f.matmul(&self.get("out.w").t()?)?.broadcast_add(self.get("out.b"))?;
+        if self.config.repeat_positions == 0 {
+            return Ok(out);
+        }
+        let (b, t, v) = (batch.len(), batch.width, self.config.tracks);
+        let r = self.repeat_scores(batch, states)?;
+        let mut onehot = vec![0f32; b * t * v];
+        for (row, &len) in batch.lengths.iter().enumerate() {
+            for q in 0..len {
+                onehot[(row * t + q) * v + batch.ids[row * t + q] as usize] = 1.0;
+            }
+        }
+        let onehot = Tensor::from_vec(onehot, (b, t, v), &Device::Cpu)?;
+        out.add(&r.unsqueeze(1)?.matmul(&onehot)?.squeeze(1)?)
     }
 
     /// Each table's rows for the batch's real positions, looked up through candle
     /// (differentiable).
-    fn lookups(&self, batch: &Batch) -> candle_core::Result<Vec<Tensor>> {
+    pub(crate) fn lookups(&self, batch: &Batch) -> candle_core::Result<Vec<Tensor>> {
         let real = batch.real_ids();
         let ids = Tensor::from_vec(real.clone(), real.len(), &Device::Cpu)?;
         self.table_names().iter().map(|n| self.get(n).embedding(&ids)).collect()
@@ -264,8 +332,21 @@ impl Fusion {
     /// Scores of every track for each row of `batch`, `B x tracks` (no dropout).
     pub fn scores(&self, batch: &Batch) -> Result<Tensor> {
         let run = || -> candle_core::Result<Tensor> {
-            let f = self.features(batch, &self.lookups(batch)?, None)?;
-            f.matmul(&self.get("out.w").t()?)?.broadcast_add(self.get("out.b"))
+            let (f, states) = self.features(batch, &self.lookups(batch)?, None)?;
+            let out = f.matmul(&self.get("out.w").t()?)?.broadcast_add(self.get("out.b"))?;
+            if self.config.repeat_positions == 0 {
+                return Ok(out);
+            }
+            // The repeat path added in place: a dense one-hot product would be B x T x tracks.
+            let (b, t, v) = (batch.len(), batch.width, self.config.tracks);
+            let r = self.repeat_scores(batch, &states)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut scores = out.flatten_all()?.to_vec1::<f32>()?;
+            for (row, &len) in batch.lengths.iter().enumerate() {
+                for q in 0..len {
+                    scores[row * v + batch.ids[row * t + q] as usize] += r[row * t + q];
+                }
+            }
+            Tensor::from_vec(scores, (b, v), &Device::Cpu)
         };
         run().map_err(crate::err)
     }
@@ -273,15 +354,21 @@ impl Fusion {
     /// The training loss of `batch` (mean cross-entropy), dropout drawn from `rng`, as one
     /// candle graph: the reference the fast [`Fusion::step`] is tested against.
     pub fn loss(&self, batch: &Batch, softmax: &Softmax, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        let f = self.features(batch, &self.lookups(batch).map_err(crate::err)?, Some(rng));
-        ce(
-            &f.map_err(crate::err)?,
-            self.get("out.w"),
-            self.get("out.b"),
-            &batch.targets,
-            softmax,
-            rng,
-        )
+        let (f, states) = self
+            .features(batch, &self.lookups(batch).map_err(crate::err)?, Some(rng))
+            .map_err(crate::err)?;
+        if self.config.repeat_positions == 0 {
+            return ce(&f, self.get("out.w"), self.get("out.b"), &batch.targets, softmax, rng);
+        }
+        if !matches!(softmax, Softmax::Full) {
+            return Err(repeat_needs_full_softmax());
+        }
+        let run = || -> candle_core::Result<Tensor> {
+            let logits = self.logits(batch, &f, &states)?;
+            let y = Tensor::from_slice(&batch.targets, batch.len(), &Device::Cpu)?;
+            candle_nn::loss::cross_entropy(&logits, &y)
+        };
+        run().map_err(crate::err)
     }
 
     /// One training step on `batch`: loss, gradients, and `adam`'s update of every parameter

@@ -15,7 +15,7 @@
 //!
 //! let config = FusionConfig {
 //!     tracks: 50, embedding_dim: 8, hidden: 8, fc: 16, dropout: 0.2, leaky_slope: 0.01,
-//!     content_dims: vec![4],
+//!     content_dims: vec![4], repeat_positions: 0,
 //! };
 //! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 //! let init = FusionInit { e1: None, content: vec![vec![0.5; 50 * 4]] };
@@ -94,9 +94,17 @@ pub struct ModelParams {
     /// `seed` alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seeds: Option<Seeds>,
+    /// The repeat path of the fused model (beyond the paper; [`FusionConfig::repeat_positions`]):
+    /// the session's own tracks get a learned score by position. Needs the full softmax.
+    #[serde(skip_serializing_if = "is_false")]
+    pub repeat: bool,
     /// SASRec's own settings (`[model.sasrec]`).
     #[serde(skip_serializing_if = "SasRecParams::is_default")]
     pub sasrec: SasRecParams,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The seeds of repeated runs: a count or a list.
@@ -126,6 +134,7 @@ impl Default for ModelParams {
             gru4rec_negatives: 2048,
             seed: 0,
             seeds: None,
+            repeat: false,
             sasrec: SasRecParams::default(),
         }
     }
@@ -149,6 +158,11 @@ impl ModelParams {
     /// Checks ranges; the message names the key.
     pub fn validate(&self) -> Result<()> {
         self.sasrec.validate()?;
+        if self.repeat && self.sampled_negatives > 0 {
+            return Err(Error::Config(
+                "model.repeat needs the full softmax: set model.sampled_negatives = 0".into(),
+            ));
+        }
         let seeds = self.seed_list();
         if seeds.is_empty() {
             return Err(Error::Config("model.seeds: give at least one seed".into()));

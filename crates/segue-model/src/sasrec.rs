@@ -304,6 +304,7 @@ impl SasRec {
                 &layer,
                 &features,
                 &batch.targets,
+                &[],
                 &Softmax::Full,
                 rng,
                 &mut scratch.output,

@@ -93,6 +93,7 @@ fn small_config(content_dims: Vec<usize>) -> FusionConfig {
         dropout: 0.0,
         leaky_slope: 0.01,
         content_dims,
+        repeat_positions: 0,
     }
 }
 
@@ -228,6 +229,7 @@ fn fusion(p: &ModelParams) -> Network {
         dropout: p.dropout,
         leaky_slope: p.leaky_slope,
         content_dims: vec![],
+        repeat_positions: if p.repeat { p.max_input_len } else { 0 },
     };
     Network::Fusion(Fusion::new(c, FusionInit::default(), &mut rng(p.seed)).unwrap())
 }
@@ -375,6 +377,56 @@ fn fast_step_gradients_equal_the_candle_graph() {
             );
         }
     }
+}
+
+/// The repeat path by hand equals the candle graph (one-hot products), and a repeated track
+/// (2 twice in the first row) gets both of its positions' scores.
+#[test]
+fn repeat_path_gradients_equal_the_candle_graph() {
+    let mut r = rng(12);
+    let init = FusionInit { e1: None, content: vec![content(&mut r, 30, 3)] };
+    let config = FusionConfig { dropout: 0.3, repeat_positions: 3, ..small_config(vec![3]) };
+    let m = Fusion::new(config, init, &mut r).unwrap();
+    // Nonzero repeat weights (they start at zero), so every term is exercised.
+    for (name, values) in
+        [("rep.u", vec![0.3f32, -0.2, 0.5, 0.1, -0.4]), ("rep.pos", vec![0.7, -0.3, 0.2])]
+    {
+        let var = m.vars().iter().find(|(n, _)| n == name).unwrap().1.clone();
+        let n = values.len();
+        var.set(&candle_core::Tensor::from_vec(values, n, &candle_core::Device::Cpu).unwrap())
+            .unwrap();
+    }
+    // Rows longer than the 3 learned positions, a target inside its row's window (repeat),
+    // and one outside.
+    let batch = Batch::new(&[&[1, 2, 2, 4, 3], &[5, 6], &[7, 5, 9]], vec![2, 11, 5]);
+    let reference = m.loss(&batch, &Softmax::Full, &mut rng(5)).unwrap();
+    let grads = reference.backward().unwrap();
+    let (loss, fast) = m.gradients(&batch, &Softmax::Full, &mut rng(5)).unwrap();
+    let expect = reference.to_scalar::<f32>().unwrap();
+    assert!((loss - expect).abs() < 1e-5 * expect.abs().max(1.0), "{loss} vs {expect}");
+    for ((name, var), (fname, g)) in m.vars().iter().zip(&fast) {
+        assert_eq!(name, fname);
+        let e = grads.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let worst = e.iter().zip(g).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let scale = e.iter().map(|x| x.abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5 * scale.max(1e-3), "{name}: {worst} (scale {scale})");
+        if name.starts_with("rep.") {
+            assert!(scale > 1e-4, "{name} gets a gradient");
+        }
+    }
+    // Scores (evaluation, added in place) equal the graph's logits.
+    let scores = m.scores(&batch).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let run = || -> candle_core::Result<Vec<f32>> {
+        let (f, states) = m.features(&batch, &m.lookups(&batch)?, None)?;
+        m.logits(&batch, &f, &states)?.flatten_all()?.to_vec1::<f32>()
+    };
+    let graph = run().unwrap();
+    assert!(scores.iter().zip(&graph).all(|(a, b)| (a - b).abs() < 1e-5));
+    // The repeat scores need every track scored: a sampled softmax is refused.
+    let sampled =
+        Softmax::Sampled { negatives: 3, sampler: Sampler::from_counts(&[1; 30], 0.75).unwrap() };
+    assert!(m.loss(&batch, &sampled, &mut rng(1)).is_err());
+    assert!(m.gradients(&batch, &sampled, &mut rng(1)).is_err());
 }
 
 /// A training step with the full softmax applies the output weights' gradient inside the

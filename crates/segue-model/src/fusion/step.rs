@@ -168,6 +168,12 @@ impl Fusion {
         add_bias(&mut pre, &fc_b);
         let features: Vec<f32> = pre.iter().map(|&x| x.max(slope * x)).collect();
 
+        // The repeat path: a score per real input position, added to its track's logit.
+        let repeat = self.repeat_forward(batch, &states)?;
+        if !repeat.extra.is_empty() && !matches!(softmax, Softmax::Full) {
+            return Err(super::repeat_needs_full_softmax());
+        }
+
         // Output layer and loss.
         let fused = adam.is_some() && matches!(softmax, Softmax::Full);
         let mut d_features = vec![0.0f32; nb * fc];
@@ -181,12 +187,13 @@ impl Fusion {
                 f: fc,
             };
             if fused {
-                full_softmax(&layer, &features, &batch.targets, &mut scratch.output)
+                full_softmax(&layer, &features, &batch.targets, &repeat.extra, &mut scratch.output)
             } else {
                 cross_entropy(
                     &layer,
                     &features,
                     &batch.targets,
+                    &repeat.extra,
                     softmax,
                     rng,
                     &mut scratch.output,
@@ -197,6 +204,12 @@ impl Fusion {
         if !loss.is_finite() {
             return Ok((loss, Vec::new(), false));
         }
+        // The repeat scores' gradient: their logits' (left transposed in the scratch).
+        let d_repeat: Vec<f32> = repeat
+            .extra
+            .iter()
+            .map(|&(col, track, _)| scratch.output.logits[track as usize * nb + col])
+            .collect();
         if let (true, Some(adam)) = (fused, adam) {
             let (dlogits, d_feat) = (&scratch.output.logits, &mut d_features);
             adam.update_var_with(self.index("out.w"), |w, m, v, consts| {
@@ -258,6 +271,7 @@ impl Fusion {
         matmul(&mut d_att_w, false, &d_u, true, &states, false, h, h, bt);
         let d_att_b = column_sums(&d_u, h);
         matmul(&mut d_states, true, &d_u, false, &att_w, false, bt, h, h);
+        let repeat_grads = self.repeat_backward(&repeat, &d_repeat, &states, &mut d_states)?;
 
         // BiGRU, then the input projection back to the real positions.
         let (dx, d_w_hh, d_b_hh) = gru.backward(&saved, &w_hh, &d_states, nb, nt);
@@ -283,7 +297,7 @@ impl Fusion {
                 row.iter_mut().zip(&d_row[pos * dim..][..dim]).for_each(|(a, b)| *a += b);
             }
         }
-        let dense = [
+        let mut dense = vec![
             ("gru.w_ih", d_w_ih),
             ("gru.b_ih", d_b_ih),
             ("gru.w_hh", d_w_hh),
@@ -294,6 +308,69 @@ impl Fusion {
             ("fc.w", d_fc_w),
             ("fc.b", d_fc_b),
         ];
+        dense.extend(repeat_grads);
         Ok((loss, dense.into_iter().map(|(n, g)| (n.to_string(), g)).collect(), fused))
     }
+
+    /// The repeat path's scores: one per real input position (grid index `g`), added to the
+    /// logit of the track played there.
+    fn repeat_forward(&self, batch: &Batch, states: &[f32]) -> Result<Repeat> {
+        let positions = self.config.repeat_positions;
+        if positions == 0 {
+            return Ok(Repeat { grid: Vec::new(), distance: Vec::new(), extra: Vec::new() });
+        }
+        let (h, nt) = (self.config.hidden, batch.width);
+        let (u, pos) = (self.values("rep.u")?, self.values("rep.pos")?);
+        let mut out = Repeat { grid: Vec::new(), distance: Vec::new(), extra: Vec::new() };
+        for (b, &len) in batch.lengths.iter().enumerate() {
+            for q in 0..len {
+                let g = b * nt + q;
+                let distance = len - 1 - q;
+                let bias = pos.get(distance).copied().unwrap_or(0.0);
+                let score = dot(&states[g * h..][..h], &u) + bias;
+                out.grid.push(g);
+                out.distance.push(distance);
+                out.extra.push((b, batch.ids[g], score));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Back through the repeat path: its parameters' gradients, and `u` times each position's
+    /// gradient added to that state's.
+    fn repeat_backward(
+        &self,
+        repeat: &Repeat,
+        d_score: &[f32],
+        states: &[f32],
+        d_states: &mut [f32],
+    ) -> Result<Vec<(&'static str, Vec<f32>)>> {
+        let positions = self.config.repeat_positions;
+        if positions == 0 {
+            return Ok(Vec::new());
+        }
+        let h = self.config.hidden;
+        let u = self.values("rep.u")?;
+        let mut d_u = vec![0.0f32; h];
+        let mut d_pos = vec![0.0f32; positions];
+        for ((&g, &distance), &d) in repeat.grid.iter().zip(&repeat.distance).zip(d_score) {
+            let s = &states[g * h..][..h];
+            d_u.iter_mut().zip(s).for_each(|(o, x)| *o += d * x);
+            if distance < positions {
+                d_pos[distance] += d;
+            }
+            d_states[g * h..][..h].iter_mut().zip(&u).for_each(|(o, x)| *o += d * x);
+        }
+        Ok(vec![("rep.u", d_u), ("rep.pos", d_pos)])
+    }
+}
+
+/// The repeat path's scores of one batch, by real input position.
+struct Repeat {
+    /// Grid index of each position.
+    grid: Vec<usize>,
+    /// Its distance from its row's last position.
+    distance: Vec<usize>,
+    /// `(row, track, score)`: what the output layer adds.
+    extra: Vec<(usize, u32, f32)>,
 }

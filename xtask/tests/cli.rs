@@ -372,3 +372,104 @@ epochs = 1
     }
     assert!(compared >= 12, "{compared} artifacts compared");
 }
+
+/// Tuning reads only the validation share: rewriting every test session (its tracks in reverse
+/// order, so every test target changes but the vocabulary does not) leaves the tuning table
+/// exactly as it was, while the test metrics move.
+#[test]
+fn tuning_never_reads_test_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = r#"
+[pipeline]
+name = "tune-test"
+cache_dir = "cache"
+
+[dataset]
+synth = { preset = "tiny", seed = 5, out = "data" }
+
+[[dataset.sources]]
+format = "lastfm-1k"
+paths = ["data/listens.tsv"]
+
+[sessionize]
+validation_share = 0.2
+"#;
+    let p = dir.path().join("p.toml");
+    std::fs::write(&p, pipeline).unwrap();
+    let p = p.display().to_string();
+    let tune = || {
+        let o = xtask(&[
+            "tune",
+            "--pipeline",
+            &p,
+            "--methods",
+            "sknn,sr",
+            "--grid",
+            "baselines.sknn.k=3,30",
+            "--grid",
+            "baselines.sr.steps=1,5",
+        ]);
+        assert!(o.status.success(), "{}", text(&o).1);
+        std::fs::read_to_string(dir.path().join("cache/tune-test/report/tuning.csv")).unwrap()
+    };
+    let test_hr = || {
+        let o = xtask(&["run", "evaluate-sknn", "--pipeline", &p]);
+        let (_, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        let folder = err
+            .lines()
+            .find_map(|l| l.strip_prefix("artifacts of evaluate-sknn: "))
+            .expect("artifact folder")
+            .to_string();
+        std::fs::read_to_string(Path::new(&folder).join("metrics.json")).unwrap()
+    };
+    let before = tune();
+    assert_eq!(before.lines().count(), 9, "{before}");
+    let test_before = test_hr();
+
+    // Poison the test sessions: the last 30% of each user's sessions (gap 2 h, at least 5
+    // plays, as sessionize cuts them) get their tracks in reverse order, times kept.
+    let log_path = dir.path().join("data/listens.tsv");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let mut lines: Vec<Vec<String>> =
+        log.lines().map(|l| l.split('\t').map(str::to_string).collect()).collect();
+    let secs = |f: &Vec<String>| {
+        segue_sessions::time::parse_iso(&f[1]).expect("the synthetic log's times parse")
+    };
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_by_key(|&i| (lines[i][0].clone(), secs(&lines[i]), i));
+    let mut sessions: Vec<Vec<usize>> = Vec::new();
+    for &i in &order {
+        let new = match sessions.last().and_then(|s| s.last()) {
+            Some(&j) => lines[j][0] != lines[i][0] || secs(&lines[i]) - secs(&lines[j]) >= 7200,
+            None => true,
+        };
+        if new {
+            sessions.push(Vec::new());
+        }
+        sessions.last_mut().unwrap().push(i);
+    }
+    sessions.retain(|s| s.len() >= 5);
+    let mut poisoned = 0;
+    let users: std::collections::BTreeSet<String> =
+        sessions.iter().map(|s| lines[s[0]][0].clone()).collect();
+    for user in users {
+        let own: Vec<&Vec<usize>> = sessions.iter().filter(|s| lines[s[0]][0] == user).collect();
+        let n_train = (own.len() as f64 * 0.7 + 1e-9).floor() as usize;
+        for s in &own[n_train..] {
+            let names: Vec<(String, String)> =
+                s.iter().map(|&i| (lines[i][3].clone(), lines[i][5].clone())).collect();
+            for (&i, (artist, title)) in s.iter().zip(names.into_iter().rev()) {
+                lines[i][3] = artist;
+                lines[i][5] = title;
+            }
+            poisoned += 1;
+        }
+    }
+    assert!(poisoned > 5, "{poisoned} test sessions rewritten");
+    let text_out: String = lines.iter().map(|f| f.join("\t") + "\n").collect();
+    std::fs::write(&log_path, text_out).unwrap();
+
+    assert_eq!(tune(), before, "the tuning table moved with the test sessions");
+    assert_ne!(test_hr(), test_before, "the poisoning changed the test metrics");
+}

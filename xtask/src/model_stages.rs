@@ -175,12 +175,14 @@ fn network(
                     m.embedding_dim
                 );
             }
-            let take = (0..inputs.tracks)
+            let take: Vec<bool> = (0..inputs.tracks)
                 .map(|i| {
                     inputs.counts.seen_in_train(i) && t.is_present(segue_core::TrackId(i as u32))
                 })
                 .collect();
-            Some((t.as_slice().to_vec(), take))
+            let mut rows = t.as_slice().to_vec();
+            m.pretrained_scale.apply(&mut rows, &take, t.dim());
+            Some((rows, take))
         }
     };
     let mut content = Vec::new();

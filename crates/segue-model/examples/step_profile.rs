@@ -1,5 +1,5 @@
 //! Times the parts of one training step of the fused model at a given catalogue size:
-//! `cargo run --example step_profile -- [tracks] [steps]`.
+//! `cargo run --example step_profile -- [tracks] [steps] [batch]`.
 
 use std::time::Instant;
 
@@ -10,6 +10,7 @@ fn main() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
     let tracks = args.first().copied().unwrap_or(11_366);
     let steps = args.get(1).copied().unwrap_or(30);
+    let batch_size = args.get(2).copied().unwrap_or(32);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let config = FusionConfig {
         tracks,
@@ -28,14 +29,14 @@ fn main() {
     let mut batches = Vec::new();
     for _ in 0..steps {
         // Window lengths as in sessions of 33 tracks: min(t, 20) for t uniform in 1..33.
-        let inputs: Vec<Vec<u32>> = (0..32)
+        let inputs: Vec<Vec<u32>> = (0..batch_size)
             .map(|_| {
                 let len = rng.random_range(1..33usize).min(20);
                 (0..len).map(|_| rng.random_range(0..tracks as u32)).collect()
             })
             .collect();
         let refs: Vec<&[u32]> = inputs.iter().map(|v| v.as_slice()).collect();
-        let targets = (0..32).map(|_| rng.random_range(0..tracks as u32)).collect();
+        let targets = (0..batch_size).map(|_| rng.random_range(0..tracks as u32)).collect();
         batches.push(Batch::new(&refs, targets));
     }
     // candle's graph end to end with candle's gradient store, then the training step.
@@ -58,10 +59,10 @@ fn main() {
     // The median and the fastest step say more than the mean on a busy machine.
     each.sort_by(f64::total_cmp);
     println!(
-        "{tracks} tracks, batch 32, windows min(t, 20) of sessions of 33: candle graph {:.1} ms/step, training step {:.1} ms/step ({:.1} steps/s; median {:.1} ms, fastest {:.1} ms)",
+        "{tracks} tracks, batch {batch_size}, windows min(t, 20) of sessions of 33: candle graph {:.1} ms/step, training step {:.1} ms/step ({:.0} examples/s; median {:.1} ms, fastest {:.1} ms)",
         ms(graph),
         ms(fast),
-        steps as f64 / fast,
+        (steps * batch_size) as f64 / fast,
         1000.0 * each[each.len() / 2],
         1000.0 * each[0],
     );

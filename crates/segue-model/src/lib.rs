@@ -98,6 +98,10 @@ pub struct ModelParams {
     /// the session's own tracks get a learned score by position. Needs the full softmax.
     #[serde(skip_serializing_if = "is_false")]
     pub repeat: bool,
+    /// How pretrained `E1` rows (Word2Vec, LSA) are scaled beside the N(0, 1) rows of the
+    /// other tracks (beyond the paper; the paper: as they come).
+    #[serde(skip_serializing_if = "PretrainedScale::is_none")]
+    pub pretrained_scale: PretrainedScale,
     /// SASRec's own settings (`[model.sasrec]`).
     #[serde(skip_serializing_if = "SasRecParams::is_default")]
     pub sasrec: SasRecParams,
@@ -105,6 +109,47 @@ pub struct ModelParams {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// The scale of pretrained `E1` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PretrainedScale {
+    /// As the embedding stage wrote them (the paper). Word2Vec rows are about a tenth of the
+    /// length of the N(0, 1) rows beside them.
+    #[default]
+    None,
+    /// Multiplied by one factor so their mean length is `sqrt(dim)`, the mean length of an
+    /// N(0, 1) row: pretrained and random rows start on the same scale.
+    Match,
+}
+
+impl PretrainedScale {
+    fn is_none(&self) -> bool {
+        *self == PretrainedScale::None
+    }
+
+    /// Scales the rows of `rows` (`dim` wide) that `take` marks, in place; returns the factor.
+    pub fn apply(self, rows: &mut [f32], take: &[bool], dim: usize) -> f64 {
+        if self == PretrainedScale::None || dim == 0 {
+            return 1.0;
+        }
+        let norms: Vec<f64> = rows
+            .chunks_exact(dim)
+            .zip(take)
+            .filter(|(_, t)| **t)
+            .map(|(r, _)| r.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt())
+            .collect();
+        let mean = norms.iter().sum::<f64>() / norms.len().max(1) as f64;
+        if mean <= 0.0 {
+            return 1.0;
+        }
+        let factor = (dim as f64).sqrt() / mean;
+        for (r, _) in rows.chunks_exact_mut(dim).zip(take).filter(|(_, t)| **t) {
+            r.iter_mut().for_each(|x| *x = (f64::from(*x) * factor) as f32);
+        }
+        factor
+    }
 }
 
 /// The seeds of repeated runs: a count or a list.
@@ -135,6 +180,7 @@ impl Default for ModelParams {
             seed: 0,
             seeds: None,
             repeat: false,
+            pretrained_scale: PretrainedScale::None,
             sasrec: SasRecParams::default(),
         }
     }

@@ -467,3 +467,21 @@ fn fused_output_update_equals_adam_on_the_whole_gradients() {
         }
     }
 }
+
+/// `match` scales the taken rows by one factor to a mean length of sqrt(dim); the others and
+/// `none` are left alone.
+#[test]
+fn pretrained_rows_are_scaled_to_the_random_rows_length() {
+    let mut rows = vec![0.3, 0.4, 0.0, 0.1, 6.0, 8.0];
+    let take = [true, true, false];
+    let before = rows.clone();
+    assert_eq!(crate::PretrainedScale::None.apply(&mut rows, &take, 2), 1.0);
+    assert_eq!(rows, before);
+    let factor = crate::PretrainedScale::Match.apply(&mut rows, &take, 2);
+    // Lengths 0.5 and 0.1: mean 0.3; sqrt(2) / 0.3.
+    assert!((factor - 2f64.sqrt() / 0.3).abs() < 1e-9);
+    let len = |r: &[f32]| r.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!(((len(&rows[0..2]) + len(&rows[2..4])) / 2.0 - 2f32.sqrt()).abs() < 1e-5);
+    assert_eq!(&rows[4..], &[6.0, 8.0]);
+    assert!((rows[1] / rows[0] - 4.0 / 3.0).abs() < 1e-6, "directions kept");
+}

@@ -66,7 +66,7 @@ pub fn points(axes: &[Axis]) -> Vec<Vec<(String, toml::Value)>> {
 }
 
 /// What one point gave one method on validation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     pub method: String,
     pub setting: String,
@@ -143,7 +143,36 @@ fn best_validation(train_dir: &Path) -> Result<(f64, usize)> {
         .context("no validation HR@10 was recorded: give sessionize.validation_share > 0")
 }
 
+/// Adds this run's rows to the pipeline's tuning record (`tuning/rows.jsonl` in its cache; a
+/// method and setting tuned again replaces its row) and writes the table of every row.
 fn write(base: &Pipeline, rows: &[Row], axes: &[Axis]) -> Result<()> {
+    let record = base.cache_dir().join("tuning").join("rows.jsonl");
+    let mut all: Vec<Row> = std::fs::read_to_string(&record)
+        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default();
+    for r in rows {
+        all.retain(|o| !(o.method == r.method && o.setting == r.setting));
+        all.push(r.clone());
+    }
+    let mut text = String::new();
+    for r in &all {
+        text.push_str(&serde_json::to_string(r)?);
+        text.push('\n');
+    }
+    std::fs::create_dir_all(record.parent().expect("a folder"))?;
+    segue_core::fs::write_bytes_atomic(&record, text.as_bytes())?;
+    let (md, csv) = table(&all, axes)?;
+    let dir = base.cache_dir().join("report");
+    std::fs::create_dir_all(&dir)?;
+    segue_core::fs::write_bytes_atomic(&dir.join("tuning.md"), md.as_bytes())?;
+    segue_core::fs::write_bytes_atomic(&dir.join("tuning.csv"), csv.as_bytes())?;
+    println!("{md}");
+    eprintln!("tune: table in {}", dir.join("tuning.md").display());
+    Ok(())
+}
+
+/// The tuning table (markdown, CSV): every row, grouped by method, the best of each marked.
+fn table(rows: &[Row], axes: &[Axis]) -> Result<(String, String)> {
     let mut md = String::from(
         "## Tuning (validation HR@10 of each setting; test sessions are not read)\n\n",
     );
@@ -154,42 +183,43 @@ fn write(base: &Pipeline, rows: &[Row], axes: &[Axis]) -> Result<()> {
             format!("{} in {{{}}}", a.key, v.join(", "))
         })
         .collect();
-    writeln!(md, "Grid: {}.\n", if grid.is_empty() { "none".into() } else { grid.join("; ") })?;
+    writeln!(
+        md,
+        "Settings are overrides of the pipeline file; every run of `cargo xtask tune` adds its rows (last grid: {}).\n",
+        if grid.is_empty() { "none".into() } else { grid.join("; ") }
+    )?;
     writeln!(
         md,
         "| method | setting | validation HR@10 | best epoch | chosen |\n|---|---|---:|---:|---|"
     )?;
     let mut csv = String::from("method,setting,valid_hr10,best_epoch,chosen\n");
-    for r in rows {
-        let best = rows
-            .iter()
-            .filter(|o| o.method == r.method)
-            .max_by(|a, b| a.valid_hr10.total_cmp(&b.valid_hr10))
-            .is_some_and(|b| std::ptr::eq(b, r));
-        let epoch = r.epoch.map_or(String::new(), |e| e.to_string());
-        writeln!(
-            md,
-            "| {} | {} | {:.2} | {epoch} | {} |",
-            r.method,
-            r.setting,
-            100.0 * r.valid_hr10,
-            if best { "yes" } else { "" }
-        )?;
-        writeln!(
-            csv,
-            "{},\"{}\",{:.6},{epoch},{best}",
-            r.method,
-            r.setting.replace('"', "\"\""),
-            r.valid_hr10
-        )?;
+    let mut methods: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
+    methods.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    for method in methods.into_iter().filter(|m| seen.insert(*m)) {
+        let own: Vec<&Row> = rows.iter().filter(|r| r.method == method).collect();
+        let best = own.iter().map(|r| r.valid_hr10).fold(f64::NEG_INFINITY, f64::max);
+        for r in own {
+            let chosen = r.valid_hr10 == best;
+            let epoch = r.epoch.map_or(String::new(), |e| e.to_string());
+            writeln!(
+                md,
+                "| {} | {} | {:.2} | {epoch} | {} |",
+                r.method,
+                r.setting,
+                100.0 * r.valid_hr10,
+                if chosen { "yes" } else { "" }
+            )?;
+            writeln!(
+                csv,
+                "{},\"{}\",{:.6},{epoch},{chosen}",
+                r.method,
+                r.setting.replace('"', "\"\""),
+                r.valid_hr10
+            )?;
+        }
     }
-    let dir = base.cache_dir().join("report");
-    std::fs::create_dir_all(&dir)?;
-    segue_core::fs::write_bytes_atomic(&dir.join("tuning.md"), md.as_bytes())?;
-    segue_core::fs::write_bytes_atomic(&dir.join("tuning.csv"), csv.as_bytes())?;
-    println!("{md}");
-    eprintln!("tune: table in {}", dir.join("tuning.md").display());
-    Ok(())
+    Ok((md, csv))
 }
 
 #[cfg(test)]

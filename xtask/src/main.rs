@@ -336,8 +336,10 @@ fn status(p: &Pipeline) -> Result<()> {
                                 done + 1
                             )
                         }
-                        Some(old) => format!("stale: {}", recipe.differences(&old).join("; ")),
-                        None => "missing: never run".to_string(),
+                        Some(old) => {
+                            format!("stale: {} (key {key})", recipe.differences(&old).join("; "))
+                        }
+                        None => format!("missing: never run (key {key})"),
                     }
                 }
             };

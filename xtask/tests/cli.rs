@@ -178,6 +178,31 @@ fn seeds_give_intervals() {
     assert!(err.contains("model.seeds = [1, 1]: a seed is repeated"), "{err}");
 }
 
+/// An interrupted training (a checkpoint in its `.partial` folder) shows in `status` as
+/// resumable, not as never run.
+#[test]
+fn status_shows_an_interrupted_training_as_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = setup(dir.path());
+    let o = xtask(&["run", "sessionize", "--pipeline", &p]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
+    let line = out.lines().find(|l| l.trim_start().starts_with("train-ann:")).unwrap();
+    assert!(line.contains("missing: never run"), "{line}");
+    let key = line.rsplit("(key ").next().unwrap().trim_end_matches(')');
+    let partial = dir.path().join(format!("cache/cli-test/train-ann/{key}.partial"));
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("checkpoint.safetensors"), b"weights").unwrap();
+    std::fs::write(
+        partial.join("checkpoint.json"),
+        r#"{"epochs_done": 1, "adam_step": 3, "history": [], "best_epoch": 0, "best_hr10": null, "seed": 0}"#,
+    )
+    .unwrap();
+    let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
+    let line = out.lines().find(|l| l.trim_start().starts_with("train-ann:")).unwrap();
+    assert!(line.contains("partial: interrupted after epoch 1, resumable from epoch 2"), "{line}");
+}
+
 #[test]
 fn pipeline_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -99,9 +99,13 @@ pub struct Manifest {
     pub summary: serde_json::Value,
 }
 
+/// The blake3 of a file, read in blocks: memory stays small whatever the file (a memory map
+/// would keep every page of a hostile 300 MB input resident).
 pub fn hash_file(path: &Path) -> Result<String> {
     let mut h = blake3::Hasher::new();
-    h.update_mmap_rayon(path).with_context(|| format!("hashing {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("hashing {}", path.display()))?;
+    h.update_reader(std::io::BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("hashing {}", path.display()))?;
     Ok(h.finalize().to_hex().to_string())
 }
 

@@ -14,8 +14,9 @@ use segue_sessions::{Split, SplitCorpus, TrackCounts};
 use crate::pipeline::Pipeline;
 use crate::progress::Bars;
 
-/// Bumped when training or evaluation changes its output for the same inputs.
-pub const TRAIN_VERSION: u32 = 4;
+/// Bumped when training or evaluation changes its output for the same inputs (train v5: each
+/// seed's run now trains with its own seed; v4 trained every seed with `model.seed`).
+pub const TRAIN_VERSION: u32 = 5;
 /// See [`TRAIN_VERSION`].
 pub const EVALUATE_VERSION: u32 = 2;
 

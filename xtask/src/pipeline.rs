@@ -92,6 +92,14 @@ pub struct SynthSpec {
 }
 
 impl Pipeline {
+    /// This pipeline for one model run: `model.seed` set to `seed` (the pipeline's own when
+    /// `None`) and no seed list.
+    pub fn for_model_seed(&self, seed: Option<u64>) -> Pipeline {
+        let mut p = self.clone();
+        p.model = self.model.for_seed(seed.unwrap_or(self.model.seed));
+        p
+    }
+
     /// Reads and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)

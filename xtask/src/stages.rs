@@ -207,7 +207,7 @@ impl<'a> Runner<'a> {
     pub fn recipe(&mut self, instance: &str) -> Result<Recipe> {
         let p = self.pipeline;
         let (stage, seed) = split_instance(instance);
-        let model = p.model.for_seed(seed.unwrap_or(p.model.seed));
+        let model = p.for_model_seed(seed).model;
         let (params, files) = match stage {
             "ingest" => (
                 serde_json::json!({ "sources": p.dataset.sources, "ingest": p.ingest }),
@@ -363,19 +363,20 @@ impl<'a> Runner<'a> {
             }
             other => {
                 let dir_of = |s: &str| self.dir(&Self::upstream_instance(s, seed));
+                // The run's own seed: the model's initialisation and shuffling follow it.
+                let seeded = self.pipeline.for_model_seed(seed);
                 match variant_of(other) {
                     Some((true, v)) => {
                         let partial = self.cache.stage_dir(stage, &format!("{key}.partial"));
                         if force {
                             let _ = std::fs::remove_dir_all(&partial);
                         }
-                        self.cache.build(&recipe, |dir| {
-                            run_train(self.pipeline, v, &dir_of, dir, &partial)
-                        })
+                        self.cache
+                            .build(&recipe, |dir| run_train(&seeded, v, &dir_of, dir, &partial))
                     }
-                    Some((false, v)) => self
-                        .cache
-                        .build(&recipe, |dir| run_evaluate(self.pipeline, v, &dir_of, dir)),
+                    Some((false, v)) => {
+                        self.cache.build(&recipe, |dir| run_evaluate(&seeded, v, &dir_of, dir))
+                    }
                     None => bail!("stage {other} cannot run"),
                 }
             }

@@ -161,6 +161,15 @@ fn seeds_give_intervals() {
     }
     let (out, _) = text(&xtask(&["status", "--pipeline", &p]));
     assert!(out.contains("train-ann/seed-3: fresh") && out.contains("evaluate-ann/seed-8: fresh"));
+    // Each seed trains its own model (initialisation and shuffling follow the seed).
+    let models: Vec<Vec<u8>> = std::fs::read_dir(dir.path().join("cache/cli-test/train-ann"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("model.safetensors"))
+        .filter(|m| m.exists())
+        .map(|m| std::fs::read(m).unwrap())
+        .collect();
+    assert_eq!(models.len(), 2);
+    assert_ne!(models[0], models[1], "the two seeds gave the same model");
     let o = xtask(&["reproduce", "--pipeline", &p]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");

@@ -160,13 +160,10 @@ fn table_source(path: &str, artist_col: &str) -> SourceSpec {
     let mut s = SourceSpec::new(Format::Table, [path]);
     s.columns = Some(ColumnMap {
         user: Some("who".into()),
-        time: "when".into(),
         time_format: TimeFormat::Iso,
         time_is: TimeIs::End,
         ms_played: Some("ms".into()),
-        artist: artist_col.into(),
-        title: "song".into(),
-        separator: None,
+        ..ColumnMap::new("when", artist_col, "song")
     });
     s
 }
@@ -325,7 +322,7 @@ fn spotify_extended_and_lastfm_scrobbles() {
     )
     .unwrap();
     assert_eq!(ing.events.height(), 10);
-    assert_eq!(ing.skips.count(SkipReason::NotATrack), 1);
+    assert_eq!(ing.skips.count(SkipReason::Episode), 1);
     let out = sessionize(&ing.events, &ing.keys, &SessionOptions::default()).unwrap();
     assert_eq!(out.stats.users, 2);
     assert_eq!(out.stats.sessions, 2);

@@ -43,8 +43,7 @@ struct Cli {
 enum Command {
     /// Run one stage and whatever it needs (fresh artifacts are reused).
     Run {
-        /// The stage: ingest, sessionize, word2vec, lsa, acoustic, train-VARIANT, evaluate-VARIANT
-        /// (VARIANT: gru4rec, ann, ann-lsa, annw, annw-acoustic).
+        /// The stage (the list below; `status` shows the same).
         stage: String,
         #[arg(long, default_value_os_t = default_pipeline())]
         pipeline: PathBuf,
@@ -74,6 +73,22 @@ enum Command {
         #[arg(long)]
         grid: Vec<String>,
     },
+    /// Read listening files as ingest would, without a pipeline: which reader each file gets
+    /// and why, what was kept and skipped, and the first plays.
+    Inspect {
+        /// Files, folders or globs.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// The format (default auto: each file sniffed).
+        #[arg(long, default_value = "auto", value_parser = parse_format)]
+        format: segue_sessions::Format,
+        /// Stop at the first malformed record.
+        #[arg(long)]
+        strict: bool,
+        /// Plays shown.
+        #[arg(long, default_value_t = 5)]
+        show: usize,
+    },
     /// Show each stage as fresh, stale (and why) or missing.
     Status {
         #[arg(long, default_value_os_t = default_pipeline())]
@@ -95,6 +110,64 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+}
+
+fn parse_format(text: &str) -> std::result::Result<segue_sessions::Format, String> {
+    serde_json::from_value(serde_json::Value::String(text.into())).map_err(|_| {
+        format!(
+            "unknown format `{text}`; the formats are: {}",
+            segue_sessions::Format::ALL.map(|f| f.name()).join(", ")
+        )
+    })
+}
+
+/// `inspect`: one source over `paths`, read and summarised.
+fn inspect(
+    paths: Vec<String>,
+    format: segue_sessions::Format,
+    strict: bool,
+    show: usize,
+) -> Result<()> {
+    let source = segue_sessions::SourceSpec::new(format, paths);
+    let options = segue_sessions::IngestOptions { strict, ..Default::default() };
+    let out =
+        segue_sessions::ingest(&[source], Path::new("."), &options, &progress::Bars::default())?;
+    for line in stages::reader_lines(&out.choices) {
+        println!("{line}");
+    }
+    for w in &out.warnings {
+        println!("warning: {w}");
+    }
+    for n in &out.notes {
+        println!("note: {n}");
+    }
+    stages::print_skips(&out.skips, out.records);
+    use segue_sessions::parquet::{i64_column, str_column, u32_column};
+    let users = str_column(&out.events, "user")?;
+    let ts = i64_column(&out.events, "ts")?;
+    let keys = u32_column(&out.events, "track_key")?;
+    let (artists, titles) = (str_column(&out.keys, "artist")?, str_column(&out.keys, "title")?);
+    println!(
+        "{} plays of {} users; the first {}:",
+        users.len(),
+        {
+            let mut u = users.clone();
+            u.dedup();
+            u.len()
+        },
+        show.min(users.len())
+    );
+    for i in 0..show.min(users.len()) {
+        let k = keys[i] as usize;
+        println!(
+            "  {}  {}  {} - {}",
+            users[i],
+            segue_core::format_utc(ts[i]),
+            artists[k],
+            titles[k]
+        );
+    }
+    Ok(())
 }
 
 fn default_pipeline() -> PathBuf {
@@ -124,7 +197,12 @@ fn keep_freed_memory() {
 }
 
 fn real_main() -> Result<()> {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    // `run --help` lists the stages from the registry, so help and `status` cannot drift.
+    let command = Cli::command().mut_subcommand("run", |c| {
+        c.after_long_help(stages::registry_help()).after_help(stages::registry_help())
+    });
+    let cli = Cli::from_arg_matches(&command.get_matches())?;
     match cli.command {
         Command::Run { stage, pipeline, force } => {
             check_stage(&stage)?;
@@ -133,6 +211,16 @@ fn real_main() -> Result<()> {
             let mut runner = Runner::new(&p);
             for s in closure(&stage) {
                 runner.run(s, force && s == stage)?;
+            }
+            if closure(&stage).contains(&"sessionize") {
+                // Table I, whenever the run reached the sessions.
+                let md = report::table1(
+                    &p.pipeline.name,
+                    &runner.dir("ingest")?,
+                    &runner.dir("sessionize")?,
+                    &p.cache_dir().join("report"),
+                )?;
+                print!("{md}");
             }
             for instance in runner.instances(&stage) {
                 let shown = runner.shown(&instance);
@@ -148,6 +236,7 @@ fn real_main() -> Result<()> {
             reproduce(&p, force.as_deref())?;
         }
         Command::Status { pipeline } => status(&Pipeline::load(&pipeline)?)?,
+        Command::Inspect { paths, format, strict, show } => inspect(paths, format, strict, show)?,
         Command::Tune { pipeline, methods, grid } => {
             let p = Pipeline::load(&pipeline)?;
             ensure_synth(&p)?;

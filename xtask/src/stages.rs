@@ -106,6 +106,29 @@ fn rule_evaluate_upstream(r: segue_baselines::Rule) -> &'static [&'static str] {
     }
 }
 
+/// Every stage in words, from [`STAGES`] (what `run --help` shows and `status` walks).
+pub fn registry_help() -> String {
+    let data: Vec<&str> = STAGES
+        .iter()
+        .copied()
+        .filter(|s| variant_of(s).is_none() && rule_of(s).is_none())
+        .collect();
+    let mut out = format!("Stages, in dependency order:\n  data: {}\n", data.join(", "));
+    out += "  models (train-ID, evaluate-ID; one run per seed of model.seeds):\n";
+    for v in segue_model::Variant::ALL {
+        if STAGES.contains(&format!("train-{}", v.id()).as_str()) {
+            out += &format!("    {:<28} {}\n", v.id(), v.paper_name());
+        }
+    }
+    out += "  rules (train-ID fits, evaluate-ID ranks):\n";
+    for r in segue_baselines::Rule::ALL {
+        if STAGES.contains(&format!("train-{}", r.id()).as_str()) {
+            out += &format!("    {:<28} {}\n", r.id(), r.name());
+        }
+    }
+    out
+}
+
 /// Fails with the list of stages when `stage` is unknown.
 pub fn check_stage(stage: &str) -> Result<()> {
     if !STAGES.contains(&stage) {
@@ -402,9 +425,38 @@ pub struct IngestReport {
     pub records: u64,
     pub events: u64,
     pub skipped: serde_json::Value,
-    /// Link loops not followed, files reached twice.
+    /// Link loops not followed, files reached twice, files of a folder that are not
+    /// listening logs.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The reader of every file, and why it was chosen.
+    #[serde(default)]
+    pub readers: Vec<segue_sessions::ReaderChoice>,
+    /// User ids two folders share without saying so, files of which nothing was kept.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Per source and reader: the files read with it and why (one line each).
+pub fn reader_lines(choices: &[segue_sessions::ReaderChoice]) -> Vec<String> {
+    let mut groups: Vec<(usize, &str, &str, Vec<&Path>)> = Vec::new();
+    for c in choices {
+        match groups.iter_mut().find(|g| g.0 == c.source && g.1 == c.reader) {
+            Some(g) => g.3.push(&c.file),
+            None => groups.push((c.source, &c.reader, &c.why, vec![&c.file])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(source, reader, why, files)| {
+            let which = match files.as_slice() {
+                [one] => one.display().to_string(),
+                [first, rest @ ..] => format!("{} and {} more", first.display(), rest.len()),
+                [] => String::new(),
+            };
+            format!("source {}: {which} read as {reader}: {why}", source + 1)
+        })
+        .collect()
 }
 
 fn run_ingest(p: &Pipeline, dir: &Path) -> Result<serde_json::Value> {
@@ -417,7 +469,15 @@ fn run_ingest(p: &Pipeline, dir: &Path) -> Result<serde_json::Value> {
         events: out.events.height() as u64,
         skipped: serde_json::to_value(&out.skips)?,
         notes: out.notes.clone(),
+        readers: out.choices.clone(),
+        warnings: out.warnings.clone(),
     };
+    for line in reader_lines(&out.choices) {
+        eprintln!("{:>31}  {line}", "");
+    }
+    for warning in &out.warnings {
+        eprintln!("{:>31}  warning: {warning}", "");
+    }
     for note in &out.notes {
         eprintln!("{:>31}  note: {note}", "");
     }

@@ -507,3 +507,52 @@ validation_share = 0.2
     assert_eq!(tune(), before, "the tuning table moved with the test sessions");
     assert_ne!(test_hr(), test_before, "the poisoning changed the test metrics");
 }
+
+/// `run` prints Table I whenever it reaches the sessions, and says per source which reader it
+/// chose; `run --help` lists every stage from the registry `status` walks.
+#[test]
+fn run_prints_table_one_readers_and_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = setup(dir.path());
+    // No format: the Last.fm 1K TSV is sniffed.
+    std::fs::write(&p, PIPELINE.replace("format = \"lastfm-1k\"\n", "")).unwrap();
+    let o = xtask(&["run", "sessionize", "--pipeline", &p]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("## Table I") && out.contains("| 2 | 8 | 9 | 48 | 6.00 |"), "{out}");
+    assert!(
+        err.contains("source 1: ")
+            && err.contains("read as lastfm-1k: no header; 6 tab-separated fields"),
+        "{err}"
+    );
+    let o = xtask(&["run", "--help"]);
+    let (out, _) = text(&o);
+    for stage in ["ingest", "sessionize", "word2vec", "lsa", "acoustic", "lyrics", "tags"] {
+        assert!(out.contains(stage), "{stage} missing from: {out}");
+    }
+    for id in
+        ["gru4rec", "ann-lsa", "annw-acoustic-lyrics-tags", "sasrec", "repeat-pop", "vsknn", "sr"]
+    {
+        assert!(out.contains(&format!("    {id} ")), "{id} missing from: {out}");
+    }
+    let (status, _) = text(&xtask(&["status", "--pipeline", &p]));
+    assert!(
+        status.contains("train-annw-acoustic-lyrics-tags") && status.contains("evaluate-sr"),
+        "{status}"
+    );
+    // `inspect` reads a file without a pipeline.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/segue-sessions/tests/fixtures/lastfm-to-csv.csv");
+    let o = xtask(&["inspect", &fixture.display().to_string()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("read as lastfm-scrobbles-csv (headerless artist, album, track, date"),
+        "{out}"
+    );
+    assert!(
+        out.contains("4 plays of 1 users")
+            && out.contains("2021-01-31T14:05:00Z  Aurora Vale - Lantern Song"),
+        "{out}"
+    );
+}

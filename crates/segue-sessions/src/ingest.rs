@@ -1,6 +1,7 @@
 //! The ingest stage: every source of a dataset -> normalised, de-duplicated events sorted by
 //! (user, time, input order), and the catalogue of normalised track keys.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -8,11 +9,17 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use segue_core::{Error, Progress, Result, normalize_name};
 
+use crate::apple::read_apple_music;
 use crate::lastfm::read_lastfm_1k;
+use crate::listenbrainz::read_listenbrainz;
+use crate::plays::Plays;
 use crate::raw::{MAX_LINE_BYTES, RawEvents, SkipReason, SkipReport};
+use crate::sniff::{self, Reader, Sniffed, Verdict};
 use crate::source::{Format, SourceSpec, read_input, read_lines_input};
 use crate::spotify::{ReadSettings, SpotifyKind, read_spotify};
 use crate::table::{read_table, skip_long_lines};
+use crate::time::Zone;
+use crate::youtube::read_youtube_music;
 use crate::{parquet, time};
 
 /// Settings of the ingest stage.
@@ -47,8 +54,29 @@ pub struct Ingested {
     pub records: u64,
     /// Files read.
     pub files: Vec<PathBuf>,
-    /// What finding the files noticed: link loops not followed, files reached twice.
+    /// What finding the files noticed: link loops not followed, files reached twice, files of
+    /// a folder that are not listening logs.
     pub notes: Vec<String>,
+    /// The reader of every file read, and why.
+    pub choices: Vec<ReaderChoice>,
+    /// What may be wrong: user ids two folders share without saying so, files of which
+    /// nothing was kept.
+    pub warnings: Vec<String>,
+}
+
+/// How one file was read: the reader, and why it was chosen.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReaderChoice {
+    /// The source's index in the dataset (0 for the first).
+    pub source: usize,
+    /// The file.
+    pub file: PathBuf,
+    /// The format a pipeline would name for it.
+    pub format: Format,
+    /// The reader in words (a table's layout included).
+    pub reader: String,
+    /// What decided it: the sniffer's finding, or the pipeline's `format`.
+    pub why: String,
 }
 
 /// What [`read_sources`] read.
@@ -60,8 +88,191 @@ pub struct SourcesRead {
     pub skips: SkipReport,
     /// Files read.
     pub files: Vec<PathBuf>,
-    /// What finding the files noticed.
+    /// What finding the files noticed, and files of a folder that are not listening logs.
     pub notes: Vec<String>,
+    /// The reader of every file read.
+    pub choices: Vec<ReaderChoice>,
+    /// What may be wrong: user ids that two folders share without saying so, files of which
+    /// nothing was kept.
+    pub warnings: Vec<String>,
+}
+
+/// Where the default user id of a source's files came from.
+#[derive(Debug, Default)]
+struct UserOrigins {
+    /// User id -> the folders (or `user = ...` sources) that gave it, and whether explicitly.
+    by_id: BTreeMap<String, Vec<(PathBuf, bool)>>,
+}
+
+impl UserOrigins {
+    fn note(&mut self, id: &str, origin: PathBuf, explicit: bool) {
+        let list = self.by_id.entry(id.to_string()).or_default();
+        if !list.iter().any(|(p, _)| *p == origin) {
+            list.push((origin, explicit));
+        }
+    }
+
+    /// One warning per id that two places give without all of them saying so.
+    fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (id, origins) in &self.by_id {
+            if origins.len() < 2 || origins.iter().all(|(_, explicit)| *explicit) {
+                continue;
+            }
+            let places: Vec<String> = origins
+                .iter()
+                .map(|(p, explicit)| {
+                    if *explicit {
+                        format!("a source with user = {id:?} ({})", p.display())
+                    } else {
+                        format!("the files of folder {}", p.display())
+                    }
+                })
+                .collect();
+            out.push(format!(
+                "user id {id:?} comes from {}: they are read as ONE user; set `user = \"...\"` on the sources to keep them apart (or to say they are one)",
+                places.join(" and ")
+            ));
+        }
+        out
+    }
+}
+
+/// The reader a source's `format` names for `file` (a `lastfm-scrobbles-csv` file's layout
+/// is found from its header or first row).
+fn named_reader(source: &SourceSpec, file: &Path) -> Result<Sniffed> {
+    let why = format!("format = \"{}\" in the pipeline", source.format);
+    let reader = match source.format {
+        Format::Auto => unreachable!("auto sources are sniffed"),
+        Format::Lastfm1k => Reader::Lastfm1k,
+        Format::SpotifyStreamingHistory => Reader::Spotify(SpotifyKind::StreamingHistory),
+        Format::SpotifyExtended => Reader::Spotify(SpotifyKind::Extended),
+        Format::Listenbrainz => Reader::Listenbrainz,
+        Format::AppleMusic => Reader::AppleMusic,
+        Format::YoutubeMusic => Reader::YoutubeMusic,
+        Format::Table => match &source.columns {
+            Some(map) => Reader::Table {
+                format: Format::Table,
+                map: Box::new(map.clone()),
+                dialect: "mapped".into(),
+            },
+            None => {
+                return Err(Error::Config(format!(
+                    "the table source of {} has no [dataset.sources.columns] mapping (or use format = \"auto\")",
+                    file.display()
+                )));
+            }
+        },
+        Format::LastfmScrobblesCsv => match &source.columns {
+            Some(map) => Reader::Table {
+                format: Format::LastfmScrobblesCsv,
+                map: Box::new(map.clone()),
+                dialect: "mapped".into(),
+            },
+            None => match sniff::scrobble_layout(file)? {
+                Ok(s) => return Ok(Sniffed { why: format!("{why}; {}", s.why), ..s }),
+                Err(what) => {
+                    return Err(Error::input(
+                        file,
+                        segue_core::Position::Line(1),
+                        format!("not a Last.fm scrobble export segue knows: {what}"),
+                    ));
+                }
+            },
+        },
+    };
+    Ok(Sniffed { reader, why })
+}
+
+/// What the sniffer would read `file` as, when that is another format than `named`: a hint for
+/// a file given to the wrong reader.
+fn wrong_reader_hint(file: &Path, named: Format) -> Option<String> {
+    match sniff::sniff(file).ok()? {
+        Verdict::Read(s) if s.reader.format() != named => Some(format!(
+            "it looks like {} ({}): set format = \"{}\", or \"auto\"",
+            s.reader.label(),
+            s.why,
+            s.reader.format()
+        )),
+        _ => None,
+    }
+}
+
+/// Adds `hint` to an error's message.
+fn with_hint(e: Error, hint: &str) -> Error {
+    match e {
+        Error::Input { file, position, message } => {
+            Error::Input { file, position, message: format!("{message}; {hint}") }
+        }
+        Error::Config(message) => Error::Config(format!("{message}; {hint}")),
+        other => other,
+    }
+}
+
+/// Reads one file with `reader` into `events`.
+#[allow(clippy::too_many_arguments)]
+fn read_file(
+    reader: &Reader,
+    file: &Path,
+    user: &str,
+    options: &IngestOptions,
+    settings: ReadSettings,
+    events: &mut RawEvents,
+    skips: &mut SkipReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    match reader {
+        Reader::Table { map, .. } => {
+            read_table(file, map, user, settings, events, skips)?;
+            progress.advance(size);
+        }
+        Reader::AppleMusic => {
+            read_apple_music(user, &mut Plays::new(file, settings, Zone::Utc, events, skips))?;
+            progress.advance(size);
+        }
+        Reader::Lastfm1k => {
+            let (bytes, long) = read_lines_input(file, MAX_LINE_BYTES)?;
+            if long.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) {
+                return Err(empty_file(file));
+            }
+            skip_long_lines(&long, file, MAX_LINE_BYTES, skips)?;
+            // Progress is reported on decompressed bytes; scale to the file size.
+            let scale = ScaledProgress { inner: progress, num: size, den: bytes.len() as u64 };
+            read_lastfm_1k(&bytes, file, options.strict, settings.latest, events, skips, &scale)?;
+        }
+        Reader::Listenbrainz if !starts_with_bracket(file)? => {
+            // JSON Lines: read line by line, overlong lines dropped before parsing.
+            let (bytes, long) = read_lines_input(file, MAX_LINE_BYTES)?;
+            if long.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) {
+                return Err(empty_file(file));
+            }
+            skip_long_lines(&long, file, MAX_LINE_BYTES, skips)?;
+            read_listenbrainz(
+                &bytes,
+                user,
+                &mut Plays::new(file, settings, Zone::Utc, events, skips),
+            )?;
+            progress.advance(size);
+        }
+        Reader::Spotify(_) | Reader::Listenbrainz | Reader::YoutubeMusic => {
+            let bytes = read_input(file)?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Err(empty_file(file));
+            }
+            if let Reader::Spotify(kind) = reader {
+                read_spotify(&bytes, file, *kind, user, settings, events, skips)?;
+            } else {
+                let mut plays = Plays::new(file, settings, Zone::Utc, events, skips);
+                match reader {
+                    Reader::Listenbrainz => read_listenbrainz(&bytes, user, &mut plays)?,
+                    _ => read_youtube_music(&bytes, user, &mut plays)?,
+                }
+            }
+            progress.advance(size);
+        }
+    }
+    Ok(())
 }
 
 /// Reads every source into raw events (strings interned, not yet normalised).
@@ -71,75 +282,110 @@ pub fn read_sources(
     options: &IngestOptions,
     progress: &dyn Progress,
 ) -> Result<SourcesRead> {
-    let mut events = RawEvents::default();
-    let mut notes = Vec::new();
-    let mut skips = SkipReport::new(options.strict);
+    let mut read = SourcesRead { skips: SkipReport::new(options.strict), ..Default::default() };
     let settings =
         ReadSettings { min_ms_played: options.min_ms_played, latest: time::latest_plausible() };
-    let mut all_files = Vec::new();
     if sources.is_empty() {
         return Err(Error::Config("the dataset has no sources".into()));
     }
-    for source in sources {
+    let mut users = UserOrigins::default();
+    for (index, source) in sources.iter().enumerate() {
+        if let Some(map) = &source.columns {
+            map.validate()?;
+        }
         let found = source.find_files(base)?;
-        notes.extend(found.notes);
-        let files = found.files;
+        read.notes.extend(found.notes);
         let total: u64 =
-            files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-        progress.start(&format!("reading {:?} files", source.format), Some(total), "bytes");
-        for file in &files {
-            let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-            match source.format {
-                Format::Table | Format::LastfmScrobblesCsv => {
-                    read_table(file, source, settings, &mut events, &mut skips)?;
-                    progress.advance(size);
-                }
-                Format::Lastfm1k => {
-                    let (bytes, long) = read_lines_input(file, MAX_LINE_BYTES)?;
-                    if long.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) {
-                        return Err(empty_file(file));
+            found.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        progress.start(&format!("reading {} files", source.format), Some(total), "bytes");
+        for (file, named) in found.files.iter().zip(&found.named) {
+            let sniffed = if source.format == Format::Auto {
+                match sniff::sniff(file)? {
+                    Verdict::Other(what) if !named => {
+                        read.notes.push(format!("{}: not read, {what}", file.display()));
+                        continue;
                     }
-                    skip_long_lines(&long, file, MAX_LINE_BYTES, &mut skips)?;
-                    // Progress is reported on decompressed bytes; scale to the file size.
-                    let scale =
-                        ScaledProgress { inner: progress, num: size, den: bytes.len() as u64 };
-                    read_lastfm_1k(
-                        &bytes,
-                        file,
-                        options.strict,
-                        settings.latest,
-                        &mut events,
-                        &mut skips,
-                        &scale,
-                    )?;
+                    verdict => verdict.into_reader(file)?,
                 }
-                Format::SpotifyStreamingHistory | Format::SpotifyExtended => {
-                    let bytes = read_input(file)?;
-                    if bytes.iter().all(u8::is_ascii_whitespace) {
-                        return Err(empty_file(file));
-                    }
-                    let kind = if source.format == Format::SpotifyExtended {
-                        SpotifyKind::Extended
-                    } else {
-                        SpotifyKind::StreamingHistory
-                    };
-                    read_spotify(
-                        &bytes,
-                        file,
-                        kind,
-                        &source.user_for(file),
-                        settings,
-                        &mut events,
-                        &mut skips,
-                    )?;
-                    progress.advance(size);
-                }
+            } else {
+                named_reader(source, file)?
+            };
+            let user = source.user_for(file);
+            let (events_before, skipped_before) = (read.events.len(), read.skips.total());
+            read.events.begin_file(file);
+            let result = read_file(
+                &sniffed.reader,
+                file,
+                &user,
+                options,
+                settings,
+                &mut read.events,
+                &mut read.skips,
+                progress,
+            );
+            if let Err(e) = result {
+                return Err(match source.format {
+                    Format::Auto => e,
+                    named => match wrong_reader_hint(file, named) {
+                        Some(hint) => with_hint(e, &hint),
+                        None => e,
+                    },
+                });
             }
+            if let Some(forced) = &source.user {
+                // `user = ...` holds over the user names an export carries in its records.
+                let code = read.events.users.intern(forced.as_str());
+                read.events.user[events_before..].fill(code);
+            }
+            let kept = read.events.len() - events_before;
+            if kept == 0
+                && read.skips.total() > skipped_before
+                && source.format != Format::Auto
+                && let Some(hint) = wrong_reader_hint(file, source.format)
+            {
+                read.warnings.push(format!(
+                    "{}: no record kept with format = \"{}\"; {hint}",
+                    file.display(),
+                    source.format
+                ));
+            }
+            // The folder name stood in for the user only if some event of the file took it.
+            let code = read.events.users.code(user.as_str());
+            let took_default = code.is_some_and(|c| read.events.user[events_before..].contains(&c));
+            match (&source.user, took_default) {
+                (Some(u), _) => users.note(u, PathBuf::from(format!("source {}", index + 1)), true),
+                (None, true) => users.note(
+                    &user,
+                    file.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    false,
+                ),
+                (None, false) => {}
+            }
+            read.choices.push(ReaderChoice {
+                source: index,
+                file: file.clone(),
+                format: sniffed.reader.format(),
+                reader: sniffed.reader.label(),
+                why: sniffed.why,
+            });
+            read.files.push(file.clone());
         }
         progress.finish();
-        all_files.extend(files);
     }
-    Ok(SourcesRead { events, skips, files: all_files, notes })
+    read.warnings.extend(users.warnings());
+    if read.files.is_empty() {
+        return Err(Error::Config(format!(
+            "no listening-log file among the sources' files: {}",
+            read.notes.join("; ")
+        )));
+    }
+    Ok(read)
+}
+
+/// True when the file's first non-blank byte (after decompression) opens a JSON array.
+fn starts_with_bracket(file: &Path) -> Result<bool> {
+    let (head, _) = sniff::read_head(file, 4096)?;
+    Ok(head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'['))
 }
 
 fn empty_file(file: &Path) -> Error {
@@ -165,7 +411,7 @@ impl Progress for ScaledProgress<'_> {
 
 /// Normalises, de-duplicates and sorts raw events.
 pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingested> {
-    let SourcesRead { events: raw, mut skips, files, notes } = read;
+    let SourcesRead { events: raw, mut skips, files, notes, choices, warnings } = read;
     let records = raw.len() as u64 + skips.total();
     // Normalise each distinct raw (artist, title) spelling once, in parallel; spellings that
     // normalise alike share a track key, numbered in first-seen order.
@@ -207,12 +453,10 @@ pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingest
         if k == u32::MAX {
             // Readers skip blank names with their file and line; this catches the rest.
             let (artist, title) = &pairs[raw.track[i] as usize];
-            skips.skip(
-                SkipReason::EmptyArtistOrTitle,
-                Path::new("(all inputs)"),
-                segue_core::Position::Record(i as u64 + 1),
-                || format!("artist {artist:?}, title {title:?}"),
-            )?;
+            let (file, position) = raw.origin(i);
+            skips.skip(SkipReason::EmptyArtistOrTitle, &file, position, || {
+                format!("artist {artist:?}, title {title:?}")
+            })?;
             continue;
         }
         user.push(user_rank[raw.user[i] as usize]);
@@ -237,6 +481,7 @@ pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingest
     let user_col = parquet::u32_column(&df, "user")?;
     let ts_col = parquet::i64_column(&df, "ts")?;
     let key_col = parquet::u32_column(&df, "track_key")?;
+    let seq_col = parquet::u32_column(&df, "seq")?;
 
     // Exact duplicates (same user, time, track) are adjacent within a run of equal (user, time).
     let mut keep = vec![true; user_col.len()];
@@ -251,13 +496,24 @@ pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingest
                 end += 1;
             }
             for j in start + 1..end {
-                if key_col[start..j].contains(&key_col[j]) {
+                if let Some(first) = key_col[start..j].iter().position(|k| *k == key_col[j]) {
                     keep[j] = false;
+                    let (dup, first) = (seq_col[j] as usize, seq_col[start + first] as usize);
+                    let (file, position) = raw.origin(dup);
+                    skips.skip(SkipReason::DuplicateEvent, &file, position, || {
+                        let (artist, title) = &pairs[raw.track[dup] as usize];
+                        let (first_file, first_position) = raw.origin(first);
+                        format!(
+                            "user {:?}, {}, {artist} - {title}: the same as {}, {first_position}",
+                            &*raw.users.strings()[raw.user[dup] as usize],
+                            time::format_utc(raw.ts[dup]),
+                            first_file.display(),
+                        )
+                    })?;
                 }
             }
             start = end;
         }
-        skips.add_count(SkipReason::DuplicateEvent, keep.iter().filter(|k| !**k).count() as u64);
     }
     let users = raw.users.strings();
     let user_names: Vec<&str> = user_col
@@ -291,7 +547,7 @@ pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingest
     if events.height() == 0 {
         return Err(Error::Config(no_events_message(&files, records, &skips)));
     }
-    Ok(Ingested { events, keys, skips, records, files, notes })
+    Ok(Ingested { events, keys, skips, records, files, notes, choices, warnings })
 }
 
 /// Why ingest has nothing to give: the files, and every skip reason with its first example.

@@ -115,7 +115,7 @@ fn parse_line<'a>(
     if crate::raw::is_blank(artist) || crate::raw::is_blank(title) {
         return skips.skip(SkipReason::EmptyArtistOrTitle, file, pos, show);
     }
-    events.push(user, secs, artist, title);
+    events.push(user, secs, artist, title, line_no);
     Ok(())
 }
 
@@ -154,7 +154,7 @@ pub fn read_lastfm_1k(
             }
         }
         skips.merge(chunk_skips);
-        out.absorb(r.events);
+        out.absorb(r.events, line_offset);
         line_offset += r.lines;
     }
     Ok(())

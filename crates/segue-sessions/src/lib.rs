@@ -1,4 +1,6 @@
-//! Listening logs in, sessions out: readers for Last.fm and Spotify exports and any table,
+//! Listening logs in, sessions out: readers for Last.fm (1K and the exporters' CSVs), Spotify,
+//! ListenBrainz, Apple Music and YouTube Music exports and any table, a sniffer that picks the
+//! reader of each file ([`mod@sniff`]),
 //! track-identity normalisation, sessionization, the per-user chronological split, and the
 //! paper's Table I, on polars.
 //!
@@ -28,22 +30,29 @@
 //! ```
 #![deny(missing_docs)]
 
+mod apple;
 pub mod content;
 pub mod ingest;
+mod json;
 pub mod lastfm;
+mod listenbrainz;
 pub mod parquet;
+mod plays;
 pub mod raw;
 pub mod sessionize;
+pub mod sniff;
 pub mod source;
 pub mod spotify;
 pub mod table;
 pub mod time;
+mod youtube;
 
-pub use ingest::{IngestOptions, Ingested, ingest};
+pub use ingest::{IngestOptions, Ingested, ReaderChoice, ingest};
 pub use polars::prelude::DataFrame;
 pub use raw::{RawEvents, SkipReason, SkipReport};
 pub use sessionize::{
     SessionOptions, SessionStats, Sessionized, Split, SplitCorpus, TrackCounts, read_split,
     read_vocab, sessionize,
 };
-pub use source::{ColumnMap, Format, SourceSpec, TimeFormat, TimeIs};
+pub use sniff::{Reader, Sniffed, Verdict, sniff};
+pub use source::{ColumnMap, ColumnRef, Format, SourceSpec, TimeFormat, TimeIs};

@@ -48,6 +48,15 @@ impl<K: Hash + Eq + Clone> Interner<K> {
         self.strings.len()
     }
 
+    /// The code of `s`, if it was interned.
+    pub fn code<Q>(&self, s: &Q) -> Option<u32>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.get(s).copied()
+    }
+
     /// True when nothing was interned.
     pub fn is_empty(&self) -> bool {
         self.strings.is_empty()
@@ -96,8 +105,17 @@ pub enum SkipReason {
     EmptyArtistOrTitle,
     /// A play shorter than the minimum (a filter, not an error).
     ShortPlay,
-    /// A podcast episode or other non-track row of a Spotify export (a filter).
-    NotATrack,
+    /// A podcast episode or audiobook chapter (a filter).
+    Episode,
+    /// A record with neither a track name nor an episode: a play the export could not name
+    /// (a filter).
+    NoTrackName,
+    /// An entry that is not music: a YouTube video outside YouTube Music, an Apple Music video
+    /// (a filter).
+    NotMusic,
+    /// An event that is not a finished play, such as Apple Music's `PLAY_START` row (the play
+    /// is counted once, at its end; a filter).
+    NotAPlay,
     /// The same user, time and track as an earlier event (a filter).
     DuplicateEvent,
     /// A control character (NUL, a line break, ...) in a user id, artist or title.
@@ -116,7 +134,15 @@ impl SkipReason {
     /// Filters drop well-formed records on purpose; the rest are malformed input, which strict
     /// mode turns into errors.
     pub fn is_filter(self) -> bool {
-        matches!(self, SkipReason::ShortPlay | SkipReason::NotATrack | SkipReason::DuplicateEvent)
+        matches!(
+            self,
+            SkipReason::ShortPlay
+                | SkipReason::Episode
+                | SkipReason::NoTrackName
+                | SkipReason::NotMusic
+                | SkipReason::NotAPlay
+                | SkipReason::DuplicateEvent
+        )
     }
 
     /// What a well-formed record has instead, for messages.
@@ -132,7 +158,14 @@ impl SkipReason {
             SkipReason::EmptyUser => "an empty user id",
             SkipReason::EmptyArtistOrTitle => "an empty artist or title",
             SkipReason::ShortPlay => "a play shorter than the minimum",
-            SkipReason::NotATrack => "not a music track (e.g. a podcast episode)",
+            SkipReason::Episode => "a podcast episode or audiobook chapter, not music",
+            SkipReason::NoTrackName => {
+                "a record with neither a track name nor an episode (a play the export could not name)"
+            }
+            SkipReason::NotMusic => "not a music entry (a YouTube video, an Apple Music video)",
+            SkipReason::NotAPlay => {
+                "an event other than a finished play (e.g. Apple Music's PLAY_START; counted at its end)"
+            }
             SkipReason::DuplicateEvent => {
                 "a duplicate of an earlier event (same user, time, track)"
             }
@@ -320,7 +353,7 @@ impl<S: AsRef<str>> PairInterner<S> {
     }
 }
 
-/// Events in columns, strings interned, in input order.
+/// Events in columns, strings interned, in input order, each with where it was read.
 #[derive(Debug, Default)]
 pub struct RawEvents {
     /// Distinct user ids.
@@ -333,16 +366,59 @@ pub struct RawEvents {
     pub ts: Vec<i64>,
     /// Raw (artist, title) code per event.
     pub track: Vec<u32>,
+    /// Where each event was read in its file: a line number with [`LINE_BIT`] set, else a
+    /// record number.
+    pub at: Vec<u32>,
+    /// The files read, each with the index of its first event.
+    pub files: Vec<FileSpan>,
+}
+
+/// Marks a position in [`RawEvents::at`] as a line number.
+pub const LINE_BIT: u32 = 1 << 31;
+
+fn packed(at: Position) -> u32 {
+    let n = |n: u64| n.min((LINE_BIT - 1) as u64) as u32;
+    match at {
+        Position::Line(l) | Position::LineColumn(l, _) => n(l) | LINE_BIT,
+        Position::Record(r) => n(r),
+        Position::File => 0,
+    }
+}
+
+/// The events of one input file: `first..` up to the next file's first.
+#[derive(Debug, Clone)]
+pub struct FileSpan {
+    /// The file.
+    pub path: PathBuf,
+    /// Index of its first event.
+    pub first: usize,
 }
 
 impl RawEvents {
-    /// Appends one event.
-    pub fn push(&mut self, user: &str, ts: i64, artist: &str, title: &str) {
+    /// Starts the events of `path`.
+    pub fn begin_file(&mut self, path: &Path) {
+        self.files.push(FileSpan { path: path.to_path_buf(), first: self.ts.len() });
+    }
+
+    /// Appends one event read at `at` (a line or record number) of the current file.
+    pub fn push_at(&mut self, user: &str, ts: i64, artist: &str, title: &str, at: Position) {
         let u = self.users.intern(user);
         let t = self.tracks.intern_with(artist, title, |a, t| (a.into(), t.into()));
         self.user.push(u);
         self.ts.push(ts);
         self.track.push(t);
+        self.at.push(packed(at));
+    }
+
+    /// Where event `i` was read: its file and position.
+    pub fn origin(&self, i: usize) -> (PathBuf, Position) {
+        let path = match self.files.partition_point(|f| f.first <= i) {
+            0 => PathBuf::from("(input)"),
+            k => self.files[k - 1].path.clone(),
+        };
+        let at = self.at.get(i).copied().unwrap_or(0);
+        let n = (at & !LINE_BIT) as u64;
+        (path, if at & LINE_BIT != 0 { Position::Line(n) } else { Position::Record(n) })
     }
 
     /// Number of events.
@@ -355,8 +431,9 @@ impl RawEvents {
         self.ts.is_empty()
     }
 
-    /// Appends events whose strings were interned in borrowed form (a parallel chunk).
-    pub fn absorb(&mut self, chunk: BorrowedEvents<'_>) {
+    /// Appends events whose strings were interned in borrowed form (a parallel chunk whose
+    /// line numbers start after `line_offset` lines of the file).
+    pub fn absorb(&mut self, chunk: BorrowedEvents<'_>, line_offset: u64) {
         let users: Vec<u32> = chunk.users.strings().iter().map(|s| self.users.intern(*s)).collect();
         let tracks: Vec<u32> = chunk
             .tracks
@@ -367,6 +444,7 @@ impl RawEvents {
         self.user.extend(chunk.user.iter().map(|&c| users[c as usize]));
         self.track.extend(chunk.track.iter().map(|&c| tracks[c as usize]));
         self.ts.extend_from_slice(&chunk.ts);
+        self.at.extend(chunk.line.iter().map(|&l| packed(Position::Line(l as u64 + line_offset))));
     }
 }
 
@@ -383,12 +461,14 @@ pub struct BorrowedEvents<'a> {
     pub ts: Vec<i64>,
     /// Pair code per event.
     pub track: Vec<u32>,
+    /// Line number of each event within the chunk.
+    pub line: Vec<u32>,
     last_user: Option<(&'a str, u32)>,
 }
 
 impl<'a> BorrowedEvents<'a> {
-    /// Appends one event.
-    pub fn push(&mut self, user: &'a str, ts: i64, artist: &'a str, title: &'a str) {
+    /// Appends one event, read at `line` of the chunk.
+    pub fn push(&mut self, user: &'a str, ts: i64, artist: &'a str, title: &'a str, line: u64) {
         // Logs come grouped by user: most lines repeat the previous line's user.
         let u = match self.last_user {
             Some((name, code)) if name == user => code,
@@ -402,6 +482,7 @@ impl<'a> BorrowedEvents<'a> {
         self.user.push(u);
         self.ts.push(ts);
         self.track.push(t);
+        self.line.push(line.min(u32::MAX as u64) as u32);
     }
 }
 

@@ -7,9 +7,26 @@ use std::path::{Path, PathBuf};
 use segue_core::{Error, Result};
 
 /// The listening-log formats segue reads natively.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
+    /// Each file is sniffed ([`mod@crate::sniff`]): JSON array, JSON Lines or a CSV/TSV/Parquet
+    /// table, by the keys or the header it has (or the layout of a headerless first row), and
+    /// read with the reader that fits.
+    #[default]
+    Auto,
     /// Last.fm 1K TSV: user, ISO time, artist mbid, artist, track mbid, track; no header.
     #[serde(rename = "lastfm-1k")]
     Lastfm1k,
@@ -18,16 +35,68 @@ pub enum Format {
     SpotifyStreamingHistory,
     /// Spotify's extended streaming history: `endsong_*.json` / `Streaming_History_Audio_*.json`.
     SpotifyExtended,
-    /// A Last.fm scrobble CSV export with a header (uts or utc_time, artist, track, ...).
+    /// A Last.fm scrobble export as the exporters write it: a CSV/TSV with a header (a time
+    /// column such as `uts`, `utc_time`, `played_at`, `date` or `timestamp`, an artist and a
+    /// track column), or one of the headerless layouts ([`mod@crate::sniff`] lists them).
     LastfmScrobblesCsv,
+    /// ListenBrainz listens: a JSON array or JSON Lines of `{listened_at, track_metadata}`.
+    Listenbrainz,
+    /// Apple Music's `Apple Music Play Activity.csv` from Apple's privacy export.
+    AppleMusic,
+    /// YouTube Music plays in Google Takeout's `watch-history.json` (music entries only).
+    YoutubeMusic,
     /// Any CSV, TSV or Parquet table, read through a column mapping.
     Table,
 }
 
 impl Format {
+    /// Every format, in the order they are documented.
+    pub const ALL: [Format; 9] = [
+        Format::Auto,
+        Format::Lastfm1k,
+        Format::SpotifyStreamingHistory,
+        Format::SpotifyExtended,
+        Format::LastfmScrobblesCsv,
+        Format::Listenbrainz,
+        Format::AppleMusic,
+        Format::YoutubeMusic,
+        Format::Table,
+    ];
+
+    /// The name a pipeline file uses (`format = "..."`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Lastfm1k => "lastfm-1k",
+            Format::SpotifyStreamingHistory => "spotify-streaming-history",
+            Format::SpotifyExtended => "spotify-extended",
+            Format::LastfmScrobblesCsv => "lastfm-scrobbles-csv",
+            Format::Listenbrainz => "listenbrainz",
+            Format::AppleMusic => "apple-music",
+            Format::YoutubeMusic => "youtube-music",
+            Format::Table => "table",
+        }
+    }
+
     /// File-name patterns looked for when a source names a folder.
     pub fn folder_patterns(self) -> &'static [&'static str] {
         match self {
+            Format::Auto => &[
+                "*.json",
+                "*.jsonl",
+                "*.ndjson",
+                "*.csv",
+                "*.tsv",
+                "*.parquet",
+                "*.json.gz",
+                "*.jsonl.gz",
+                "*.csv.gz",
+                "*.tsv.gz",
+                "*.json.zst",
+                "*.jsonl.zst",
+                "*.csv.zst",
+                "*.tsv.zst",
+            ],
             Format::Lastfm1k => &["*.tsv", "*.tsv.gz", "*.tsv.zst"],
             Format::SpotifyStreamingHistory => &[
                 "StreamingHistory*.json",
@@ -40,7 +109,12 @@ impl Format {
                 "endsong*.json.gz",
                 "Streaming_History_Audio_*.json.gz",
             ],
-            Format::LastfmScrobblesCsv => &["*.csv", "*.csv.gz", "*.csv.zst"],
+            Format::LastfmScrobblesCsv => {
+                &["*.csv", "*.tsv", "*.txt", "*.csv.gz", "*.csv.zst", "*.tsv.gz"]
+            }
+            Format::Listenbrainz => &["*.json", "*.jsonl", "*.ndjson", "*.json.gz", "*.jsonl.gz"],
+            Format::AppleMusic => &["Apple Music Play Activity*.csv", "*Play Activity*.csv"],
+            Format::YoutubeMusic => &["watch-history*.json", "watch-history*.json.gz"],
             Format::Table => {
                 &["*.csv", "*.tsv", "*.parquet", "*.csv.gz", "*.tsv.gz", "*.csv.zst", "*.tsv.zst"]
             }
@@ -48,19 +122,105 @@ impl Format {
     }
 }
 
-/// How a table source's time column is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a table source's time column is written. In a pipeline file: `"auto"`, `"iso"`,
+/// `"unix"`, `"unix-ms"`, `"day-month-name"`, or a strftime-style pattern such as
+/// `"%d/%m/%Y %H:%M"` (any value with a `%`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TimeFormat {
-    /// ISO 8601 / `YYYY-MM-DD HH:MM[:SS]`, UTC unless an offset is given.
+    /// Whichever of the forms below a value is in ([`crate::time::parse_any`]): digits are
+    /// epoch seconds, or milliseconds when too large for seconds.
     #[default]
+    Auto,
+    /// ISO 8601 / `YYYY-MM-DD HH:MM[:SS]`; UTC (or `timezone`) unless an offset is given.
     Iso,
     /// Seconds since the epoch.
     Unix,
     /// Milliseconds since the epoch.
     UnixMs,
-    /// Last.fm's `DD Mon YYYY, HH:MM`.
+    /// Last.fm's `DD Mon YYYY[,] HH:MM`.
     DayMonthName,
+    /// A strftime-style pattern (chrono's fields: `%Y %m %d %H %M %S %b %z ...`).
+    Pattern(String),
+}
+
+impl TimeFormat {
+    /// The name a pipeline file uses.
+    pub fn name(&self) -> &str {
+        match self {
+            TimeFormat::Auto => "auto",
+            TimeFormat::Iso => "iso",
+            TimeFormat::Unix => "unix",
+            TimeFormat::UnixMs => "unix-ms",
+            TimeFormat::DayMonthName => "day-month-name",
+            TimeFormat::Pattern(p) => p,
+        }
+    }
+
+    /// Reads a value written in this format.
+    pub fn parse(&self, text: &str) -> Option<crate::time::Stamp> {
+        use crate::time::{self, Stamp};
+        match self {
+            TimeFormat::Auto => time::parse_any(text),
+            TimeFormat::Iso => time::parse_iso_stamp(text),
+            TimeFormat::Unix => time::parse_unix(text, false).map(Stamp::Instant),
+            TimeFormat::UnixMs => time::parse_unix(text, true).map(Stamp::Instant),
+            TimeFormat::DayMonthName => time::parse_day_month_name(text).map(Stamp::Local),
+            TimeFormat::Pattern(p) => time::parse_pattern(text, p),
+        }
+    }
+
+    /// What values of this format look like, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            TimeFormat::Auto => "epoch seconds or milliseconds, ISO 8601 (2021-01-31T14:05:00Z, 2021-01-31 14:05) or DD Mon YYYY[,] HH:MM".into(),
+            TimeFormat::Iso => "ISO 8601 (2021-01-31T14:05:00Z, 2021-01-31 14:05)".into(),
+            TimeFormat::Unix => "epoch seconds".into(),
+            TimeFormat::UnixMs => "epoch milliseconds".into(),
+            TimeFormat::DayMonthName => "DD Mon YYYY[,] HH:MM (31 Jan 2021, 14:05)".into(),
+            TimeFormat::Pattern(p) => format!("the pattern {p:?}"),
+        }
+    }
+}
+
+impl std::str::FromStr for TimeFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "auto" => TimeFormat::Auto,
+            "iso" => TimeFormat::Iso,
+            "unix" => TimeFormat::Unix,
+            "unix-ms" => TimeFormat::UnixMs,
+            "day-month-name" => TimeFormat::DayMonthName,
+            p if p.contains('%') => {
+                crate::time::check_pattern(p)?;
+                TimeFormat::Pattern(p.to_string())
+            }
+            other => {
+                return Err(format!(
+                    "time_format `{other}`: expected auto, iso, unix, unix-ms, day-month-name or a strftime pattern such as \"%d/%m/%Y %H:%M\""
+                ));
+            }
+        })
+    }
+}
+
+impl serde::Serialize for TimeFormat {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TimeFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Whether a table's time is when the play started or ended.
@@ -74,44 +234,198 @@ pub enum TimeIs {
     End,
 }
 
+/// A column of a table: by its header name, or by its 1-based position (`time = 4`; the only
+/// way for a table without a header).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ColumnRef {
+    /// The header's name for it.
+    Name(String),
+    /// Its position, 1 for the first column.
+    Position(usize),
+}
+
+impl ColumnRef {
+    /// How messages name it: `` `artist` `` or `column 3`.
+    pub fn describe(&self) -> String {
+        match self {
+            ColumnRef::Name(n) => format!("`{n}`"),
+            ColumnRef::Position(i) => format!("column {i}"),
+        }
+    }
+}
+
+impl From<&str> for ColumnRef {
+    fn from(name: &str) -> Self {
+        ColumnRef::Name(name.to_string())
+    }
+}
+
+impl From<usize> for ColumnRef {
+    fn from(position: usize) -> Self {
+        ColumnRef::Position(position)
+    }
+}
+
+impl serde::Serialize for ColumnRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            ColumnRef::Name(n) => s.serialize_str(n),
+            ColumnRef::Position(i) => s.serialize_u64(*i as u64),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ColumnRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ColumnRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a column name (a string) or a 1-based column position (1, 2, ...)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<ColumnRef, E> {
+                Ok(ColumnRef::Name(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<ColumnRef, E> {
+                if v == 0 {
+                    return Err(E::custom("column positions start at 1 (the first column)"));
+                }
+                Ok(ColumnRef::Position(v as usize))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<ColumnRef, E> {
+                if v < 1 {
+                    return Err(E::custom("column positions start at 1 (the first column)"));
+                }
+                Ok(ColumnRef::Position(v as usize))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// Column mapping of a [`Format::Table`] source.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnMap {
     /// User id column; without it the source's `user` (or the folder name) is used.
     #[serde(default)]
-    pub user: Option<String>,
+    pub user: Option<ColumnRef>,
     /// Time column.
-    pub time: String,
+    pub time: ColumnRef,
+    /// A separate date column for exports that split date and time (`2021-04-01` and
+    /// `10:42:53`): its value is joined before the time's, with a space.
+    #[serde(default)]
+    pub date: Option<ColumnRef>,
     /// How the time is written.
     #[serde(default)]
     pub time_format: TimeFormat,
     /// Whether the time is the start or the end of the play.
     #[serde(default)]
     pub time_is: TimeIs,
+    /// The zone of times written without an offset: `UTC` (default), an offset (`+02:00`) or
+    /// an IANA name (`Europe/Berlin`, daylight saving time included).
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Milliseconds played, when the table has it (needed for `time_is = "end"`).
     #[serde(default)]
-    pub ms_played: Option<String>,
+    pub ms_played: Option<ColumnRef>,
     /// Artist column.
-    pub artist: String,
+    pub artist: ColumnRef,
     /// Title column.
-    pub title: String,
+    pub title: ColumnRef,
     /// Field separator of a text table; by default `\t` for .tsv files and `,` otherwise.
     #[serde(default)]
     pub separator: Option<char>,
+    /// Whether the first line is a header (names the columns); without one, columns are named
+    /// by position.
+    #[serde(default = "yes")]
+    pub has_header: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ColumnMap {
+    /// A mapping of the three columns every table needs; the rest take their defaults (time
+    /// format auto, start times in UTC, a header line).
+    pub fn new(
+        time: impl Into<ColumnRef>,
+        artist: impl Into<ColumnRef>,
+        title: impl Into<ColumnRef>,
+    ) -> Self {
+        ColumnMap {
+            user: None,
+            time: time.into(),
+            date: None,
+            time_format: TimeFormat::Auto,
+            time_is: TimeIs::Start,
+            timezone: None,
+            ms_played: None,
+            artist: artist.into(),
+            title: title.into(),
+            separator: None,
+            has_header: true,
+        }
+    }
+
+    /// Every column the mapping names, with its key.
+    pub fn columns(&self) -> Vec<(&'static str, &ColumnRef)> {
+        let mut out = vec![("time", &self.time), ("artist", &self.artist), ("title", &self.title)];
+        for (key, c) in [("user", &self.user), ("date", &self.date), ("ms_played", &self.ms_played)]
+        {
+            if let Some(c) = c {
+                out.push((key, c));
+            }
+        }
+        out
+    }
+
+    /// Checks what can be checked before a file is read: the zone, the separator, names on a
+    /// headerless table, `time_is = "end"` without `ms_played`.
+    pub fn validate(&self) -> Result<crate::time::Zone> {
+        let zone = match &self.timezone {
+            None => crate::time::Zone::Utc,
+            Some(z) => crate::time::Zone::parse(z)
+                .map_err(|e| Error::Config(format!("[dataset.sources.columns] timezone: {e}")))?,
+        };
+        if let Some(c) = self.separator
+            && !c.is_ascii()
+        {
+            return Err(Error::Config(format!(
+                "[dataset.sources.columns] separator {c:?} is not a single ASCII character"
+            )));
+        }
+        if !self.has_header
+            && let Some((key, c)) =
+                self.columns().into_iter().find(|(_, c)| matches!(c, ColumnRef::Name(_)))
+        {
+            return Err(Error::Config(format!(
+                "[dataset.sources.columns] has_header = false, but {key} = {}: a table without a header names its columns by position (1 = the first), e.g. {key} = 2",
+                c.describe()
+            )));
+        }
+        if self.time_is == TimeIs::End && self.ms_played.is_none() {
+            return Err(Error::Config(
+                "[dataset.sources.columns] time_is = \"end\" needs `ms_played` (the start is the end minus the time played)".into(),
+            ));
+        }
+        Ok(zone)
+    }
 }
 
 /// One source of a dataset: a format and the files, folders or globs that hold it.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// The format of every file of this source.
+    /// The format of every file of this source; `auto` (the default) sniffs each file.
+    #[serde(default)]
     pub format: Format,
     /// Files, folders (searched for the format's file names) or glob patterns; relative paths
     /// are relative to the pipeline file's folder.
     pub paths: Vec<String>,
-    /// The user id of formats that have none in the records; by default the name of the folder
-    /// that holds each file.
+    /// The user id of every record of this source, over what the export says (an account name
+    /// in the records) and over the default, the name of the folder that holds each file.
     #[serde(default)]
     pub user: Option<String>,
     /// Columns of a `table` source.
@@ -142,7 +456,7 @@ impl SourceSpec {
     /// folder it is already in (a loop), and says so.
     pub fn find_files(&self, base: &Path) -> Result<FoundFiles> {
         if self.paths.is_empty() {
-            return Err(Error::Config(format!("a {:?} source has no paths", self.format)));
+            return Err(Error::Config(format!("a {} source has no paths", self.format)));
         }
         let mut found = FoundFiles::default();
         let mut seen = std::collections::HashSet::new();
@@ -153,6 +467,7 @@ impl SourceSpec {
                 base.join(p)
             });
             let full_str = full.to_string_lossy().into_owned();
+            let named = full.is_file();
             let mut matched = if full.is_dir() {
                 let mut v = Vec::new();
                 for pat in self.format.folder_patterns() {
@@ -160,7 +475,7 @@ impl SourceSpec {
                 }
                 if v.is_empty() {
                     return Err(Error::Config(format!(
-                        "folder {} has no {:?} files (looked for {})",
+                        "folder {} has no {} files (looked for {})",
                         full.display(),
                         self.format,
                         self.format.folder_patterns().join(", ")
@@ -184,6 +499,7 @@ impl SourceSpec {
                 let canonical = file.canonicalize().map_err(|e| Error::io(&file, e))?;
                 if seen.insert(canonical.clone()) {
                     found.files.push(file);
+                    found.named.push(named);
                 } else if canonical != file {
                     found.notes.push(format!(
                         "{} is {} again (reached by another path or link): read once",
@@ -233,6 +549,8 @@ pub fn folder_user(file: &Path) -> String {
 pub struct FoundFiles {
     /// Each file once, in the order of the source's paths (sorted within each).
     pub files: Vec<PathBuf>,
+    /// For each file, whether the source names it itself (not through a folder or a pattern).
+    pub named: Vec<bool>,
     /// Links not followed (loops) and files reached twice, in words.
     pub notes: Vec<String>,
 }
@@ -563,7 +881,7 @@ pub fn read_lines_input(path: &Path, max_line: usize) -> Result<(InputBytes, Vec
 }
 
 /// Reads up to `buf.len()` bytes (fewer only at the end of the file).
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {

@@ -1,5 +1,6 @@
 //! Tables read through a column mapping: CSV, TSV (optionally gzip or zstd) and Parquet, via
-//! polars. Last.fm scrobble CSV exports are a preset mapping over the same reader.
+//! polars. Last.fm scrobble exports, Spotify's columns in a CSV and Apple Music's play activity
+//! are preset mappings (or filters) over the same row path.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -7,14 +8,11 @@ use std::path::Path;
 use polars::prelude::*;
 use segue_core::{Error, Position, Result};
 
+use crate::plays::Plays;
 use crate::raw::MAX_LINE_BYTES;
-use crate::raw::{RawEvents, SkipReason, SkipReport, is_blank};
-use crate::source::{
-    ColumnMap, Format, LongLine, SourceSpec, TimeFormat, TimeIs, is_parquet, is_tsv,
-    read_lines_input,
-};
+use crate::raw::{RawEvents, SkipReason, SkipReport};
+use crate::source::{ColumnMap, ColumnRef, LongLine, is_parquet, is_tsv, read_lines_input};
 use crate::spotify::ReadSettings;
-use crate::time;
 
 /// True when a table's name says it is JSON Lines (one object per line).
 fn is_jsonl(path: &Path) -> bool {
@@ -71,11 +69,22 @@ fn load_jsonl(file: &Path, bytes: &[u8]) -> Result<DataFrame> {
     DataFrame::new(rows, cols).map_err(|e| Error::input(file, Position::File, e.to_string()))
 }
 
-/// Reads a table file (CSV, TSV, JSON Lines or Parquet); lines of a text table longer than
-/// `max_line` bytes are left out and returned (see [`read_lines_input`]).
+/// Reads a table file (CSV, TSV, JSON Lines or Parquet) with a header; lines of a text table
+/// longer than `max_line` bytes are left out and returned (see [`read_lines_input`]).
 pub(crate) fn load(
     file: &Path,
     separator: Option<char>,
+    max_line: usize,
+) -> Result<(DataFrame, Vec<LongLine>)> {
+    load_with(file, separator, true, max_line)
+}
+
+/// [`load`], for a table with or without a header line (without one, the columns are
+/// `column_1`, `column_2`, ... and are addressed by position).
+pub(crate) fn load_with(
+    file: &Path,
+    separator: Option<char>,
+    has_header: bool,
     max_line: usize,
 ) -> Result<(DataFrame, Vec<LongLine>)> {
     if is_parquet(file) {
@@ -86,10 +95,12 @@ pub(crate) fn load(
         return Ok((df, Vec::new()));
     }
     let (bytes, long) = read_lines_input(file, max_line)?;
+    // Spreadsheet programs (and Apple's export) start UTF-8 files with a byte-order mark.
+    let text: &[u8] = bytes.strip_prefix(&[0xef, 0xbb, 0xbf]).unwrap_or(&bytes);
     if is_jsonl(file) {
-        return Ok((load_jsonl(file, &bytes)?, long));
+        return Ok((load_jsonl(file, text)?, long));
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if text.iter().all(u8::is_ascii_whitespace) {
         let what = if long.is_empty() {
             "the file is empty; expected a header line and records".to_string()
         } else {
@@ -109,11 +120,13 @@ pub(crate) fn load(
         None if is_tsv(file) => b'\t',
         None => b',',
     };
+    // Tab-separated logs are not quoted (Last.fm's names hold `"`); comma tables are.
+    let quote = (sep != b'\t').then_some(b'"');
     let df = CsvReadOptions::default()
-        .with_has_header(true)
+        .with_has_header(has_header)
         .with_infer_schema_length(Some(0))
-        .with_parse_options(CsvParseOptions::default().with_separator(sep))
-        .into_reader_with_file_handle(Cursor::new(&*bytes))
+        .with_parse_options(CsvParseOptions::default().with_separator(sep).with_quote_char(quote))
+        .into_reader_with_file_handle(Cursor::new(text))
         .finish()
         .map_err(|e| {
             Error::input(file, Position::File, format!("not a readable CSV table: {e}"))
@@ -137,162 +150,121 @@ pub(crate) fn skip_long_lines(
     Ok(())
 }
 
-/// The mapping of a Last.fm scrobble export, from its header.
-fn scrobble_mapping(df: &DataFrame, file: &Path) -> Result<ColumnMap> {
-    let has = |n: &str| df.get_column_names().iter().any(|c| c.as_str() == n);
-    let (time, time_format) = if has("uts") {
-        ("uts", TimeFormat::Unix)
-    } else if has("utc_time") {
-        ("utc_time", TimeFormat::DayMonthName)
-    } else {
-        return Err(Error::input(
-            file,
-            Position::Line(1),
-            format!(
-                "a Last.fm scrobble export needs a `uts` or `utc_time` column; the header has {}",
-                header(df)
-            ),
-        ));
-    };
-    Ok(ColumnMap {
-        user: has("user").then(|| "user".to_string()),
-        time: time.into(),
-        time_format,
-        time_is: TimeIs::Start,
-        ms_played: None,
-        artist: "artist".into(),
-        title: "track".into(),
-        separator: None,
-    })
-}
-
 fn header(df: &DataFrame) -> String {
     df.get_column_names().iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
 }
 
-fn string_column(df: &DataFrame, name: &str, file: &Path) -> Result<StringChunked> {
-    let col = df.column(name).map_err(|_| {
-        Error::input(
-            file,
-            Position::Line(1),
-            format!(
-                "the column mapping names `{name}`, which the table lacks; its columns are {}",
+/// True when a header row reads like a record: one of its names is a time.
+fn header_is_a_record(df: &DataFrame) -> Option<String> {
+    df.get_column_names()
+        .iter()
+        .find(|c| crate::time::parse_any(c.as_str()).is_some())
+        .map(|c| c.to_string())
+}
+
+/// A column of `df` as text, by name or position.
+pub(crate) fn string_column(
+    df: &DataFrame,
+    column: &ColumnRef,
+    key: &str,
+    file: &Path,
+) -> Result<StringChunked> {
+    let col = match column {
+        ColumnRef::Name(name) => df.column(name).map_err(|_| {
+            let mut message = format!(
+                "the column mapping names `{name}` ({key}), which the table lacks; its columns are {}",
                 header(df)
-            ),
-        )
-    })?;
+            );
+            if let Some(value) = header_is_a_record(df) {
+                message += &format!(
+                    ". Its first line looks like a record, not a header ({value:?} is a time): set has_header = false and name the columns by position ({key} = 1 for the first)"
+                );
+            }
+            Error::input(file, Position::Line(1), message)
+        })?,
+        ColumnRef::Position(i) => {
+            let names = df.get_column_names();
+            let name = names.get(i - 1).ok_or_else(|| {
+                Error::input(
+                    file,
+                    Position::Line(1),
+                    format!("{key} = {i}, but the table has {} columns", df.width()),
+                )
+            })?;
+            df.column(name.as_str()).map_err(|e| Error::Other(e.to_string()))?
+        }
+    };
     let col = col
         .cast(&DataType::String)
-        .map_err(|e| Error::input(file, Position::File, format!("column `{name}`: {e}")))?;
+        .map_err(|e| Error::input(file, Position::File, format!("{key} column: {e}")))?;
     Ok(col.str().map_err(|e| Error::Other(e.to_string()))?.rechunk().into_owned())
 }
 
-/// Reads one table file of a `table` or `lastfm-scrobbles-csv` source into `out`.
+/// Reads one table file through a column mapping into `out`.
 pub fn read_table(
     file: &Path,
-    source: &SourceSpec,
+    map: &ColumnMap,
+    default_user: &str,
     settings: ReadSettings,
     out: &mut RawEvents,
     skips: &mut SkipReport,
 ) -> Result<()> {
-    let separator = source.columns.as_ref().and_then(|c| c.separator);
-    let (df, long) = load(file, separator, MAX_LINE_BYTES)?;
+    let zone = map.validate()?;
+    let (df, long) = load_with(file, map.separator, map.has_header, MAX_LINE_BYTES)?;
     skip_long_lines(&long, file, MAX_LINE_BYTES, skips)?;
-    let map = match (source.format, &source.columns) {
-        (Format::LastfmScrobblesCsv, None) => scrobble_mapping(&df, file)?,
-        (_, Some(m)) => m.clone(),
-        (_, None) => {
-            return Err(Error::Config(format!(
-                "the table source of {} has no [columns] mapping",
-                file.display()
-            )));
-        }
-    };
-    if map.time_is == TimeIs::End && map.ms_played.is_none() {
-        return Err(Error::Config(
-            "a column mapping with time_is = \"end\" needs `ms_played`".into(),
-        ));
-    }
-    let times = string_column(&df, &map.time, file)?;
-    let artists = string_column(&df, &map.artist, file)?;
-    let titles = string_column(&df, &map.title, file)?;
-    let users = map.user.as_deref().map(|u| string_column(&df, u, file)).transpose()?;
-    let ms = map.ms_played.as_deref().map(|m| string_column(&df, m, file)).transpose()?;
-    let default_user = source.user_for(file);
+    let times = string_column(&df, &map.time, "time", file)?;
+    let dates = map.date.as_ref().map(|d| string_column(&df, d, "date", file)).transpose()?;
+    let artists = string_column(&df, &map.artist, "artist", file)?;
+    let titles = string_column(&df, &map.title, "title", file)?;
+    let users = map.user.as_ref().map(|u| string_column(&df, u, "user", file)).transpose()?;
+    let ms =
+        map.ms_played.as_ref().map(|m| string_column(&df, m, "ms_played", file)).transpose()?;
+    let time_name = map.time.describe();
+    let mut ctx = Plays::new(file, settings, zone, out, skips);
     for i in 0..df.height() {
         let pos = Position::Record(i as u64 + 1);
         let (Some(t), Some(artist), Some(title)) = (times.get(i), artists.get(i), titles.get(i))
         else {
-            skips.skip(SkipReason::MissingField, file, pos, || {
-                format!("an empty `{}`, `{}` or `{}`", map.time, map.artist, map.title)
+            ctx.skips.skip(SkipReason::MissingField, file, pos, || {
+                format!(
+                    "an empty {}, {} or {}",
+                    map.time.describe(),
+                    map.artist.describe(),
+                    map.title.describe()
+                )
             })?;
             continue;
         };
         let user = match &users {
-            Some(u) => match u.get(i) {
-                Some(u) if !u.trim().is_empty() => u,
-                _ => {
-                    skips.skip(SkipReason::EmptyUser, file, pos, String::new)?;
-                    continue;
-                }
-            },
-            None => default_user.as_str(),
+            Some(u) => u.get(i).unwrap_or(""),
+            None => default_user,
         };
         let played = match &ms {
             Some(m) => {
-                match m.get(i).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| *v >= 0.0) {
-                    Some(v) => Some(v as i64),
-                    None => {
-                        skips.skip(SkipReason::MissingField, file, pos, || {
-                            format!(
-                                "`{}` = {:?}, expected milliseconds",
-                                map.ms_played.as_deref().unwrap_or(""),
-                                m.get(i).unwrap_or("")
-                            )
-                        })?;
-                        continue;
-                    }
+                let name = map.ms_played.as_ref().map(ColumnRef::describe).unwrap_or_default();
+                match ctx.millis(m.get(i), &name, pos)? {
+                    Some(v) => Some(v),
+                    None => continue,
                 }
             }
             None => None,
         };
-        let parsed = match map.time_format {
-            TimeFormat::Iso => time::parse_iso(t),
-            TimeFormat::Unix => time::parse_unix(t, false),
-            TimeFormat::UnixMs => time::parse_unix(t, true),
-            TimeFormat::DayMonthName => time::parse_day_month_name(t),
+        let joined;
+        let value = match &dates {
+            Some(d) => {
+                joined = format!("{} {}", d.get(i).unwrap_or("").trim(), t.trim());
+                joined.as_str()
+            }
+            None => t,
         };
-        let Some(secs) = parsed else {
-            skips.skip(SkipReason::BadTimestamp, file, pos, || {
-                format!("`{}` = {t:?}, expected {:?} time", map.time, map.time_format)
-            })?;
+        let Some(secs) = ctx.time(value, &map.time_format, &time_name, pos)? else {
             continue;
         };
-        if played.is_some_and(|p| (p as u64) < settings.min_ms_played) {
-            skips.skip(SkipReason::ShortPlay, file, pos, || {
-                format!("{} ms played, minimum {}", played.unwrap_or(0), settings.min_ms_played)
-            })?;
-            continue;
-        }
-        let start = match (map.time_is, played) {
-            (TimeIs::End, Some(p)) => (secs * 1000 - p).div_euclid(1000),
-            _ => secs,
-        };
-        if let Some(reason) = time::out_of_range(start, settings.latest) {
-            skips.skip(reason, file, pos, || t.to_string())?;
-            continue;
-        }
-        if let Some((reason, detail)) = crate::raw::check_identity(user, artist, title) {
-            skips.skip(reason, file, pos, || detail)?;
-            continue;
-        }
-        if is_blank(artist) || is_blank(title) {
-            skips.skip(SkipReason::EmptyArtistOrTitle, file, pos, || {
-                format!("artist {artist:?}, title {title:?}")
-            })?;
-            continue;
-        }
-        out.push(user, start, artist, title);
+        ctx.play(pos, user, secs, map.time_is, played, artist, title)?;
     }
-    Ok(())
+    ctx.check_times(
+        &time_name,
+        &map.time_format,
+        "Set time_format in [dataset.sources.columns] (format = \"table\") to the values' form: one of auto, iso, unix, unix-ms, day-month-name, or a strftime pattern such as \"%d/%m/%Y %H:%M\"",
+    )
 }

@@ -67,6 +67,31 @@ fn checked(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
 /// assert_eq!(parse_iso("2009-02-30T00:00:00Z"), None);
 /// ```
 pub fn parse_iso(s: &str) -> Option<i64> {
+    parse_iso_stamp(s).map(|t| t.utc(Zone::Utc).expect("UTC maps every time"))
+}
+
+/// A time as written: with its offset (or as a count since the epoch) it is one instant;
+/// without, it is a wall-clock reading whose zone the source must say ([`Zone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// UTC epoch seconds.
+    Instant(i64),
+    /// Epoch seconds of the wall-clock reading taken as if it were UTC.
+    Local(i64),
+}
+
+impl Stamp {
+    /// The instant, reading a wall-clock time in `zone`.
+    pub fn utc(self, zone: Zone) -> Option<i64> {
+        match self {
+            Stamp::Instant(s) => Some(s),
+            Stamp::Local(s) => zone.local_to_utc(s),
+        }
+    }
+}
+
+/// [`parse_iso`] keeping apart a time written with an offset (`Z`, `+02:00`) from one without.
+pub fn parse_iso_stamp(s: &str) -> Option<Stamp> {
     let b = s.trim().as_bytes();
     if b.len() < 16 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
         return None;
@@ -93,7 +118,8 @@ pub fn parse_iso(s: &str) -> Option<i64> {
         }
     }
     let offset = match rest {
-        [] | [b'Z'] | [b'z'] => 0,
+        [] => None,
+        [b'Z'] | [b'z'] => Some(0),
         [sign @ (b'+' | b'-'), tail @ ..] => {
             let (oh, om) = match tail {
                 [a, b, b':', c, d] => (digits(&[*a, *b])?, digits(&[*c, *d])?),
@@ -102,11 +128,15 @@ pub fn parse_iso(s: &str) -> Option<i64> {
                 _ => return None,
             };
             let o = (oh * 3600 + om * 60) as i64;
-            if *sign == b'+' { o } else { -o }
+            Some(if *sign == b'+' { o } else { -o })
         }
         _ => return None,
     };
-    Some(checked(y, mo, d, h, mi, sec)? - offset)
+    let wall = checked(y, mo, d, h, mi, sec)?;
+    Some(match offset {
+        Some(o) => Stamp::Instant(wall - o),
+        None => Stamp::Local(wall),
+    })
 }
 
 /// Parses Last.fm's export style `DD Mon YYYY, HH:MM` (the comma optional), in UTC.
@@ -116,6 +146,11 @@ pub fn parse_iso(s: &str) -> Option<i64> {
 /// assert_eq!(parse_day_month_name("04 May 2009, 23:08"), Some(1_241_478_480));
 /// ```
 pub fn parse_day_month_name(s: &str) -> Option<i64> {
+    parse_day_month_name_wall(s)
+}
+
+/// The wall-clock seconds of `DD Mon YYYY[,] HH:MM[:SS]`, as if UTC.
+fn parse_day_month_name_wall(s: &str) -> Option<i64> {
     let mut parts = s.trim().split([' ', ',']).filter(|p| !p.is_empty());
     let d = digits(parts.next()?.as_bytes())?;
     let mo = month_from_name(parts.next()?.as_bytes())?;
@@ -136,6 +171,147 @@ pub fn parse_day_month_name(s: &str) -> Option<i64> {
 pub fn parse_unix(s: &str, millis: bool) -> Option<i64> {
     let v: i64 = s.trim().parse().ok()?;
     Some(if millis { v.div_euclid(1000) } else { v })
+}
+
+/// Which zone a wall-clock time (one written without an offset) is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Zone {
+    /// Coordinated Universal Time (what every export segue knows uses).
+    #[default]
+    Utc,
+    /// A fixed offset east of UTC, in seconds.
+    Fixed(i32),
+    /// A zone of the IANA database (`Europe/Berlin`), daylight saving time included.
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// Parses `UTC`, a fixed offset (`+02:00`, `-0530`, `+01`) or an IANA zone name.
+    ///
+    /// ```
+    /// use segue_sessions::time::Zone;
+    /// assert_eq!(Zone::parse("+02:00"), Ok(Zone::Fixed(7200)));
+    /// assert!(Zone::parse("Europe/Berlin").is_ok());
+    /// assert!(Zone::parse("Mars/Olympus").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Zone, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("z") {
+            return Ok(Zone::Utc);
+        }
+        if let [sign @ (b'+' | b'-'), tail @ ..] = t.as_bytes() {
+            let (h, m) = match tail {
+                [a, b, b':', c, d] => (digits(&[*a, *b]), digits(&[*c, *d])),
+                [a, b, c, d] => (digits(&[*a, *b]), digits(&[*c, *d])),
+                [a, b] => (digits(&[*a, *b]), Some(0)),
+                _ => (None, None),
+            };
+            if let (Some(h), Some(m)) = (h, m)
+                && h <= 14
+                && m < 60
+            {
+                let o = (h * 3600 + m * 60) as i32;
+                return Ok(Zone::Fixed(if *sign == b'+' { o } else { -o }));
+            }
+            return Err(format!("`{t}` is not an offset: write it as +HH:MM, e.g. +02:00"));
+        }
+        t.parse::<chrono_tz::Tz>().map(Zone::Named).map_err(|_| {
+            format!(
+                "`{t}` is neither UTC, an offset (+02:00) nor an IANA time zone name (e.g. Europe/Berlin, America/New_York)"
+            )
+        })
+    }
+
+    /// The UTC instant of a wall-clock reading (`wall` = its seconds taken as if UTC). In a
+    /// named zone, a reading that occurs twice (the hour clocks go back) is the first of the two;
+    /// one that never occurs (the hour clocks skip) is read with the offset in force before it.
+    pub fn local_to_utc(self, wall: i64) -> Option<i64> {
+        use chrono::TimeZone;
+        match self {
+            Zone::Utc => Some(wall),
+            Zone::Fixed(o) => Some(wall - o as i64),
+            Zone::Named(tz) => {
+                let naive = chrono::DateTime::from_timestamp(wall, 0)?.naive_utc();
+                match tz.from_local_datetime(&naive) {
+                    chrono::LocalResult::Single(t) => Some(t.timestamp()),
+                    chrono::LocalResult::Ambiguous(first, _) => Some(first.timestamp()),
+                    chrono::LocalResult::None => {
+                        // In a gap: the offset of the moment just before it.
+                        let before =
+                            tz.offset_from_utc_datetime(&(naive - chrono::TimeDelta::hours(3)));
+                        use chrono::Offset;
+                        Some(wall - before.fix().local_minus_utc() as i64)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Epoch seconds written as digits: milliseconds when the number is too large to be seconds of
+/// a plausible year (above 10^11, i.e. after the year 5138), else seconds.
+fn parse_epoch_digits(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let v: i64 = int.parse().ok()?;
+    Some(if v >= 100_000_000_000 { v.div_euclid(1000) } else { v })
+}
+
+/// Every time form segue reads without being told which: epoch seconds or milliseconds (by
+/// magnitude), ISO 8601 with or without seconds, fraction and offset, and Last.fm's
+/// `DD Mon YYYY[,] HH:MM[:SS]`. Times without an offset are wall-clock ([`Stamp::Local`]).
+///
+/// ```
+/// use segue_sessions::time::{Stamp, parse_any};
+/// assert_eq!(parse_any("1241478537"), Some(Stamp::Instant(1_241_478_537)));
+/// assert_eq!(parse_any("1241478537000"), Some(Stamp::Instant(1_241_478_537)));
+/// assert_eq!(parse_any("2009-05-04T23:08:57Z"), Some(Stamp::Instant(1_241_478_537)));
+/// assert_eq!(parse_any("04 May 2009, 23:08"), Some(Stamp::Local(1_241_478_480)));
+/// assert_eq!(parse_any("yesterday"), None);
+/// ```
+pub fn parse_any(s: &str) -> Option<Stamp> {
+    if let Some(v) = parse_epoch_digits(s) {
+        return Some(Stamp::Instant(v));
+    }
+    if let Some(t) = parse_iso_stamp(s) {
+        return Some(t);
+    }
+    parse_day_month_name_wall(s).map(Stamp::Local)
+}
+
+/// Checks a strftime-style pattern (`%d/%m/%Y %H:%M`): it must hold a `%` field and no
+/// unknown one.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if !pattern.contains('%') {
+        return Err(format!("`{pattern}` has no % field"));
+    }
+    if StrftimeItems::new(pattern).any(|i| matches!(i, Item::Error)) {
+        return Err(format!(
+            "`{pattern}` is not a valid strftime pattern (fields such as %Y %m %d %H %M %S %b %z)"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `s` with a strftime-style pattern. A pattern with an offset field (`%z`, `%:z`)
+/// gives an instant; one without gives a wall-clock time; a date alone is its midnight.
+pub fn parse_pattern(s: &str, pattern: &str) -> Option<Stamp> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_str(s, pattern) {
+        return Some(Stamp::Instant(t.timestamp()));
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, pattern) {
+        return Some(Stamp::Local(t.and_utc().timestamp()));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, pattern).ok()?;
+    Some(Stamp::Local(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp()))
 }
 
 /// Why a timestamp is unusable, or `None` when it lies between 2000 and `latest`.
@@ -186,5 +362,58 @@ mod tests {
         assert_eq!(parse_iso("2020-02-29T12:00:00.999Z"), parse_iso("2020-02-29T12:00:00Z"));
         assert_eq!(parse_day_month_name("31 Feb 2020, 10:00"), None);
         assert_eq!(parse_unix("1700000000123", true), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn stamps_keep_the_offset_apart() {
+        assert_eq!(parse_iso_stamp("2021-01-31 14:05"), Some(Stamp::Local(1_612_101_900)));
+        assert_eq!(parse_iso_stamp("2021-01-31T14:05:00Z"), Some(Stamp::Instant(1_612_101_900)));
+        assert_eq!(
+            parse_iso_stamp("2021-01-31T15:05:00.250+01:00"),
+            Some(Stamp::Instant(1_612_101_900))
+        );
+        assert_eq!(parse_any("1612101900.5"), Some(Stamp::Instant(1_612_101_900)));
+        assert_eq!(parse_any("31 Jan 2021 14:05"), Some(Stamp::Local(1_612_101_900)));
+        assert_eq!(parse_any("31 Jan 2021, 14:05:30"), Some(Stamp::Local(1_612_101_930)));
+        assert_eq!(parse_any("12.5.2021"), None);
+    }
+
+    #[test]
+    fn zones_read_wall_clock_times() {
+        let wall = parse_iso_stamp("2021-07-01 12:00").unwrap();
+        assert_eq!(wall.utc(Zone::Utc), parse_iso("2021-07-01T12:00:00Z"));
+        assert_eq!(wall.utc(Zone::parse("+02:00").unwrap()), parse_iso("2021-07-01T10:00:00Z"));
+        let berlin = Zone::parse("Europe/Berlin").unwrap();
+        // Summer time (+02:00) and winter time (+01:00).
+        assert_eq!(wall.utc(berlin), parse_iso("2021-07-01T10:00:00Z"));
+        let winter = parse_iso_stamp("2021-01-01 12:00").unwrap();
+        assert_eq!(winter.utc(berlin), parse_iso("2021-01-01T11:00:00Z"));
+        // 02:30 on 2021-10-31 happens twice in Berlin: the first (summer time) is taken.
+        let twice = parse_iso_stamp("2021-10-31 02:30").unwrap();
+        assert_eq!(twice.utc(berlin), parse_iso("2021-10-31T00:30:00Z"));
+        // 02:30 on 2021-03-28 never happens: read with the offset before the gap (+01:00).
+        let never = parse_iso_stamp("2021-03-28 02:30").unwrap();
+        assert_eq!(never.utc(berlin), parse_iso("2021-03-28T01:30:00Z"));
+        // An instant ignores the zone.
+        let instant = parse_iso_stamp("2021-07-01T12:00:00Z").unwrap();
+        assert_eq!(instant.utc(berlin), parse_iso("2021-07-01T12:00:00Z"));
+        assert!(Zone::parse("+25:00").is_err());
+    }
+
+    #[test]
+    fn strftime_patterns() {
+        assert!(check_pattern("%d/%m/%Y %H:%M").is_ok());
+        assert!(check_pattern("%Q").is_err());
+        assert!(check_pattern("dd/mm/yyyy").is_err());
+        assert_eq!(
+            parse_pattern("31/01/2021 14:05", "%d/%m/%Y %H:%M"),
+            Some(Stamp::Local(1_612_101_900))
+        );
+        assert_eq!(
+            parse_pattern("31/01/2021 15:05 +0100", "%d/%m/%Y %H:%M %z"),
+            Some(Stamp::Instant(1_612_101_900))
+        );
+        assert_eq!(parse_pattern("2021-01-31", "%Y-%m-%d"), Some(Stamp::Local(1_612_051_200)));
+        assert_eq!(parse_pattern("31/01/2021", "%Y-%m-%d"), None);
     }
 }

@@ -66,7 +66,7 @@ fn code_version(stage: &str) -> String {
         None => {}
     }
     let v = match stage {
-        "ingest" => 2,
+        "ingest" => 3,
         "sessionize" => 2,
         "word2vec" => 1,
         "lsa" => 1,

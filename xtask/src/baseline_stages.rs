@@ -75,7 +75,7 @@ pub fn run_evaluate(
     let (fitted, _) = fit(p, rule, &inputs)?;
     let started = Instant::now();
     let (report, ranks) = evaluate_rule(p, fitted.as_ref(), &inputs, &inputs.test)?;
-    crate::model_stages::write_evaluation(dir, rule.name(), &report, &ranks, started)
+    crate::model_stages::write_evaluation(dir, "", rule.name(), &report, &ranks, started)
 }
 
 /// A rule's HR@10 on the validation sessions, fitted on the training sessions (for tuning).

@@ -65,6 +65,9 @@ pub enum BenchCommand {
     Lyrics(crate::bench_lyrics::LyricsArgs),
     /// The acoustic VAE beside the PyTorch peer's on the same tracks: held-out reconstruction.
     Vae(crate::bench_vae::VaeArgs),
+    /// `recommend`'s latency on a trained model: loading it, one session's top 10, the whole
+    /// command.
+    Recommend(crate::bench_recommend::RecommendArgs),
     /// (internal) one timed segue run in this process; prints a JSON line.
     #[command(hide = true)]
     SessionsWorker {
@@ -107,6 +110,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Train(args) => crate::bench_train::run(args),
         BenchCommand::Lyrics(args) => crate::bench_lyrics::run(args),
         BenchCommand::Vae(args) => crate::bench_vae::run(args),
+        BenchCommand::Recommend(args) => crate::bench_recommend::run(args),
         BenchCommand::Sessions { listens, builtin, repeat, python, peers } => {
             sessions(listens, builtin, repeat.max(1), &python, &peers)
         }

@@ -5,23 +5,28 @@ mod baseline_stages;
 mod bench;
 mod bench_embed;
 mod bench_lyrics;
+mod bench_recommend;
 mod bench_train;
 mod bench_vae;
 mod cache;
 mod content_stages;
+mod html_report;
 mod model_stages;
 mod pipeline;
 mod progress;
+mod recommend;
 mod report;
 mod stages;
 mod tune;
+mod user_study;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use segue_sessions::Split;
 
 use crate::cache::Check;
 use crate::pipeline::Pipeline;
@@ -50,6 +55,10 @@ enum Command {
         /// Recompute this stage even if its artifact is fresh.
         #[arg(long)]
         force: bool,
+        /// Override a pipeline key: `--set model.lr=0.003` (TOML value; a bare word is a
+        /// string). Repeatable. `--set pipeline.name=X` keeps the run's cache apart.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Run every stage, then write the paper's tables and the report.
     Reproduce {
@@ -58,6 +67,10 @@ enum Command {
         /// Recompute every stage, or only the one named.
         #[arg(long, num_args = 0..=1, default_missing_value = "all", value_name = "STAGE")]
         force: Option<String>,
+        /// Override a pipeline key: `--set model.lr=0.003` (TOML value; a bare word is a
+        /// string). Repeatable. `--set pipeline.name=X` keeps the run's cache apart.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Choose settings on the validation share: train (or fit) each method at every point of a
     /// grid and tabulate its validation HR@10 (report/tuning.md). Test sessions are not read.
@@ -89,10 +102,48 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         show: usize,
     },
+    /// The next tracks for a session, from a trained model in the cache: tracks as
+    /// "artist - title" (arguments, or a file with one per line), or a user's latest plays.
+    Recommend {
+        #[arg(long, default_value_os_t = default_pipeline())]
+        pipeline: PathBuf,
+        /// The trained variant (ann, annw-acoustic, sasrec, ...); default: the paper's fusion
+        /// model, or the first of its stand-ins this dataset allows (as Table IV chooses).
+        #[arg(long, value_parser = parse_variant)]
+        variant: Option<segue_model::Variant>,
+        /// Which seed's model (default: the pipeline's first model seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Tracks of the session, oldest first, each "artist - title".
+        tracks: Vec<String>,
+        /// A file of "artist - title" lines, oldest first (`-`: standard input).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Take the session from the data: this user's latest session ...
+        #[arg(long, conflicts_with_all = ["tracks", "file"])]
+        user: Option<String>,
+        /// ... its last N plays.
+        #[arg(long, default_value_t = 20, requires = "user")]
+        last: usize,
+        /// How many tracks to recommend.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Print JSON for machines.
+        #[arg(long)]
+        json: bool,
+        /// Override a pipeline key: `--set model.lr=0.003` (TOML value; a bare word is a
+        /// string). Repeatable. `--set pipeline.name=X` keeps the run's cache apart.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Show each stage as fresh, stale (and why) or missing.
     Status {
         #[arg(long, default_value_os_t = default_pipeline())]
         pipeline: PathBuf,
+        /// Override a pipeline key: `--set model.lr=0.003` (TOML value; a bare word is a
+        /// string). Repeatable. `--set pipeline.name=X` keeps the run's cache apart.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Write a synthetic dataset with planted structure (segue-synth).
     Synth {
@@ -110,6 +161,10 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+}
+
+fn parse_variant(text: &str) -> std::result::Result<segue_model::Variant, String> {
+    segue_model::Variant::from_id(text).map_err(|e| e.to_string())
 }
 
 fn parse_format(text: &str) -> std::result::Result<segue_sessions::Format, String> {
@@ -204,9 +259,9 @@ fn real_main() -> Result<()> {
     });
     let cli = Cli::from_arg_matches(&command.get_matches())?;
     match cli.command {
-        Command::Run { stage, pipeline, force } => {
+        Command::Run { stage, pipeline, force, set } => {
             check_stage(&stage)?;
-            let p = Pipeline::load(&pipeline)?;
+            let p = Pipeline::load(&pipeline)?.with_sets(&set)?;
             ensure_synth(&p)?;
             let mut runner = Runner::new(&p);
             for s in closure(&stage) {
@@ -227,16 +282,32 @@ fn real_main() -> Result<()> {
                 eprintln!("artifacts of {shown}: {}", runner.dir(&instance)?.display());
             }
         }
-        Command::Reproduce { pipeline, force } => {
+        Command::Reproduce { pipeline, force, set } => {
             if let Some(f) = force.as_deref().filter(|f| *f != "all") {
                 check_stage(f)?;
             }
-            let p = Pipeline::load(&pipeline)?;
+            let p = Pipeline::load(&pipeline)?.with_sets(&set)?;
             ensure_synth(&p)?;
             reproduce(&p, force.as_deref())?;
         }
-        Command::Status { pipeline } => status(&Pipeline::load(&pipeline)?)?,
+        Command::Status { pipeline, set } => status(&Pipeline::load(&pipeline)?.with_sets(&set)?)?,
         Command::Inspect { paths, format, strict, show } => inspect(paths, format, strict, show)?,
+        Command::Recommend { pipeline, variant, seed, tracks, file, user, last, k, json, set } => {
+            let p = Pipeline::load(&pipeline)?.with_sets(&set)?;
+            let source = match user {
+                Some(user) => recommend::SessionSource::User { user, last },
+                None => {
+                    let lines = recommend::read_lines(&tracks, file.as_deref())?;
+                    if lines.is_empty() {
+                        anyhow::bail!(
+                            "no session given: name tracks (\"artist - title\"), --file, or --user"
+                        );
+                    }
+                    recommend::SessionSource::Lines(lines)
+                }
+            };
+            recommend::run(&p, variant, seed, source, k, json)?;
+        }
         Command::Tune { pipeline, methods, grid } => {
             let p = Pipeline::load(&pipeline)?;
             ensure_synth(&p)?;
@@ -300,7 +371,22 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
     let mut runner = Runner::new(p);
     let mut times = Vec::new();
     let mut skipped: BTreeMap<segue_model::Variant, String> = BTreeMap::new();
+    let mut study: Option<Result<segue_model::Variant, String>> = None;
     for stage in STAGES {
+        if stages::is_study(stage) {
+            let dir_of = |s: &str| runner.dir(s);
+            let outcome = match &study {
+                Some(o) => o.clone(),
+                None => user_study::study_variant(&dir_of)?,
+            };
+            study = Some(outcome.clone());
+            if let Err(why) = outcome {
+                if *stage == "train-user-study" {
+                    eprintln!("{stage:>31}: not applicable: {why}");
+                }
+                continue;
+            }
+        }
         if let Some((is_train, v)) = model_stages::variant_of(stage) {
             if is_train {
                 let why = model_stages::not_applicable(v, &|s: &str| runner.dir(s))?;
@@ -353,6 +439,18 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
     md.push('\n');
     let test = report::TestSessions::read(&runner.dir("sessionize")?)?;
     md.push_str(&report::model_tables(p, &results, &test, &report_dir)?);
+    let table4 = match study {
+        Some(Ok(v)) => {
+            let mut evaluations = Vec::new();
+            for instance in runner.instances("evaluate-user-study") {
+                evaluations.push((runner.dir(&instance)?, split_instance(&instance).1));
+            }
+            user_study::Study::load(&runner.dir("user-groups")?, v, &evaluations)?
+        }
+        Some(Err(why)) => user_study::Study::NotApplicable(why),
+        None => user_study::Study::NotApplicable("the study did not run".into()),
+    };
+    md.push_str(&user_study::table4(&table4, &report_dir)?);
     let mut timing = String::from(
         "## Stage times\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n",
     );
@@ -365,14 +463,59 @@ fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
     }
     let report = format!("# segue report: {}\n\n{md}\n{timing}", p.pipeline.name);
     segue_core::fs::write_bytes_atomic(&report_dir.join("report.md"), report.as_bytes())?;
+    let sessions = segue_sessions::read_splits(
+        &runner.dir("sessionize")?.join("sessions.parquet"),
+        &[Split::Train, Split::Valid, Split::Test],
+    )?;
+    let page = html_report::write(
+        &report_dir,
+        &html_report::Inputs {
+            pipeline: &p.pipeline.name,
+            markdown: &format!("{md}\n{timing}"),
+            results: &results,
+            histories: training_histories(&runner, &results)?,
+            session_lengths: sessions.offsets.windows(2).map(|w| w[1] - w[0]).collect(),
+            user_names: sessions.user_names,
+            study: &table4,
+        },
+    )?;
     println!("{md}");
     println!("{timing}");
     eprintln!(
-        "reproduce: done in {:.1} s; report in {}",
+        "reproduce: done in {:.1} s; report in {} and {}",
         started.elapsed().as_secs_f64(),
-        report_dir.join("report.md").display()
+        report_dir.join("report.md").display(),
+        page.display()
     );
     Ok(())
+}
+
+/// Each trained model's epochs (train.jsonl), one list per seed.
+fn training_histories(
+    runner: &Runner,
+    results: &BTreeMap<report::Method, report::Outcome>,
+) -> Result<BTreeMap<report::Method, Vec<Vec<segue_model::Epoch>>>> {
+    let mut out = BTreeMap::new();
+    for (method, outcome) in results {
+        let (report::Method::Model(v), report::Outcome::Runs(_)) = (method, outcome) else {
+            continue;
+        };
+        let mut seeds = Vec::new();
+        for instance in runner.instances(&format!("train-{}", v.id())) {
+            let file = runner.dir(&instance)?.join("train.jsonl");
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let epochs = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<std::result::Result<Vec<segue_model::Epoch>, _>>()
+                .with_context(|| format!("parsing {}", file.display()))?;
+            seeds.push(epochs);
+        }
+        out.insert(*method, seeds);
+    }
+    Ok(out)
 }
 
 fn status(p: &Pipeline) -> Result<()> {

@@ -97,6 +97,7 @@ pub fn not_applicable(
 }
 
 /// What a variant's model is built from.
+#[derive(Debug)]
 pub struct Inputs {
     pub tracks: usize,
     pub counts: TrackCounts,
@@ -133,7 +134,7 @@ fn table(path: &Path, tracks: usize) -> Result<EmbeddingTable> {
 
 /// Builds a variant's network: `E1` from Word2Vec or LSA where the variant says so (training
 /// tracks that have a vector), content tables from their stages.
-fn network(
+pub fn network(
     p: &Pipeline,
     v: Variant,
     inputs: &Inputs,
@@ -176,9 +177,13 @@ fn network(
                     m.embedding_dim
                 );
             }
+            // Leak-free, only training tracks have vectors; with `embeddings.sessions = "all"`
+            // (the authors' code) test-only tracks have them too, and keep them.
+            let all = p.embeddings.sessions == crate::pipeline::EmbeddingSessions::All;
             let take: Vec<bool> = (0..inputs.tracks)
                 .map(|i| {
-                    inputs.counts.seen_in_train(i) && t.is_present(segue_core::TrackId(i as u32))
+                    (all || inputs.counts.seen_in_train(i))
+                        && t.is_present(segue_core::TrackId(i as u32))
                 })
                 .collect();
             let mut rows = t.as_slice().to_vec();
@@ -192,7 +197,14 @@ fn network(
         let stage = modality_stage(modality);
         let t = table(&dir_of(stage)?.join(format!("{stage}.safetensors")), inputs.tracks)?;
         content_dims.push(t.dim());
-        content.push(t.as_slice().to_vec());
+        let mut rows = t.as_slice().to_vec();
+        if m.pretrained_scale == segue_model::PretrainedScale::RowMinMax {
+            // The authors' code rescales content rows as it does Word2Vec's.
+            let present: Vec<bool> =
+                (0..inputs.tracks).map(|i| t.is_present(segue_core::TrackId(i as u32))).collect();
+            m.pretrained_scale.apply(&mut rows, &present, t.dim());
+        }
+        content.push(rows);
     }
     let config = FusionConfig {
         tracks: inputs.tracks,
@@ -284,21 +296,23 @@ pub fn run_evaluate(
         &segue_eval::PAPER_KS,
         64,
     )?;
-    write_evaluation(dir, v.paper_name(), &report, &ranks, started)
+    write_evaluation(dir, "", v.paper_name(), &report, &ranks, started)
 }
 
-/// Writes an evaluation (metrics.json, ranks.json), says its HitRatios and returns its summary.
+/// Writes an evaluation (`<prefix>metrics.json`, `<prefix>ranks.json`), says its HitRatios and
+/// returns its summary.
 pub fn write_evaluation(
     dir: &Path,
+    prefix: &str,
     name: &str,
     report: &segue_eval::Report,
     ranks: &[usize],
     started: std::time::Instant,
 ) -> Result<serde_json::Value> {
     let seconds = started.elapsed().as_secs_f64();
-    std::fs::write(dir.join("metrics.json"), serde_json::to_vec_pretty(report)?)?;
+    std::fs::write(dir.join(format!("{prefix}metrics.json")), serde_json::to_vec_pretty(report)?)?;
     std::fs::write(
-        dir.join("ranks.json"),
+        dir.join(format!("{prefix}ranks.json")),
         serde_json::to_vec(&serde_json::json!({ "ranks": ranks }))?,
     )?;
     let pct = |m: &segue_eval::Metrics| m.hit.iter().map(|h| 100.0 * h).collect::<Vec<_>>();

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
+    /// `"leak-free"` (DESIGN.md's protocol) or `"authors-code"`: the departures of the paper's
+    /// public code ([`AUTHORS_CODE`]) as defaults under the file's own keys.
+    #[serde(default)]
+    pub protocol: Protocol,
     pub pipeline: PipelineMeta,
     pub dataset: Dataset,
     #[serde(default)]
@@ -31,9 +35,79 @@ pub struct Pipeline {
     pub model: segue_model::ModelParams,
     #[serde(default)]
     pub baselines: segue_baselines::BaselineParams,
+    #[serde(default, skip_serializing_if = "Embeddings::is_default")]
+    pub embeddings: Embeddings,
     /// Where the file was read from; relative paths are resolved against its folder.
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// Which protocol a pipeline follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// DESIGN.md: per-user chronological split, everything fitted on training sessions only.
+    #[default]
+    LeakFree,
+    /// The paper's public code (yudhik11/MultimodalMusicRecsys, run.py): see [`AUTHORS_CODE`].
+    AuthorsCode,
+}
+
+/// The departures of the authors' public code from the paper's protocol, as pipeline keys
+/// (README, "The authors'-code protocol"): `protocol = "authors-code"` sets each one the
+/// file does not set itself, so each can also be tried alone on a leak-free pipeline.
+pub const AUTHORS_CODE: [(&str, &str); 10] = [
+    // train_test_split(sessions, test_size=0.3, random_state=42): all users pooled.
+    ("sessionize.split", "\"random-sessions\""),
+    // Sessions cut into pieces of 4 after the split: 3 inputs, the 4th predicted.
+    ("sessionize.chunk_len", "4"),
+    ("model.max_input_len", "3"),
+    // Word2Vec(sentences) over every session, test included.
+    ("embeddings.sessions", "\"all\""),
+    // Adam(lr=2e-5), batch 64, 10 x 3 passes, no validation share (test printed every 3).
+    ("model.lr", "2e-5"),
+    ("model.batch_size", "64"),
+    ("model.epochs", "30"),
+    ("model.patience", "0"),
+    ("sessionize.validation_share", "0.0"),
+    // Every pretrained row rescaled to [0, 1] on its own (utils.rep).
+    ("model.pretrained_scale", "\"row-min-max\""),
+];
+
+/// What the session embeddings (Word2Vec, LSA) learn from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Embeddings {
+    pub sessions: EmbeddingSessions,
+}
+
+impl Embeddings {
+    fn is_default(&self) -> bool {
+        *self == Embeddings::default()
+    }
+}
+
+/// The sessions Word2Vec and LSA are fitted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingSessions {
+    /// Training sessions only (leak-free).
+    #[default]
+    Train,
+    /// Every session, test included (the authors' code; a leak: test sessions' co-occurrences
+    /// shape the embeddings, and test-only tracks get vectors).
+    All,
+}
+
+impl EmbeddingSessions {
+    /// The splits read.
+    pub fn splits(self) -> &'static [segue_sessions::Split] {
+        use segue_sessions::Split;
+        match self {
+            EmbeddingSessions::Train => &[Split::Train],
+            EmbeddingSessions::All => &[Split::Train, Split::Valid, Split::Test],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -104,7 +178,16 @@ impl Pipeline {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading pipeline file {}", path.display()))?;
-        let mut p: Pipeline = toml::from_str(&text)
+        let mut doc: toml::Table = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("pipeline file {}: {e}", path.display()))?;
+        if doc.get("protocol").and_then(|v| v.as_str()) == Some("authors-code") {
+            for (key, value) in AUTHORS_CODE {
+                let value = crate::tune::parse_value(value)?;
+                set_key(&mut doc, key, value, false)?;
+            }
+        }
+        let mut p: Pipeline = toml::Value::Table(doc)
+            .try_into()
             .map_err(|e| anyhow::anyhow!("pipeline file {}: {e}", path.display()))?;
         p.path = path.canonicalize().with_context(|| format!("resolving {}", path.display()))?;
         p.validate().with_context(|| format!("pipeline file {}", path.display()))?;
@@ -140,21 +223,15 @@ impl Pipeline {
         if overrides.is_empty() {
             return Ok(self.clone());
         }
-        let mut doc = toml::Value::try_from(self).context("the pipeline as TOML")?;
+        let toml::Value::Table(mut doc) =
+            toml::Value::try_from(self).context("the pipeline as TOML")?
+        else {
+            bail!("the pipeline is not a TOML table");
+        };
         for (key, value) in overrides {
-            let parts: Vec<&str> = key.split('.').collect();
-            let (last, path) = parts.split_last().context("an empty key")?;
-            let mut table = doc.as_table_mut().context("the pipeline is a table")?;
-            for part in path {
-                table = table
-                    .entry(part.to_string())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                    .as_table_mut()
-                    .with_context(|| format!("`{key}`: `{part}` is not a section"))?;
-            }
-            table.insert(last.to_string(), value.clone());
+            set_key(&mut doc, key, value.clone(), true)?;
         }
-        let mut p: Pipeline = doc.try_into().map_err(|e| {
+        let mut p: Pipeline = toml::Value::Table(doc).try_into().map_err(|e| {
             anyhow::anyhow!(
                 "overriding {}: {e}",
                 overrides.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
@@ -163,6 +240,23 @@ impl Pipeline {
         p.path = self.path.clone();
         p.validate()?;
         Ok(p)
+    }
+
+    /// `--set KEY=VALUE` arguments (TOML values) applied as [`Pipeline::with_overrides`].
+    pub fn with_sets(&self, sets: &[String]) -> Result<Pipeline> {
+        let overrides = sets
+            .iter()
+            .map(|s| {
+                let (key, value) = s
+                    .split_once('=')
+                    .with_context(|| format!("--set {s}: write KEY=VALUE, e.g. model.lr=0.003"))?;
+                // A bare word is a string: `--set sessionize.split=random-sessions`.
+                let value = crate::tune::parse_value(value.trim())
+                    .unwrap_or_else(|_| toml::Value::String(value.trim().to_string()));
+                Ok((key.trim().to_string(), value))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.with_overrides(&overrides)
     }
 
     /// The folder relative paths are resolved against.
@@ -183,5 +277,75 @@ impl Pipeline {
             ),
             None => crate::workspace_root().join(".segue").join(&self.pipeline.name),
         }
+    }
+}
+
+/// Sets `section.key` in a TOML document; `replace = false` keeps a value already there.
+fn set_key(doc: &mut toml::Table, key: &str, value: toml::Value, replace: bool) -> Result<()> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, path) = parts.split_last().context("an empty key")?;
+    let mut table = doc;
+    for part in path {
+        table = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("`{key}`: `{part}` is not a section"))?;
+    }
+    if replace || !table.contains_key(*last) {
+        table.insert(last.to_string(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Pipeline> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text)?;
+        Pipeline::load(&path)
+    }
+
+    const BASE: &str = "[pipeline]\nname = \"t\"\n[[dataset.sources]]\npaths = [\"x\"]\n";
+
+    #[test]
+    fn authors_code_sets_its_departures_under_the_files_own_keys() {
+        let leak_free = load(BASE).unwrap();
+        assert_eq!(leak_free.protocol, Protocol::LeakFree);
+        assert_eq!(leak_free.sessionize.split, segue_sessions::SplitRule::PerUserChronological);
+        assert_eq!(leak_free.embeddings.sessions, EmbeddingSessions::Train);
+
+        let text = format!("protocol = \"authors-code\"\n{BASE}[model]\nepochs = 5\n");
+        let p = load(&text).unwrap();
+        assert_eq!(p.protocol, Protocol::AuthorsCode);
+        assert_eq!(p.sessionize.split, segue_sessions::SplitRule::RandomSessions);
+        assert_eq!((p.sessionize.chunk_len, p.sessionize.validation_share), (4, 0.0));
+        assert_eq!(p.embeddings.sessions, EmbeddingSessions::All);
+        assert_eq!((p.model.lr, p.model.batch_size, p.model.max_input_len), (2e-5, 64, 3));
+        assert_eq!(p.model.pretrained_scale, segue_model::PretrainedScale::RowMinMax);
+        assert_eq!(p.model.epochs, 5, "the file's own key wins");
+        // Every departure is a real key: the preset alone, applied as overrides, gives the same.
+        let sets: Vec<String> = AUTHORS_CODE.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let one_by_one = leak_free.with_sets(&sets).unwrap();
+        assert_eq!(one_by_one.sessionize, p.sessionize);
+        assert_eq!(one_by_one.embeddings, p.embeddings);
+        assert_eq!(
+            one_by_one.model.for_seed(0),
+            segue_model::ModelParams { epochs: 30, ..p.model.for_seed(0) }
+        );
+    }
+
+    #[test]
+    fn sets_take_bare_words_as_strings_and_name_bad_keys() {
+        let p = load(BASE).unwrap();
+        let q = p.with_sets(&["sessionize.split=random-sessions".into()]).unwrap();
+        assert_eq!(q.sessionize.split, segue_sessions::SplitRule::RandomSessions);
+        let e = p.with_sets(&["sessionize.splat=1".into()]).unwrap_err();
+        assert!(format!("{e:#}").contains("splat"), "{e:#}");
+        let e = p.with_sets(&["model.lr".into()]).unwrap_err();
+        assert!(format!("{e:#}").contains("KEY=VALUE"), "{e:#}");
     }
 }

@@ -55,10 +55,26 @@ pub fn table1(
         mean
     )?;
     let o = &stats["options"];
+    let split = if o["split"].as_str() == Some("random-sessions") {
+        format!(
+            "every user's sessions pooled and drawn at random (seed {}, the authors' code: a leak), floor({} n) of them train",
+            o["split_seed"].as_u64().unwrap_or(42),
+            o["train_share"]
+        )
+    } else {
+        format!("per user the first floor({} n) sessions train", o["train_share"])
+    };
+    let chunks = match o["chunk_len"].as_u64() {
+        Some(n) if n > 0 => format!(
+            "; after the split each session is cut into pieces of {n} plays, each a session ({} events in shorter remainders dropped)",
+            thousands(stats["events_in_chunk_remainders"].as_u64().unwrap_or(0))
+        ),
+        _ => String::new(),
+    };
     writeln!(
         md,
-        "Sessions: a gap of {} s or more starts a new one; sessions shorter than {} events are dropped; per user the first floor({} n) sessions train, a {} share of those is held out for validation.\n",
-        o["gap_seconds"], o["min_session_len"], o["train_share"], o["validation_share"]
+        "Sessions: a gap of {} s or more starts a new one; sessions shorter than {} events are dropped; {split}, a {} share of those is held out for validation{chunks}.\n",
+        o["gap_seconds"], o["min_session_len"], o["validation_share"]
     )?;
     writeln!(md, "| what | count |\n|---|---:|")?;
     writeln!(md, "| records read | {} |", thousands(ingest.records))?;
@@ -194,12 +210,21 @@ pub struct Run {
 impl Run {
     /// Reads an evaluate stage's metrics.json and ranks.json.
     pub fn load(dir: &Path, seed: Option<u64>) -> Result<Run> {
+        Self::load_named(dir, "", seed)
+    }
+
+    /// Reads `<prefix>.metrics.json` and `<prefix>.ranks.json` (an empty prefix: the plain
+    /// names), as a stage with several evaluations writes them.
+    pub fn load_named(dir: &Path, prefix: &str, seed: Option<u64>) -> Result<Run> {
         #[derive(serde::Deserialize)]
         struct Ranks {
             ranks: Vec<usize>,
         }
-        let report: segue_eval::Report = load(&dir.join("metrics.json"))?;
-        let ranks: Ranks = load(&dir.join("ranks.json"))?;
+        let name = |what: &str| {
+            if prefix.is_empty() { what.to_string() } else { format!("{prefix}.{what}") }
+        };
+        let report: segue_eval::Report = load(&dir.join(name("metrics.json")))?;
+        let ranks: Ranks = load(&dir.join(name("ranks.json")))?;
         if ranks.ranks.len() as u64 != report.all.count {
             anyhow::bail!(
                 "{}: {} ranks for {} predictions",
@@ -246,7 +271,7 @@ fn mean_hits(runs: &[Run]) -> Vec<f64> {
 }
 
 /// Mean and 95% interval over seeds of a metric picked from each run's report.
-fn over_seeds(runs: &[Run], pick: impl Fn(&segue_eval::Report) -> f64) -> segue_eval::Interval {
+pub fn over_seeds(runs: &[Run], pick: impl Fn(&segue_eval::Report) -> f64) -> segue_eval::Interval {
     let v: Vec<f64> = runs.iter().map(|r| 100.0 * pick(&r.report)).collect();
     segue_eval::mean_interval(&v).unwrap_or(segue_eval::Interval {
         n: 0,
@@ -255,7 +280,7 @@ fn over_seeds(runs: &[Run], pick: impl Fn(&segue_eval::Report) -> f64) -> segue_
     })
 }
 
-fn show(i: &segue_eval::Interval) -> String {
+pub fn show(i: &segue_eval::Interval) -> String {
     if i.n > 1 { format!("{:.2} ± {:.2}", i.mean, i.half_width) } else { format!("{:.2}", i.mean) }
 }
 

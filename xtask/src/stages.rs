@@ -25,6 +25,7 @@ pub const STAGES: &[&str] = &[
     "acoustic",
     "lyrics",
     "tags",
+    "user-groups",
     "train-gru4rec",
     "train-ann",
     "train-ann-lsa",
@@ -34,6 +35,7 @@ pub const STAGES: &[&str] = &[
     "train-annw-acoustic-lyrics",
     "train-annw-acoustic-lyrics-tags",
     "train-sasrec",
+    "train-user-study",
     "evaluate-gru4rec",
     "evaluate-ann",
     "evaluate-ann-lsa",
@@ -43,6 +45,7 @@ pub const STAGES: &[&str] = &[
     "evaluate-annw-acoustic-lyrics",
     "evaluate-annw-acoustic-lyrics-tags",
     "evaluate-sasrec",
+    "evaluate-user-study",
     "train-pop",
     "train-repeat-pop",
     "train-sknn",
@@ -64,6 +67,9 @@ fn code_version(stage: &str) -> String {
         Some((true, _)) => return format!("{stage}-v{TRAIN_VERSION}"),
         Some((false, _)) => return format!("{stage}-v{EVALUATE_VERSION}"),
         None => {}
+    }
+    if is_study(stage) {
+        return format!("{stage}-v{}", crate::user_study::VERSION);
     }
     let v = match stage {
         "ingest" => 3,
@@ -89,9 +95,33 @@ fn upstream(stage: &str) -> &'static [&'static str] {
     }
     match stage {
         "sessionize" => &["ingest"],
-        "word2vec" | "lsa" | "acoustic" | "lyrics" | "tags" => &["sessionize"],
+        "word2vec" | "lsa" | "acoustic" | "lyrics" | "tags" | "user-groups" => &["sessionize"],
+        // The study's model is the first applicable fusion variant: every modality is read.
+        "train-user-study" => &["sessionize", "user-groups", "word2vec", "acoustic", "lyrics"],
+        "evaluate-user-study" => {
+            &["sessionize", "user-groups", "word2vec", "acoustic", "lyrics", "train-user-study"]
+        }
         _ => &[],
     }
+}
+
+/// A session-embedding stage's parameters, with `[embeddings]` beside them when it is not the
+/// default (so leak-free keys stay as they were).
+fn with_embeddings(mut params: serde_json::Value, p: &Pipeline) -> Result<serde_json::Value> {
+    if p.embeddings != crate::pipeline::Embeddings::default() {
+        params["embeddings"] = serde_json::to_value(&p.embeddings)?;
+    }
+    Ok(params)
+}
+
+/// The user study's model stages (one run per seed, like a variant's).
+pub fn is_study(stage: &str) -> bool {
+    matches!(stage, "train-user-study" | "evaluate-user-study")
+}
+
+/// Stages run once per model seed.
+fn per_seed(stage: &str) -> bool {
+    variant_of(stage).is_some() || is_study(stage)
 }
 
 /// The upstream stages of a rule's evaluation.
@@ -108,11 +138,8 @@ fn rule_evaluate_upstream(r: segue_baselines::Rule) -> &'static [&'static str] {
 
 /// Every stage in words, from [`STAGES`] (what `run --help` shows and `status` walks).
 pub fn registry_help() -> String {
-    let data: Vec<&str> = STAGES
-        .iter()
-        .copied()
-        .filter(|s| variant_of(s).is_none() && rule_of(s).is_none())
-        .collect();
+    let data: Vec<&str> =
+        STAGES.iter().copied().filter(|s| !per_seed(s) && rule_of(s).is_none()).collect();
     let mut out = format!("Stages, in dependency order:\n  data: {}\n", data.join(", "));
     out += "  models (train-ID, evaluate-ID; one run per seed of model.seeds):\n";
     for v in segue_model::Variant::ALL {
@@ -120,6 +147,7 @@ pub fn registry_help() -> String {
             out += &format!("    {:<28} {}\n", v.id(), v.paper_name());
         }
     }
+    out += "    user-study                   Table IV: the fusion per K-10 group (dataset.users)\n";
     out += "  rules (train-ID fits, evaluate-ID ranks):\n";
     for r in segue_baselines::Rule::ALL {
         if STAGES.contains(&format!("train-{}", r.id()).as_str()) {
@@ -202,7 +230,7 @@ impl<'a> Runner<'a> {
     /// The runs of a stage: one per seed (`train-ann/seed-0`, ...) for a model's train and
     /// evaluate stages, else the stage itself.
     pub fn instances(&self, stage: &str) -> Vec<String> {
-        if variant_of(stage).is_some() {
+        if per_seed(stage) {
             let seeds = self.pipeline.model.seed_list();
             seeds.iter().map(|s| format!("{stage}/seed-{s}")).collect()
         } else {
@@ -221,7 +249,7 @@ impl<'a> Runner<'a> {
     /// The key name of an upstream stage `u` for a run of seed `seed`.
     fn upstream_instance(u: &str, seed: Option<u64>) -> String {
         match seed {
-            Some(s) if variant_of(u).is_some() => format!("{u}/seed-{s}"),
+            Some(s) if per_seed(u) => format!("{u}/seed-{s}"),
             _ => u.to_string(),
         }
     }
@@ -244,14 +272,37 @@ impl<'a> Runner<'a> {
                     content_files(p, &p.dataset.tags)?,
                 ),
             },
-            "word2vec" => (serde_json::to_value(&p.word2vec)?, BTreeMap::new()),
-            "lsa" => (serde_json::to_value(&p.lsa)?, BTreeMap::new()),
+            "word2vec" => {
+                (with_embeddings(serde_json::to_value(&p.word2vec)?, p)?, BTreeMap::new())
+            }
+            "lsa" => (with_embeddings(serde_json::to_value(&p.lsa)?, p)?, BTreeMap::new()),
             "acoustic" => (
                 serde_json::json!({ "vae": p.vae, "strict": p.ingest.strict }),
                 content_files(p, &p.dataset.audio_features)?,
             ),
             "lyrics" => (serde_json::to_value(&p.lyrics)?, content_files(p, &p.dataset.lyrics)?),
             "tags" => (serde_json::to_value(&p.tags)?, content_files(p, &p.dataset.tags)?),
+            "user-groups" => (
+                serde_json::json!({
+                    "at_risk_min": crate::user_study::AT_RISK_MIN,
+                    "no_risk_below": crate::user_study::NO_RISK_BELOW,
+                }),
+                content_files(p, &p.dataset.users)?,
+            ),
+            "train-user-study" => (
+                serde_json::json!({
+                    "candidates": crate::user_study::CANDIDATES.map(|v| v.id()),
+                    "model": model,
+                }),
+                BTreeMap::new(),
+            ),
+            "evaluate-user-study" => (
+                serde_json::json!({
+                    "ks": segue_eval::PAPER_KS,
+                    "max_input_len": p.model.max_input_len,
+                }),
+                BTreeMap::new(),
+            ),
             other if rule_of(other).is_some() => {
                 let (_, r) = rule_of(other).expect("checked");
                 let mut params = serde_json::json!({
@@ -372,6 +423,29 @@ impl<'a> Runner<'a> {
                 self.cache.build(&recipe, |dir| {
                     crate::content_stages::run_tags(self.pipeline, &sessions_dir, dir)
                 })
+            }
+            "user-groups" => {
+                let sessions_dir = self.dir("sessionize")?;
+                self.cache.build(&recipe, |dir| {
+                    crate::user_study::run_groups(self.pipeline, &sessions_dir, dir)
+                })
+            }
+            "train-user-study" | "evaluate-user-study" => {
+                let dir_of = |s: &str| self.dir(&Self::upstream_instance(s, seed));
+                let seeded = self.pipeline.for_model_seed(seed);
+                if stage == "train-user-study" {
+                    let partial = self.cache.stage_dir(stage, &format!("{key}.partial"));
+                    if force {
+                        let _ = std::fs::remove_dir_all(&partial);
+                    }
+                    self.cache.build(&recipe, |dir| {
+                        crate::user_study::run_train(&seeded, &dir_of, dir, &partial)
+                    })
+                } else {
+                    self.cache.build(&recipe, |dir| {
+                        crate::user_study::run_evaluate(&seeded, &dir_of, dir)
+                    })
+                }
             }
             other if rule_of(other).is_some() => {
                 let dir_of = |s: &str| self.dir(s);
@@ -522,9 +596,9 @@ fn run_sessionize(p: &Pipeline, ingest_dir: &Path, dir: &Path) -> Result<serde_j
 
 fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
     let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
-    let corpus = segue_sessions::read_split(
+    let corpus = segue_sessions::read_splits(
         &sessions_dir.join("sessions.parquet"),
-        segue_sessions::Split::Train,
+        p.embeddings.sessions.splits(),
     )?;
     let model = segue_word2vec::train_with_progress(
         &segue_word2vec::Corpus::new(&corpus.flat, &corpus.offsets, vocab.len())?,
@@ -561,11 +635,12 @@ fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
 
 fn run_lsa(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
     let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
-    let corpus = segue_sessions::read_split(
+    let corpus = segue_sessions::read_splits(
         &sessions_dir.join("sessions.parquet"),
-        segue_sessions::Split::Train,
+        p.embeddings.sessions.splits(),
     )?;
-    // Training tracks come first in the vocabulary: the columns are ids 0..train_tracks.
+    // Training tracks come first in the vocabulary: the columns are ids 0..train_tracks (every
+    // track of the corpus, with `embeddings.sessions = "all"`).
     let train_tracks = corpus.flat.iter().max().map_or(0, |&m| m as usize + 1);
     let started = Instant::now();
     let counts =

@@ -113,7 +113,7 @@ fn is_false(b: &bool) -> bool {
 
 /// The scale of pretrained `E1` rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum PretrainedScale {
     /// As the embedding stage wrote them (the paper). Word2Vec rows are about a tenth of the
     /// length of the N(0, 1) rows beside them.
@@ -122,6 +122,9 @@ pub enum PretrainedScale {
     /// Multiplied by one factor so their mean length is `sqrt(dim)`, the mean length of an
     /// N(0, 1) row: pretrained and random rows start on the same scale.
     Match,
+    /// Each row rescaled on its own to [0, 1] (`(x - min) / (max - min)`), as the authors'
+    /// public code does to every pretrained and content row (`utils.rep`).
+    RowMinMax,
 }
 
 impl PretrainedScale {
@@ -132,6 +135,17 @@ impl PretrainedScale {
     /// Scales the rows of `rows` (`dim` wide) that `take` marks, in place; returns the factor.
     pub fn apply(self, rows: &mut [f32], take: &[bool], dim: usize) -> f64 {
         if self == PretrainedScale::None || dim == 0 {
+            return 1.0;
+        }
+        if self == PretrainedScale::RowMinMax {
+            for (r, _) in rows.chunks_exact_mut(dim).zip(take).filter(|(_, t)| **t) {
+                let lo = r.iter().copied().fold(f32::INFINITY, f32::min);
+                let hi = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let span = hi - lo;
+                // numpy's ptp of a constant row is 0 and the authors' division gives NaN;
+                // such a row becomes zeros here.
+                r.iter_mut().for_each(|x| *x = if span > 0.0 { (*x - lo) / span } else { 0.0 });
+            }
             return 1.0;
         }
         let norms: Vec<f64> = rows

@@ -485,3 +485,13 @@ fn pretrained_rows_are_scaled_to_the_random_rows_length() {
     assert_eq!(&rows[4..], &[6.0, 8.0]);
     assert!((rows[1] / rows[0] - 4.0 / 3.0).abs() < 1e-6, "directions kept");
 }
+
+/// `row-min-max` maps each taken row to [0, 1] on its own (the authors' `utils.rep`); a
+/// constant row becomes zeros; untaken rows stay.
+#[test]
+fn row_min_max_rescales_each_taken_row_alone() {
+    let mut rows = vec![-1.0, 0.0, 3.0, 2.0, 2.0, 2.0, 5.0, 6.0, 7.0];
+    let take = [true, true, false];
+    crate::PretrainedScale::RowMinMax.apply(&mut rows, &take, 3);
+    assert_eq!(rows, vec![0.0, 0.25, 1.0, 0.0, 0.0, 0.0, 5.0, 6.0, 7.0]);
+}

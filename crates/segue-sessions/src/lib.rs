@@ -51,8 +51,8 @@ pub use ingest::{IngestOptions, Ingested, ReaderChoice, ingest};
 pub use polars::prelude::DataFrame;
 pub use raw::{RawEvents, SkipReason, SkipReport};
 pub use sessionize::{
-    SessionOptions, SessionStats, Sessionized, Split, SplitCorpus, TrackCounts, read_split,
-    read_vocab, sessionize,
+    SessionOptions, SessionStats, Sessionized, Split, SplitCorpus, SplitRule, TrackCounts,
+    read_split, read_splits, read_vocab, sessionize,
 };
 pub use sniff::{Reader, Sniffed, Verdict, sniff};
 pub use source::{ColumnMap, ColumnRef, Format, SourceSpec, TimeFormat, TimeIs};

@@ -20,6 +20,49 @@ pub struct SessionOptions {
     pub train_share: f64,
     /// Per user, the last floor(share * n_train) training sessions are held out for validation.
     pub validation_share: f64,
+    /// How sessions are split: per user in time order (DESIGN.md), or the authors' code's
+    /// pooled random split (a leak: a user's later sessions train the model tested on earlier
+    /// ones).
+    #[serde(skip_serializing_if = "SplitRule::is_default")]
+    pub split: SplitRule,
+    /// Seed of `split = "random-sessions"` (the authors' code: scikit-learn's random_state 42).
+    #[serde(skip_serializing_if = "is_default_split_seed")]
+    pub split_seed: u64,
+    /// Cut each kept session, after the split, into consecutive pieces of this many plays and
+    /// drop a shorter remainder; each piece is then a session (0: sessions stay whole). The
+    /// authors' code trains and tests on pieces of 4 (3 inputs, 1 target).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub chunk_len: usize,
+}
+
+/// How kept sessions are assigned to training, validation and test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitRule {
+    /// Per user, the first `train_share` of their sessions in time order train (the last
+    /// `validation_share` of those validate), the rest test: nothing of the future is fitted.
+    #[default]
+    PerUserChronological,
+    /// Every user's sessions pooled and shuffled with `split_seed`; the first
+    /// `floor(train_share * n)` train (a random `validation_share` of them validate), the rest
+    /// test, as scikit-learn's `train_test_split` in the authors' code.
+    RandomSessions,
+}
+
+impl SplitRule {
+    fn is_default(&self) -> bool {
+        *self == SplitRule::PerUserChronological
+    }
+}
+
+const DEFAULT_SPLIT_SEED: u64 = 42;
+
+fn is_default_split_seed(s: &u64) -> bool {
+    *s == DEFAULT_SPLIT_SEED
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for SessionOptions {
@@ -29,6 +72,9 @@ impl Default for SessionOptions {
             min_session_len: 5,
             train_share: 0.7,
             validation_share: 0.1,
+            split: SplitRule::PerUserChronological,
+            split_seed: DEFAULT_SPLIT_SEED,
+            chunk_len: 0,
         }
     }
 }
@@ -53,6 +99,11 @@ impl SessionOptions {
                 "sessionize.train_share = {}: must be in (0, 1]",
                 self.train_share
             )));
+        }
+        if self.chunk_len == 1 {
+            return Err(Error::Config(
+                "sessionize.chunk_len = 1: a piece needs an input and a target (use 0 for whole sessions, or 2 or more)".into(),
+            ));
         }
         if !(0.0..1.0).contains(&self.validation_share) {
             return Err(Error::Config(format!(
@@ -134,6 +185,9 @@ pub struct SessionStats {
     pub sessions_dropped_short: usize,
     /// Events in those sessions.
     pub events_in_dropped_sessions: usize,
+    /// Events dropped as the remainders of `chunk_len` pieces.
+    #[serde(default)]
+    pub events_in_chunk_remainders: usize,
     /// Training sessions.
     pub train_sessions: usize,
     /// Validation sessions.
@@ -172,6 +226,86 @@ pub struct Sessionized {
     pub stats: SessionStats,
 }
 
+/// The per-user chronological split of kept sessions (in (user, time) order).
+fn split_per_user(kept: &[(usize, usize)], user: &[&str], options: &SessionOptions) -> Vec<Split> {
+    let mut split = vec![Split::Test; kept.len()];
+    let mut u0 = 0;
+    while u0 < kept.len() {
+        let mut u1 = u0;
+        while u1 < kept.len() && user[kept[u1].0] == user[kept[u0].0] {
+            u1 += 1;
+        }
+        let (n_train, n_valid) = split_sizes(u1 - u0, options);
+        for (r, s) in split[u0..u1].iter_mut().enumerate() {
+            *s = if r < n_train - n_valid {
+                Split::Train
+            } else if r < n_train {
+                Split::Valid
+            } else {
+                Split::Test
+            };
+        }
+        u0 = u1;
+    }
+    split
+}
+
+/// Training and validation sessions out of `count`.
+fn split_sizes(count: usize, options: &SessionOptions) -> (usize, usize) {
+    let n_train = (count as f64 * options.train_share + 1e-9).floor() as usize;
+    let n_valid = (n_train as f64 * options.validation_share + 1e-9).floor() as usize;
+    (n_train, n_valid)
+}
+
+/// The authors' code's split: all sessions pooled, shuffled with the seed (Fisher-Yates over
+/// splitmix64), the first shares train and validate.
+fn split_at_random(count: usize, options: &SessionOptions) -> Vec<Split> {
+    let mut order: Vec<usize> = (0..count).collect();
+    let mut state = options.split_seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in (1..count).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    let (n_train, n_valid) = split_sizes(count, options);
+    let mut split = vec![Split::Test; count];
+    for (r, &s) in order.iter().enumerate() {
+        if r < n_train - n_valid {
+            split[s] = Split::Train;
+        } else if r < n_train {
+            split[s] = Split::Valid;
+        }
+    }
+    split
+}
+
+/// Each session cut into pieces of `len` plays (a shorter remainder dropped), each piece in its
+/// session's split; `len = 0` keeps sessions whole.
+fn chunked(
+    kept: Vec<(usize, usize)>,
+    split: Vec<Split>,
+    len: usize,
+) -> (Vec<(usize, usize)>, Vec<Split>) {
+    if len == 0 {
+        return (kept, split);
+    }
+    let mut pieces = Vec::new();
+    let mut piece_split = Vec::new();
+    for (&(a, b), &s) in kept.iter().zip(&split) {
+        for start in (a..b).step_by(len).filter(|&start| start + len <= b) {
+            pieces.push((start, start + len));
+            piece_split.push(s);
+        }
+    }
+    (pieces, piece_split)
+}
+
 /// Cuts sorted events (as written by ingest) into sessions, splits them and builds the vocab.
 pub fn sessionize(
     events: &DataFrame,
@@ -206,30 +340,15 @@ pub fn sessionize(
         .map(|w| (w[0], w[1]))
         .filter(|(a, b)| b - a >= options.min_session_len)
         .collect();
-    let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
+    let (whole_sessions, events_in_whole) =
+        (kept.len(), kept.iter().map(|(a, b)| b - a).sum::<usize>());
 
-    // Per-user chronological split of the kept sessions.
-    let mut split = vec![Split::Test; kept.len()];
-    let mut u0 = 0;
-    while u0 < kept.len() {
-        let mut u1 = u0;
-        while u1 < kept.len() && user[kept[u1].0] == user[kept[u0].0] {
-            u1 += 1;
-        }
-        let count = u1 - u0;
-        let n_train = (count as f64 * options.train_share + 1e-9).floor() as usize;
-        let n_valid = (n_train as f64 * options.validation_share + 1e-9).floor() as usize;
-        for (r, s) in split[u0..u1].iter_mut().enumerate() {
-            *s = if r < n_train - n_valid {
-                Split::Train
-            } else if r < n_train {
-                Split::Valid
-            } else {
-                Split::Test
-            };
-        }
-        u0 = u1;
-    }
+    let split = match options.split {
+        SplitRule::PerUserChronological => split_per_user(&kept, &user, options),
+        SplitRule::RandomSessions => split_at_random(kept.len(), options),
+    };
+    let (kept, split) = chunked(kept, split, options.chunk_len);
+    let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
 
     // Track counts and the vocabulary order.
     let n_keys = keys.height();
@@ -384,8 +503,9 @@ pub fn sessionize(
         events_before_sessionize: n,
         sessions_before_filter,
         longest_session_before_filter: starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0),
-        sessions_dropped_short: sessions_before_filter - kept.len(),
-        events_in_dropped_sessions: n - events_kept,
+        sessions_dropped_short: sessions_before_filter - whole_sessions,
+        events_in_dropped_sessions: n - events_in_whole,
+        events_in_chunk_remainders: events_in_whole - events_kept,
         train_sessions: split_sessions[0],
         valid_sessions: split_sessions[1],
         test_sessions: split_sessions[2],
@@ -460,6 +580,12 @@ pub struct SplitCorpus {
 
 /// Reads the sessions of `split` from a sessions.parquet written by [`Sessionized::write`].
 pub fn read_split(path: &std::path::Path, split: Split) -> Result<SplitCorpus> {
+    read_splits(path, &[split])
+}
+
+/// Reads the sessions of every split in `splits`, in file order.
+pub fn read_splits(path: &std::path::Path, splits: &[Split]) -> Result<SplitCorpus> {
+    let wanted = |code: u8| splits.iter().any(|&s| s as u8 == code);
     let df = parquet::read(path)?;
     let session = parquet::u32_column(&df, "session")?;
     let track = parquet::u32_column(&df, "track")?;
@@ -475,7 +601,7 @@ pub fn read_split(path: &std::path::Path, split: Split) -> Result<SplitCorpus> {
             out.user_names.push(user[i].clone());
             next
         });
-        if codes[i] != split as u8 {
+        if !wanted(codes[i]) {
             continue;
         }
         if i > 0
@@ -554,5 +680,40 @@ impl TrackCounts {
             }
         }
         (tracks as f64 / self.total.len().max(1) as f64, plays as f64 / all_plays.max(1) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_split_has_the_shares_and_depends_only_on_the_seed() {
+        let options = SessionOptions {
+            split: SplitRule::RandomSessions,
+            train_share: 0.7,
+            validation_share: 0.1,
+            ..SessionOptions::default()
+        };
+        let a = split_at_random(100, &options);
+        let count = |s: &[Split], which| s.iter().filter(|&&x| x == which).count();
+        assert_eq!((count(&a, Split::Train), count(&a, Split::Valid)), (63, 7));
+        assert_eq!(count(&a, Split::Test), 30);
+        assert_eq!(a, split_at_random(100, &options));
+        // Not the chronological order: some test session comes before some training one.
+        let first_test = a.iter().position(|&s| s == Split::Test).unwrap();
+        assert!(a[first_test..].contains(&Split::Train));
+        let other = split_at_random(100, &SessionOptions { split_seed: 7, ..options });
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn chunks_keep_their_session_split_and_drop_remainders() {
+        let kept = vec![(0, 9), (9, 12), (12, 20)];
+        let split = vec![Split::Train, Split::Test, Split::Test];
+        let (pieces, piece_split) = chunked(kept.clone(), split.clone(), 4);
+        assert_eq!(pieces, vec![(0, 4), (4, 8), (12, 16), (16, 20)]);
+        assert_eq!(piece_split, vec![Split::Train, Split::Train, Split::Test, Split::Test]);
+        assert_eq!(chunked(kept.clone(), split.clone(), 0), (kept, split));
     }
 }

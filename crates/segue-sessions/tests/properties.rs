@@ -36,7 +36,7 @@ proptest! {
         std::fs::write(dir.path().join("l.tsv"), log).unwrap();
         let src = [SourceSpec::new(Format::Lastfm1k, ["l.tsv"])];
         let ing = ingest(&src, dir.path(), &IngestOptions::default(), &NoProgress).unwrap();
-        let opts = SessionOptions { gap_seconds: gap, min_session_len: min_len, train_share: 0.7, validation_share: 0.0 };
+        let opts = SessionOptions { gap_seconds: gap, min_session_len: min_len, train_share: 0.7, validation_share: 0.0, ..SessionOptions::default() };
         let out = sessionize(&ing.events, &ing.keys, &opts).unwrap();
         let df = &out.sessions;
         let user: Vec<String> = df.column("user").unwrap().str().unwrap().iter().map(|u| u.unwrap().to_string()).collect();

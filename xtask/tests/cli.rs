@@ -68,6 +68,14 @@ fn reproduce_caches_and_explains() {
     // 4 training sessions cannot give 150 LSA components: it says so and still writes a table.
     assert!(err.contains("only 4 components are possible (lsa.dim = 150)"), "{err}");
     assert!(dir.path().join("cache/cli-test/report/table1.csv").exists());
+    // The page and its figures (their contents are checked by html_report's unit tests).
+    let page =
+        std::fs::read_to_string(dir.path().join("cache/cli-test/report/index.html")).unwrap();
+    for figure in ["hr_at_k.svg", "training_loss.svg", "per_user.svg", "session_lengths.svg"] {
+        assert!(page.contains(&format!("<figure id=\"{figure}\">")), "{figure}");
+        assert!(dir.path().join("cache/cli-test/report/figures").join(figure).exists());
+    }
+    assert!(!page.contains("table4.svg"), "no study without K-10 scores");
     // Tables II and III: every model that can run has numbers; the others say why not.
     assert!(out.contains("Table II") && out.contains("Table III"), "{out}");
     for name in ["GRU4Rec", "ANN", "ANN-LSA", "ANNW"] {

@@ -106,7 +106,6 @@ fn hr_at_k(results: &BTreeMap<Method, Outcome>) -> Result<Figure> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
-            .right_y_label_area_size(250)
             .build_cartesian_2d(5f64..55f64, 0f64..top * 1.08)
             .map_err(plot_err)?;
         chart

@@ -300,12 +300,7 @@ pub fn run_train(
     dir: &Path,
     partial: &Path,
 ) -> Result<serde_json::Value> {
-    let v = match study_variant(dir_of)? {
-        Ok(v) => v,
-        Err(why) => bail!("the user study is not applicable: {why}"),
-    };
-    let groups = read_groups(&dir_of("user-groups")?)?;
-    let inputs = Inputs::read(&dir_of("sessionize")?)?;
+    let (v, groups, inputs) = study_inputs(dir_of)?;
     let mut summary = BTreeMap::new();
     for g in &groups.groups {
         let users = members(g);
@@ -358,6 +353,17 @@ pub fn run_train(
     Ok(summary)
 }
 
+/// What both model stages of the study read: its variant, the groups and the sessions.
+fn study_inputs(dir_of: &dyn Fn(&str) -> Result<PathBuf>) -> Result<(Variant, Groups, Inputs)> {
+    let v = match study_variant(dir_of)? {
+        Ok(v) => v,
+        Err(why) => bail!("the user study is not applicable: {why}"),
+    };
+    let groups = read_groups(&dir_of("user-groups")?)?;
+    let inputs = Inputs::read(&dir_of("sessionize")?)?;
+    Ok((v, groups, inputs))
+}
+
 /// The `evaluate-user-study` stage: each group's model on that group's test sessions
 /// (`<group>.metrics.json`, `<group>.ranks.json`).
 pub fn run_evaluate(
@@ -365,12 +371,7 @@ pub fn run_evaluate(
     dir_of: &dyn Fn(&str) -> Result<PathBuf>,
     dir: &Path,
 ) -> Result<serde_json::Value> {
-    let v = match study_variant(dir_of)? {
-        Ok(v) => v,
-        Err(why) => bail!("the user study is not applicable: {why}"),
-    };
-    let groups = read_groups(&dir_of("user-groups")?)?;
-    let inputs = Inputs::read(&dir_of("sessionize")?)?;
+    let (v, groups, inputs) = study_inputs(dir_of)?;
     let seen: Vec<bool> = (0..inputs.tracks).map(|i| inputs.counts.seen_in_train(i)).collect();
     let trained = dir_of("train-user-study")?;
     let mut summary = BTreeMap::new();

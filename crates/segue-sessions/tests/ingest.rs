@@ -2,14 +2,57 @@
 //! bad input, and the built-in data against the pandas peer's Table I.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use segue_core::NoProgress;
-use segue_e2e::{T0, iso, sessions_of, write_lastfm};
 use segue_sessions::{
     ColumnMap, Format, IngestOptions, SessionOptions, SkipReason, SourceSpec, TimeFormat, TimeIs,
     ingest, sessionize,
 };
+
+// Small listening logs written in the Last.fm 1K format.
+
+/// One play: user, start time (epoch seconds), artist, title.
+type Play = (&'static str, i64, String, String);
+
+/// 2020-01-01T00:00:00Z.
+const T0: i64 = 1_577_836_800;
+
+/// Formats epoch seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+fn iso(secs: i64) -> String {
+    segue_sessions::time::format_utc(secs)
+}
+
+/// Writes plays as a Last.fm 1K TSV file.
+fn write_lastfm(path: &Path, plays: &[Play]) -> PathBuf {
+    let mut s = String::new();
+    for (u, t, a, title) in plays {
+        s += &format!("{u}\t{}\t\t{a}\t\t{title}\n", iso(*t));
+    }
+    std::fs::write(path, s).unwrap();
+    path.to_path_buf()
+}
+
+/// A user's sessions: `sessions` sessions of `len` plays 3 minutes apart, 5 hours between
+/// sessions, tracks drawn round-robin from `catalogue` titles of one artist.
+fn sessions_of(
+    user: &'static str,
+    sessions: usize,
+    len: usize,
+    catalogue: usize,
+    start: i64,
+) -> Vec<Play> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    for s in 0..sessions {
+        for i in 0..len {
+            let t = start + s as i64 * 5 * 3600 + i as i64 * 180;
+            out.push((user, t, "Artist".to_string(), format!("Song {}", k % catalogue)));
+            k += 1;
+        }
+    }
+    out
+}
 
 fn lenient() -> IngestOptions {
     IngestOptions::default()
@@ -332,7 +375,7 @@ fn spotify_extended_and_lastfm_scrobbles() {
 /// 2,039 sessions, 11,366 unique songs, 66,619 events, from 67,848 plays of 30 s or more).
 #[test]
 fn builtin_data_matches_the_peer_table_one() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let text = std::fs::read_to_string(root.join("pipelines/default.toml")).unwrap();
     #[derive(serde::Deserialize)]
     struct Partial {

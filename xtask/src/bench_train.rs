@@ -69,6 +69,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     p.sessionize.validation_share = 0.0;
     p.model.epochs = args.epochs;
     p.model.patience = 0;
+    // The paper's model, as the peer builds it: none of segue's options beyond the paper.
+    p.model.repeat = false;
+    p.model.pretrained_scale = segue_model::PretrainedScale::None;
     p.pipeline.name = format!("{}-bench-train", p.pipeline.name);
     p.pipeline.cache_dir = Some(crate::bench::bench_dir().join("train-cache"));
 

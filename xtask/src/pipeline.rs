@@ -40,6 +40,10 @@ pub struct Pipeline {
     /// Where the file was read from; relative paths are resolved against its folder.
     #[serde(skip)]
     pub path: PathBuf,
+    /// The stage seeds ([`STAGE_SEEDS`]) the file left to `pipeline.seed`; `--set
+    /// pipeline.seed=N` moves them with it.
+    #[serde(skip)]
+    pub seeded_by_pipeline: Vec<&'static str>,
 }
 
 /// Which protocol a pipeline follows.
@@ -56,9 +60,10 @@ pub enum Protocol {
 /// The departures of the authors' public code from the paper's protocol, as pipeline keys
 /// (README, "The authors'-code protocol"): `protocol = "authors-code"` sets each one the
 /// file does not set itself, so each can also be tried alone on a leak-free pipeline.
-pub const AUTHORS_CODE: [(&str, &str); 10] = [
+pub const AUTHORS_CODE: [(&str, &str); 11] = [
     // train_test_split(sessions, test_size=0.3, random_state=42): all users pooled.
     ("sessionize.split", "\"random-sessions\""),
+    ("sessionize.split_seed", "42"),
     // Sessions cut into pieces of 4 after the split: 3 inputs, the 4th predicted.
     ("sessionize.chunk_len", "4"),
     ("model.max_input_len", "3"),
@@ -73,6 +78,23 @@ pub const AUTHORS_CODE: [(&str, &str); 10] = [
     // Every pretrained row rescaled to [0, 1] on its own (utils.rep).
     ("model.pretrained_scale", "\"row-min-max\""),
 ];
+
+/// segue's defaults where they depart from the stage crates' own (the paper's settings): the
+/// model settings chosen on validation (report/tuning.md) and the baselines' neighbourhood.
+/// A pipeline gets each one its file does not set, so a file that leaves out `[model]` trains
+/// like pipelines/default.toml (a test holds the two equal); `pipelines/paper-settings.toml`
+/// states the paper's values instead.
+pub const SEGUE_DEFAULTS: [(&str, &str); 6] = [
+    ("model.epochs", "20"),
+    ("model.patience", "1"),
+    ("model.seeds", "3"),
+    ("model.repeat", "true"),
+    ("model.pretrained_scale", "\"match\""),
+    ("baselines.sknn.k", "50"),
+];
+
+/// The seeds `pipeline.seed` gives when a file sets it and the stage does not set its own.
+pub const STAGE_SEEDS: [&str; 4] = ["word2vec.seed", "lsa.seed", "vae.seed", "model.seed"];
 
 /// What the session embeddings (Word2Vec, LSA) learn from.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -180,16 +202,12 @@ impl Pipeline {
             .with_context(|| format!("reading pipeline file {}", path.display()))?;
         let mut doc: toml::Table = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("pipeline file {}: {e}", path.display()))?;
-        if doc.get("protocol").and_then(|v| v.as_str()) == Some("authors-code") {
-            for (key, value) in AUTHORS_CODE {
-                let value = crate::tune::parse_value(value)?;
-                set_key(&mut doc, key, value, false)?;
-            }
-        }
+        let seeded_by_pipeline = fill_defaults(&mut doc)?;
         let mut p: Pipeline = toml::Value::Table(doc)
             .try_into()
             .map_err(|e| anyhow::anyhow!("pipeline file {}: {e}", path.display()))?;
         p.path = path.canonicalize().with_context(|| format!("resolving {}", path.display()))?;
+        p.seeded_by_pipeline = seeded_by_pipeline;
         p.validate().with_context(|| format!("pipeline file {}", path.display()))?;
         Ok(p)
     }
@@ -230,6 +248,13 @@ impl Pipeline {
         };
         for (key, value) in overrides {
             set_key(&mut doc, key, value.clone(), true)?;
+            if key == "pipeline.seed" {
+                for stage_seed in &self.seeded_by_pipeline {
+                    if !overrides.iter().any(|(k, _)| k == stage_seed) {
+                        set_key(&mut doc, stage_seed, value.clone(), true)?;
+                    }
+                }
+            }
         }
         let mut p: Pipeline = toml::Value::Table(doc).try_into().map_err(|e| {
             anyhow::anyhow!(
@@ -238,6 +263,7 @@ impl Pipeline {
             )
         })?;
         p.path = self.path.clone();
+        p.seeded_by_pipeline = self.seeded_by_pipeline.clone();
         p.validate()?;
         Ok(p)
     }
@@ -278,6 +304,33 @@ impl Pipeline {
             None => crate::workspace_root().join(".segue").join(&self.pipeline.name),
         }
     }
+}
+
+/// Fills the keys a pipeline file does not set, in order: the authors'-code departures (when
+/// `protocol = "authors-code"`), segue's defaults ([`SEGUE_DEFAULTS`]), and, when the file sets
+/// `pipeline.seed`, every stage seed it does not set itself. Returns those stage seeds.
+fn fill_defaults(doc: &mut toml::Table) -> Result<Vec<&'static str>> {
+    if doc.get("protocol").and_then(|v| v.as_str()) == Some("authors-code") {
+        for (key, value) in AUTHORS_CODE {
+            set_key(doc, key, crate::tune::parse_value(value)?, false)?;
+        }
+    }
+    for (key, value) in SEGUE_DEFAULTS {
+        set_key(doc, key, crate::tune::parse_value(value)?, false)?;
+    }
+    let seed = doc.get("pipeline").and_then(|p| p.get("seed")).cloned();
+    let mut seeded = Vec::new();
+    if let Some(seed) = seed {
+        for key in STAGE_SEEDS {
+            let (section, name) = key.split_once('.').context("a stage seed key")?;
+            let set = doc.get(section).and_then(|t| t.get(name)).is_some();
+            if !set {
+                set_key(doc, key, seed.clone(), false)?;
+                seeded.push(key);
+            }
+        }
+    }
+    Ok(seeded)
 }
 
 /// Sets `section.key` in a TOML document; `replace = false` keeps a value already there.
@@ -336,6 +389,54 @@ mod tests {
             one_by_one.model.for_seed(0),
             segue_model::ModelParams { epochs: 30, ..p.model.for_seed(0) }
         );
+    }
+
+    /// The stage sections of a pipeline, as TOML.
+    fn stages(p: &Pipeline) -> toml::Table {
+        let toml::Value::Table(mut t) = toml::Value::try_from(p).unwrap() else { panic!() };
+        for key in ["protocol", "pipeline", "dataset"] {
+            t.remove(key);
+        }
+        t
+    }
+
+    #[test]
+    fn the_default_pipeline_file_states_the_schemas_defaults() {
+        let file = crate::workspace_root().join("pipelines/default.toml");
+        let full = Pipeline::load(&file).unwrap();
+        // The same dataset, every stage key left out (and no pipeline.seed, which would set
+        // the stage seeds the file leaves out).
+        let mut doc: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        doc.retain(|k, _| k == "pipeline" || k == "dataset");
+        doc["pipeline"].as_table_mut().unwrap().remove("seed");
+        let minimal = load(&toml::to_string(&doc).unwrap()).unwrap();
+        let (a, b) = (stages(&full), stages(&minimal));
+        for (section, value) in &a {
+            assert_eq!(Some(value), b.get(section), "[{section}] of pipelines/default.toml");
+        }
+        assert_eq!(a.len(), b.len());
+        // The paper's file keeps the paper's model: no departure of segue's defaults leaks in.
+        let paper =
+            Pipeline::load(&crate::workspace_root().join("pipelines/paper-settings.toml")).unwrap();
+        assert!(!paper.model.repeat);
+        assert_eq!(paper.model.pretrained_scale, segue_model::PretrainedScale::None);
+        assert_eq!((paper.model.epochs, paper.model.patience), (2, 0));
+        assert_eq!(paper.baselines, segue_baselines::BaselineParams::default());
+    }
+
+    #[test]
+    fn pipeline_seed_seeds_every_stage_that_does_not_set_its_own() {
+        let unseeded = load(BASE).unwrap();
+        assert_eq!(unseeded.word2vec.seed, segue_word2vec::Params::default().seed);
+        assert!(unseeded.seeded_by_pipeline.is_empty());
+
+        let text = BASE.replace("name = \"t\"", "name = \"t\"\nseed = 7") + "[lsa]\nseed = 3\n";
+        let p = load(&text).unwrap();
+        assert_eq!((p.word2vec.seed, p.lsa.seed, p.vae.seed, p.model.seed), (7, 3, 7, 7));
+        let q = p.with_sets(&["pipeline.seed=9".into(), "vae.seed=1".into()]).unwrap();
+        assert_eq!((q.word2vec.seed, q.lsa.seed, q.vae.seed, q.model.seed), (9, 3, 1, 9));
+        assert_eq!(q.pipeline.seed, 9);
     }
 
     #[test]

@@ -30,6 +30,7 @@ gap_seconds = 7200
 
 [model]
 epochs = 2
+seeds = 1
 gru4rec_negatives = 4
 "#;
 
@@ -215,7 +216,7 @@ fn reproduce_caches_and_explains() {
 fn seeds_give_intervals() {
     let dir = tempfile::tempdir().unwrap();
     let p = setup(dir.path());
-    std::fs::write(&p, PIPELINE.replace("epochs = 2", "epochs = 2\nseeds = [3, 8]")).unwrap();
+    std::fs::write(&p, PIPELINE.replace("seeds = 1", "seeds = [3, 8]")).unwrap();
     let o = xtask(&["run", "evaluate-ann", "--pipeline", &p]);
     let (_, err) = text(&o);
     assert!(o.status.success(), "{err}");
@@ -246,7 +247,7 @@ fn seeds_give_intervals() {
     // Each method against ANN and against the best baseline (all tie here: the last of them).
     assert!(tests.contains("GRU4Rec,ANN,") && tests.contains("ANN,SR,"), "{tests}");
     // A repeated seed is an error that names the key.
-    std::fs::write(&p, PIPELINE.replace("epochs = 2", "epochs = 2\nseeds = [1, 1]")).unwrap();
+    std::fs::write(&p, PIPELINE.replace("seeds = 1", "seeds = [1, 1]")).unwrap();
     let (_, err) = text(&xtask(&["status", "--pipeline", &p]));
     assert!(err.contains("model.seeds = [1, 1]: a seed is repeated"), "{err}");
 }
@@ -339,6 +340,7 @@ hub = false
 [model]
 epochs = 2
 patience = 0
+seeds = 1
 "#;
     let p = dir.path().join("p.toml");
     std::fs::write(&p, pipeline).unwrap();
@@ -395,6 +397,7 @@ threads = 1
 [model]
 epochs = 2
 patience = 0
+seeds = 1
 "#;
     let p = dir.path().join("p.toml");
     std::fs::write(&p, pipeline).unwrap();
@@ -500,6 +503,7 @@ epochs = 3
 
 [model]
 epochs = 1
+seeds = 1
 "#
         )
     };

@@ -300,13 +300,13 @@ fn word2vec(
     let (q_ours, q_theirs, n) =
         side.qualities(table.as_slice(), &our_mask, &peer_m, &peer_mask, dim);
 
-    let ours_wps = model.stats.words_per_second();
+    let ours_wps = model.stats().words_per_second();
     let theirs_wps = theirs["raw_words_per_second"].as_f64().unwrap_or(f64::NAN);
     println!("## bench word2vec: {setting}, 5 epochs\n");
     println!("| | segue | gensim | ratio |\n|---|---:|---:|---:|");
     println!(
         "| train seconds | {:.2} | {:.2} | {:.2}x faster |",
-        model.stats.seconds,
+        model.stats().seconds,
         theirs["train_seconds"].as_f64().unwrap_or(f64::NAN),
         ours_wps / theirs_wps
     );

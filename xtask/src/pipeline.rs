@@ -80,11 +80,14 @@ pub const AUTHORS_CODE: [(&str, &str); 11] = [
 ];
 
 /// segue's defaults where they depart from the stage crates' own (the paper's settings): the
-/// model settings chosen on validation (report/tuning.md) and the baselines' neighbourhood.
+/// model settings chosen on validation (report/tuning.md), the baselines' neighbourhood and
+/// Word2Vec's threads.
 /// A pipeline gets each one its file does not set, so a file that leaves out `[model]` trains
 /// like pipelines/default.toml (a test holds the two equal); `pipelines/paper-settings.toml`
 /// states the paper's values instead.
-pub const SEGUE_DEFAULTS: [(&str, &str); 6] = [
+pub const SEGUE_DEFAULTS: [(&str, &str); 7] = [
+    // segue-word2vec alone defaults to one (deterministic) thread.
+    ("word2vec.threads", "2"),
     ("model.epochs", "20"),
     ("model.patience", "1"),
     ("model.seeds", "3"),

@@ -607,10 +607,10 @@ fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     )?;
     model.to_table(vocab.len(), &vocab.hash())?.save(&dir.join("w2v.safetensors"))?;
     model.save_word2vec_binary(&dir.join("w2v.bin"), |t| t.to_string())?;
-    let st = &model.stats;
+    let st = model.stats();
     let summary = serde_json::json!({
         "sentences": corpus.offsets.len() - 1,
-        "tracks_with_vectors": model.vocab.len(),
+        "tracks_with_vectors": model.vocabulary().len(),
         "tracks": vocab.len(),
         "raw_words": st.raw_words,
         "effective_words": st.effective_words,
@@ -623,7 +623,7 @@ fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     eprintln!(
         "{:>31}  {} of {} tracks have vectors; {:.2} M raw words/s over {} epochs ({} threads{})",
         "",
-        model.vocab.len(),
+        model.vocabulary().len(),
         vocab.len(),
         st.words_per_second() / 1e6,
         p.word2vec.epochs,

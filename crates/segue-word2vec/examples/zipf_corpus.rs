@@ -45,8 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         flat.len(),
         threads,
         epochs,
-        model.stats.seconds,
-        model.stats.words_per_second()
+        model.stats().seconds,
+        model.stats().words_per_second()
     );
     Ok(())
 }

@@ -13,26 +13,32 @@
 //! atomics read and written with relaxed loads and stores (no data race, no `unsafe` on the
 //! training path), the arithmetic runs on thread-local copies.
 //!
+//! The main types: [`Corpus`] (sentences of token ids, borrowed flat or built from one
+//! sequence per sentence), [`Params`] (gensim's defaults), [`train`] and the trained
+//! [`Model`] (vectors by token, nearest neighbours, word2vec exports, an embedding table).
+//!
 //! ```
 //! use segue_word2vec::{Corpus, Params, train};
 //!
 //! // Two "genres" of tokens that never share a sentence.
-//! let mut flat = Vec::new();
-//! let mut offsets = vec![0];
-//! for s in 0..400u32 {
-//!     let base = if s % 2 == 0 { 0 } else { 10 };
-//!     flat.extend((0..8).map(|i| base + (s * 7 + i * 3) % 10));
-//!     offsets.push(flat.len());
-//! }
-//! let params = Params { vector_size: 16, epochs: 10, threads: 1, sample: 0.0, ..Params::default() };
-//! let model = train(&Corpus::new(&flat, &offsets, 20).unwrap(), &params).unwrap();
+//! let sentences: Vec<Vec<u32>> = (0..400u32)
+//!     .map(|s| {
+//!         let base = if s % 2 == 0 { 0 } else { 10 };
+//!         (0..8).map(|i| base + (s * 7 + i * 3) % 10).collect()
+//!     })
+//!     .collect();
+//! let corpus = Corpus::from_sentences(&sentences, 20).unwrap();
+//! let params = Params { vector_size: 16, epochs: 10, sample: 0.0, ..Params::default() };
+//! let model = train(&corpus, &params).unwrap(); // one thread: the same vectors every run
 //! let near = model.most_similar(3, 5);
 //! assert!(near.iter().all(|(t, _)| *t < 10), "{near:?}");
+//! assert_eq!(model.vector(3).unwrap().len(), 16);
 //! ```
 #![deny(missing_docs)]
 
 mod export;
 
+use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
@@ -44,7 +50,8 @@ use segue_core::{EmbeddingTable, Error, Result, TrackId};
 
 pub use export::{read_word2vec_binary, read_word2vec_text};
 
-/// Training parameters: gensim's defaults, except `vector_size` 150 and `min_count` 1.
+/// Training parameters: gensim's defaults, except `vector_size` 150, `min_count` 1 and one
+/// thread (deterministic; ask for more to train Hogwild, as gensim's default 3 workers do).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Params {
@@ -70,7 +77,7 @@ pub struct Params {
     pub min_count: u64,
     /// Use the mean (not the sum) of the context vectors.
     pub cbow_mean: bool,
-    /// Threads; 1 is deterministic, more run Hogwild.
+    /// Threads; 1 (the default) is deterministic, more run Hogwild.
     pub threads: usize,
     /// Seed of the initial vectors and of every job's generator.
     pub seed: u64,
@@ -90,7 +97,7 @@ impl Default for Params {
             epochs: 5,
             min_count: 1,
             cbow_mean: true,
-            threads: 2,
+            threads: 1,
             seed: 1,
         }
     }
@@ -123,16 +130,24 @@ impl Params {
 }
 
 /// Sentences over tokens `0..n_tokens`: sentence `s` is `flat[offsets[s]..offsets[s + 1]]`.
-#[derive(Debug, Clone, Copy)]
+/// Borrowed from a flat token array ([`Corpus::new`]) or built from one sequence per sentence
+/// ([`Corpus::from_sentences`]).
+#[derive(Debug, Clone)]
 pub struct Corpus<'a> {
-    flat: &'a [u32],
-    offsets: &'a [usize],
+    flat: Cow<'a, [u32]>,
+    offsets: Cow<'a, [usize]>,
     n_tokens: usize,
 }
 
 impl<'a> Corpus<'a> {
-    /// Checks that offsets are increasing and tokens below `n_tokens`.
+    /// The flat form, borrowed: checks that offsets rise from 0 to `flat.len()` and that
+    /// tokens are below `n_tokens`.
     pub fn new(flat: &'a [u32], offsets: &'a [usize], n_tokens: usize) -> Result<Self> {
+        Corpus { flat: Cow::Borrowed(flat), offsets: Cow::Borrowed(offsets), n_tokens }.checked()
+    }
+
+    fn checked(self) -> Result<Self> {
+        let (flat, offsets, n_tokens) = (&self.flat, &self.offsets, self.n_tokens);
         if offsets.first() != Some(&0)
             || offsets.last() != Some(&flat.len())
             || offsets.windows(2).any(|w| w[0] > w[1])
@@ -144,10 +159,10 @@ impl<'a> Corpus<'a> {
         if let Some(t) = flat.iter().find(|&&t| t as usize >= n_tokens) {
             return Err(Error::Config(format!("token {t} outside 0..{n_tokens}")));
         }
-        Ok(Corpus { flat, offsets, n_tokens })
+        Ok(self)
     }
 
-    fn sentence(&self, s: usize) -> &'a [u32] {
+    fn sentence(&self, s: usize) -> &[u32] {
         &self.flat[self.offsets[s]..self.offsets[s + 1]]
     }
 
@@ -156,10 +171,27 @@ impl<'a> Corpus<'a> {
     }
 }
 
+impl Corpus<'static> {
+    /// One token sequence per sentence (e.g. `&[Vec<u32>]`), copied into the flat form; tokens
+    /// must be below `n_tokens`.
+    pub fn from_sentences<S: AsRef<[u32]>>(
+        sentences: impl IntoIterator<Item = S>,
+        n_tokens: usize,
+    ) -> Result<Self> {
+        let mut flat = Vec::new();
+        let mut offsets = vec![0];
+        for sentence in sentences {
+            flat.extend_from_slice(sentence.as_ref());
+            offsets.push(flat.len());
+        }
+        Corpus { flat: Cow::Owned(flat), offsets: Cow::Owned(offsets), n_tokens }.checked()
+    }
+}
+
 /// gensim truncates longer sentences.
 pub const MAX_SENTENCE_LEN: usize = 10_000;
 /// Words per job, gensim's `batch_words`.
-pub const BATCH_WORDS: usize = 10_000;
+const BATCH_WORDS: usize = 10_000;
 const MAX_EXP: f32 = 6.0;
 const EXP_TABLE_SIZE: usize = 1000;
 
@@ -167,19 +199,22 @@ const EXP_TABLE_SIZE: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Vocabulary {
     /// Token of each vocabulary row.
-    pub tokens: Vec<u32>,
-    /// Row of each token, `u32::MAX` when it has none.
-    pub rows: Vec<u32>,
+    tokens: Vec<u32>,
+    /// Row of each token, [`NO_ROW`] when it has none.
+    rows: Vec<u32>,
     /// Count of each row's token.
-    pub counts: Vec<u64>,
+    counts: Vec<u64>,
 }
+
+/// The row of a token without a vector.
+const NO_ROW: u32 = u32::MAX;
 
 impl Vocabulary {
     /// Counts tokens and keeps those seen at least `min_count` times.
     pub fn build(corpus: &Corpus<'_>, min_count: u64) -> Self {
         let mut count = vec![0u64; corpus.n_tokens];
         let mut first_seen = Vec::new();
-        for &t in corpus.flat {
+        for &t in corpus.flat.iter() {
             if count[t as usize] == 0 {
                 first_seen.push(t);
             }
@@ -188,7 +223,7 @@ impl Vocabulary {
         let mut tokens: Vec<u32> =
             first_seen.into_iter().filter(|&t| count[t as usize] >= min_count.max(1)).collect();
         tokens.sort_by_key(|&t| std::cmp::Reverse(count[t as usize])); // stable
-        let mut rows = vec![u32::MAX; corpus.n_tokens];
+        let mut rows = vec![NO_ROW; corpus.n_tokens];
         for (r, &t) in tokens.iter().enumerate() {
             rows[t as usize] = r as u32;
         }
@@ -205,10 +240,25 @@ impl Vocabulary {
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
+
+    /// The token of each row, row order (most frequent first).
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// How often each row's token occurs in the corpus, row order.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// The row of `token`, if it has a vector.
+    pub fn row(&self, token: u32) -> Option<usize> {
+        self.rows.get(token as usize).filter(|&&r| r != NO_ROW).map(|&r| r as usize)
+    }
 }
 
 /// gensim's `make_cum_table`: cumulative unigram^exponent counts scaled to 2^31 - 1.
-pub fn noise_table(counts: &[u64], exponent: f64) -> Vec<u32> {
+pub(crate) fn noise_table(counts: &[u64], exponent: f64) -> Vec<u32> {
     let domain = (i32::MAX) as f64;
     let total: f64 = counts.iter().map(|&c| (c as f64).powf(exponent)).sum();
     let mut cumulative = 0.0;
@@ -225,7 +275,7 @@ pub fn noise_table(counts: &[u64], exponent: f64) -> Vec<u32> {
 /// search from a 2^16-bucket index of the table, so a draw costs a cache-resident lookup and a
 /// short search instead of ~19 probes into a table of 300,000+ entries.
 #[derive(Debug, Clone)]
-pub struct NoiseSampler {
+pub(crate) struct NoiseSampler {
     cum: Vec<u32>,
     /// `starts[b]` = bisect_left(cum, b << shift); one extra entry at the end.
     starts: Vec<u32>,
@@ -234,7 +284,7 @@ pub struct NoiseSampler {
 
 impl NoiseSampler {
     /// The sampler of a cumulative table (as [`noise_table`] makes).
-    pub fn new(cum: Vec<u32>) -> Self {
+    pub(crate) fn new(cum: Vec<u32>) -> Self {
         let max = u64::from(*cum.last().unwrap_or(&1)).max(1);
         let mut shift = 0;
         while (max >> shift) >= (1 << 16) {
@@ -248,13 +298,13 @@ impl NoiseSampler {
     }
 
     /// The last cumulative value: draws are taken modulo it.
-    pub fn max(&self) -> u64 {
+    pub(crate) fn max(&self) -> u64 {
         u64::from(*self.cum.last().unwrap_or(&1)).max(1)
     }
 
     /// The index `bisect_left(cum, draw)` (clamped to the last index).
     #[inline]
-    pub fn index(&self, draw: u32) -> u32 {
+    pub(crate) fn index(&self, draw: u32) -> u32 {
         let b = (draw >> self.shift) as usize;
         let (lo, hi) =
             (self.starts[b] as usize, (self.starts[b + 1] as usize + 1).min(self.cum.len()));
@@ -266,7 +316,7 @@ impl NoiseSampler {
 /// gensim's down-sampling: each token is kept when its `sample_int` is at least a 32-bit random
 /// draw; `sample_int = P(keep) * (2^32 - 1)` with
 /// `P(keep) = (sqrt(c / t) + 1) * t / c`, `t = sample * total` (or `sample` itself when >= 1).
-pub fn sample_ints(counts: &[u64], sample: f64) -> Vec<u32> {
+pub(crate) fn sample_ints(counts: &[u64], sample: f64) -> Vec<u32> {
     let total: u64 = counts.iter().sum();
     let threshold = if sample == 0.0 {
         total as f64
@@ -302,19 +352,15 @@ fn exp_table() -> Vec<f32> {
         .collect()
 }
 
-/// A trained model: input vectors (`syn0`) and output weights (`syn1neg`), by vocabulary row.
+/// A trained model: the token vectors (gensim's `syn0`) and the output weights of negative
+/// sampling (`syn1neg`), one row per vocabulary row.
 #[derive(Debug, Clone)]
 pub struct Model {
-    /// The parameters it was trained with.
-    pub params: Params,
-    /// The vocabulary.
-    pub vocab: Vocabulary,
-    /// Input vectors, row-major `len x vector_size`.
-    pub syn0: Vec<f32>,
-    /// Output weights of negative sampling.
-    pub syn1neg: Vec<f32>,
-    /// Figures of the run.
-    pub stats: TrainStats,
+    params: Params,
+    vocab: Vocabulary,
+    syn0: Vec<f32>,
+    syn1neg: Vec<f32>,
+    stats: TrainStats,
 }
 
 /// Figures of a training run.
@@ -688,7 +734,7 @@ fn train_in_jobs(
             job.indexes.clear();
             for &t in corpus.sentence(s).iter().take(MAX_SENTENCE_LEN) {
                 let r = vocab.rows[t as usize];
-                if r == u32::MAX {
+                if r == NO_ROW {
                     continue;
                 }
                 if params.sample > 0.0
@@ -775,11 +821,35 @@ fn train_in_jobs(
 impl Model {
     /// The vector of a token, if it has one.
     pub fn vector(&self, token: u32) -> Option<&[f32]> {
-        let r = *self.vocab.rows.get(token as usize)?;
-        (r != u32::MAX).then(|| {
-            &self.syn0
-                [r as usize * self.params.vector_size..(r as usize + 1) * self.params.vector_size]
-        })
+        let r = self.vocab.row(token)?;
+        let size = self.params.vector_size;
+        Some(&self.syn0[r * size..(r + 1) * size])
+    }
+
+    /// The parameters it was trained with.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The tokens with vectors and their rows.
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocab
+    }
+
+    /// Every token vector, row-major: row `r` (of [`Vocabulary::tokens`]) is
+    /// `[r * vector_size, (r + 1) * vector_size)`.
+    pub fn vectors(&self) -> &[f32] {
+        &self.syn0
+    }
+
+    /// The output weights of negative sampling (gensim's `syn1neg`), rows as [`Model::vectors`].
+    pub fn output_weights(&self) -> &[f32] {
+        &self.syn1neg
+    }
+
+    /// Figures of the training run.
+    pub fn stats(&self) -> &TrainStats {
+        &self.stats
     }
 
     /// The `k` tokens nearest to `token` by cosine, best first (empty when it has no vector).

@@ -187,3 +187,26 @@ fn noise_sampler_equals_bisect_left() {
         assert_eq!(sampler.index(draw), expect, "draw {draw}");
     }
 }
+
+#[test]
+fn sentences_one_by_one_train_the_same_model_as_the_flat_form() {
+    let (flat, offsets) = corpus_of(300);
+    let sentences: Vec<Vec<u32>> = offsets.windows(2).map(|w| flat[w[0]..w[1]].to_vec()).collect();
+    let params = Params { vector_size: 8, epochs: 2, ..Params::default() };
+    assert_eq!(params.threads, 1, "the default is the deterministic single thread");
+    let a = train(&Corpus::new(&flat, &offsets, 150).unwrap(), &params).unwrap();
+    let b = train(&Corpus::from_sentences(&sentences, 150).unwrap(), &params).unwrap();
+    assert_eq!(a.vectors(), b.vectors());
+    assert_eq!(a.output_weights(), b.output_weights());
+    // Rows: most frequent token first; a token outside the corpus has none.
+    let vocab = a.vocabulary();
+    assert!(vocab.counts().windows(2).all(|w| w[0] >= w[1]));
+    let t = vocab.tokens()[0];
+    assert_eq!(vocab.row(t), Some(0));
+    assert_eq!(a.vector(t), Some(&a.vectors()[..8]));
+    let absent = Corpus::from_sentences([vec![0u32, 1], vec![1]], 3).unwrap();
+    let m = train(&absent, &Params { vector_size: 4, ..Params::default() }).unwrap();
+    assert_eq!((m.vocabulary().row(2), m.vector(2)), (None, None));
+    let e = Corpus::from_sentences([vec![5u32]], 3).unwrap_err();
+    assert!(e.to_string().contains("token 5 outside 0..3"), "{e}");
+}

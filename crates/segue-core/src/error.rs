@@ -26,11 +26,10 @@ impl fmt::Display for Position {
 }
 
 /// The error type of every segue crate. New variants may be added: match with a `_` arm.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{}: {err}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -38,7 +37,6 @@ pub enum Error {
         err: std::io::Error,
     },
     /// An input record (or a whole input file) is not what was expected.
-    #[error("{}, {position}: {message}", file.display())]
     Input {
         /// The input file.
         file: PathBuf,
@@ -48,10 +46,8 @@ pub enum Error {
         message: String,
     },
     /// A configuration value or a combination of arguments is invalid.
-    #[error("{0}")]
     Config(String),
     /// A stored artifact is unreadable or inconsistent.
-    #[error("artifact {}: {message}", path.display())]
     Artifact {
         /// The artifact file.
         path: PathBuf,
@@ -60,7 +56,6 @@ pub enum Error {
     },
     /// A rank outside `1..=items` (a rank is one plus the number of other items scoring at
     /// least as high as the target).
-    #[error("{}rank {rank} is outside 1..={items}: a rank counts the target itself and every other item scoring at least as high", prediction_prefix(*prediction))]
     InvalidRank {
         /// The prediction it belongs to, when known.
         prediction: Option<usize>,
@@ -70,7 +65,6 @@ pub enum Error {
         items: usize,
     },
     /// A score that cannot be ranked.
-    #[error("{}the score of item {item} is NaN", prediction_prefix(*prediction))]
     NanScore {
         /// The prediction (row) it belongs to, when known.
         prediction: Option<usize>,
@@ -78,7 +72,6 @@ pub enum Error {
         item: usize,
     },
     /// A target item outside the scored items.
-    #[error("{}target item {target} is outside the {items} scored items", prediction_prefix(*prediction))]
     TargetOutOfRange {
         /// The prediction it belongs to, when known.
         prediction: Option<usize>,
@@ -88,7 +81,6 @@ pub enum Error {
         items: usize,
     },
     /// Buffers whose sizes do not agree.
-    #[error("{what}: expected {expected}, found {found}")]
     ShapeMismatch {
         /// What was measured.
         what: String,
@@ -98,9 +90,43 @@ pub enum Error {
         found: usize,
     },
     /// Anything else, with context.
-    #[error("{0}")]
     Other(String),
 }
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { path, err } => write!(f, "{}: {err}", path.display()),
+            Error::Input { file, position, message } => {
+                write!(f, "{}, {position}: {message}", file.display())
+            }
+            Error::Config(message) | Error::Other(message) => f.write_str(message),
+            Error::Artifact { path, message } => {
+                write!(f, "artifact {}: {message}", path.display())
+            }
+            Error::InvalidRank { prediction, rank, items } => write!(
+                f,
+                "{}rank {rank} is outside 1..={items}: a rank counts the target itself and every other item scoring at least as high",
+                prediction_prefix(*prediction)
+            ),
+            Error::NanScore { prediction, item } => {
+                write!(f, "{}the score of item {item} is NaN", prediction_prefix(*prediction))
+            }
+            Error::TargetOutOfRange { prediction, target, items } => write!(
+                f,
+                "{}target item {target} is outside the {items} scored items",
+                prediction_prefix(*prediction)
+            ),
+            Error::ShapeMismatch { what, expected, found } => {
+                write!(f, "{what}: expected {expected}, found {found}")
+            }
+        }
+    }
+}
+
+/// The operating system's error is part of the message (see [`Error::Io`]), so no error has a
+/// separate `source`.
+impl std::error::Error for Error {}
 
 fn prediction_prefix(prediction: Option<usize>) -> String {
     prediction.map_or(String::new(), |p| format!("prediction {p}: "))

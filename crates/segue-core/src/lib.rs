@@ -1,6 +1,10 @@
 //! Shared types of segue: track ids, the vocabulary, embedding tables, progress reporting and
 //! the one error type every segue crate returns.
 //!
+//! Features: `tables` (default) brings the track vocabulary and the embedding tables with
+//! their hashing, Unicode normalisation and safetensors I/O; without it the crate is the error
+//! type, progress, atomic writes and SIMD helpers, with no dependencies (what segue-eval uses).
+//!
 //! ```
 //! use segue_core::{EmbeddingTable, TrackId, Vocab, VocabEntry};
 //!
@@ -22,16 +26,20 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "tables")]
 mod embedding;
 mod error;
 pub mod fs;
 mod progress;
 pub mod simd;
+#[cfg(feature = "tables")]
 mod vocab;
 
+#[cfg(feature = "tables")]
 pub use embedding::EmbeddingTable;
 pub use error::{Error, Position, Result};
 pub use progress::{NoProgress, Progress};
+#[cfg(feature = "tables")]
 pub use vocab::{TrackId, Vocab, VocabEntry, normalize_name};
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of UTC epoch seconds (proleptic Gregorian), for messages and exports.

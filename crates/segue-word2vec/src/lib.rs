@@ -37,16 +37,17 @@
 #![deny(missing_docs)]
 
 mod export;
+mod rng;
 
 use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use segue_core::{EmbeddingTable, Error, Result, TrackId};
+use segue_core::{Error, Result};
+
+use crate::rng::ChaCha8;
 
 pub use export::{read_word2vec_binary, read_word2vec_text};
 
@@ -687,9 +688,9 @@ fn train_in_jobs(
     let mut syn0 = vec![0f32; vocab.len() * size];
     syn0.par_chunks_mut(size).enumerate().for_each(|(r, row)| {
         let mut rng =
-            ChaCha8Rng::seed_from_u64(params.seed ^ (r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            ChaCha8::seed_from_u64(params.seed ^ (r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         for v in row {
-            *v = (rng.random::<f32>() - 0.5) / size as f32;
+            *v = (rng.next_f32() - 0.5) / size as f32;
         }
     });
     let syn1neg = vec![0f32; vocab.len() * size];
@@ -725,8 +726,8 @@ fn train_in_jobs(
         let alpha = (params.alpha - (params.alpha - params.min_alpha) * share_done)
             .max(params.min_alpha) as f32;
         let mut rng =
-            ChaCha8Rng::seed_from_u64(params.seed.wrapping_add(((epoch as u64) << 40) ^ j as u64));
-        let mut next_random: u64 = (rng.random::<u64>()) & 281_474_976_710_655;
+            ChaCha8::seed_from_u64(params.seed.wrapping_add(((epoch as u64) << 40) ^ j as u64));
+        let mut next_random: u64 = rng.next_u64() & 281_474_976_710_655;
         let mut st = Scratch::new(stride, params.negative);
         let mut job = JobState { indexes: Vec::new(), reduced: Vec::new() };
         let mut eff = 0u64;
@@ -871,8 +872,10 @@ impl Model {
     }
 
     /// The vectors as an embedding table of `rows` tracks (token i = track i); tokens without a
-    /// vector are masked.
-    pub fn to_table(&self, rows: usize, vocab_hash: &str) -> Result<EmbeddingTable> {
+    /// vector are masked. (Feature `tables`.)
+    #[cfg(feature = "tables")]
+    pub fn to_table(&self, rows: usize, vocab_hash: &str) -> Result<segue_core::EmbeddingTable> {
+        use segue_core::{EmbeddingTable, TrackId};
         let mut table = EmbeddingTable::zeros(rows, self.params.vector_size, vocab_hash);
         for (r, &t) in self.vocab.tokens.iter().enumerate() {
             let size = self.params.vector_size;

@@ -22,6 +22,7 @@
 //! let r = eval.report();
 //! assert_eq!(r.all.hit, vec![0.0, 0.5]);
 //! assert_eq!(r.all.mrr, vec![0.0, 0.25]);
+//! assert_eq!((r.hit_at(2), r.mrr_at(2), r.ndcg_at(3)), (Some(0.5), Some(0.25), None));
 //! ```
 #![deny(missing_docs)]
 
@@ -163,8 +164,36 @@ pub struct Report {
 impl Report {
     /// HitRatio at cut-off `k`, over all predictions, if `k` was evaluated.
     pub fn hit_at(&self, k: usize) -> Option<f64> {
-        self.ks.iter().position(|&c| c == k).map(|i| self.all.hit[i])
+        self.at(&self.all, k).map(|m| m.hit)
     }
+
+    /// MRR at cut-off `k`, over all predictions, if `k` was evaluated.
+    pub fn mrr_at(&self, k: usize) -> Option<f64> {
+        self.at(&self.all, k).map(|m| m.mrr)
+    }
+
+    /// NDCG at cut-off `k`, over all predictions, if `k` was evaluated.
+    pub fn ndcg_at(&self, k: usize) -> Option<f64> {
+        self.at(&self.all, k).map(|m| m.ndcg)
+    }
+
+    /// The three metrics of `metrics` (one of this report's groups: `all`, `per_user`, `seen`,
+    /// a user's, ...) at cut-off `k`, if `k` was evaluated.
+    pub fn at(&self, metrics: &Metrics, k: usize) -> Option<MetricsAt> {
+        let i = self.ks.iter().position(|&c| c == k)?;
+        Some(MetricsAt { hit: metrics.hit[i], mrr: metrics.mrr[i], ndcg: metrics.ndcg[i] })
+    }
+}
+
+/// The metrics of a group at one cut-off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricsAt {
+    /// HitRatio@k.
+    pub hit: f64,
+    /// MRR@k.
+    pub mrr: f64,
+    /// NDCG@k.
+    pub ndcg: f64,
 }
 
 /// Accumulates ranks of predictions into a [`Report`].

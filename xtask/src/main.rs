@@ -225,8 +225,13 @@ fn inspect(
     Ok(())
 }
 
+/// `./segue.toml` where there is one; else, inside the source checkout xtask was built from,
+/// its `pipelines/default.toml` (the built-in data); else `./segue.toml`, whose absence the
+/// loader reports.
 fn default_pipeline() -> PathBuf {
-    workspace_root().join("pipelines").join("default.toml")
+    let local = PathBuf::from("segue.toml");
+    let checkout = workspace_root().join("pipelines").join("default.toml");
+    if local.exists() || !checkout.exists() { local } else { checkout }
 }
 
 fn main() {

@@ -140,7 +140,7 @@ impl EmbeddingSessions {
 pub struct PipelineMeta {
     /// Names the cache and report folders.
     pub name: String,
-    /// Artifact cache; relative to the pipeline file. Default: `.segue/` in the workspace.
+    /// Artifact cache; relative to the pipeline file. Default: `.segue/` beside the file.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
     /// Seed of every seeded stage.
@@ -304,7 +304,7 @@ impl Pipeline {
             Some(d) => segue_sessions::source::clean_path(
                 &self.base_dir().join(d).join(&self.pipeline.name),
             ),
-            None => crate::workspace_root().join(".segue").join(&self.pipeline.name),
+            None => self.base_dir().join(".segue").join(&self.pipeline.name),
         }
     }
 }

@@ -702,3 +702,28 @@ fn run_prints_table_one_readers_and_the_registry() {
         "{out}"
     );
 }
+
+/// Outside the checkout: `./segue.toml` is the default pipeline and the cache sits beside it.
+#[test]
+fn segue_toml_in_the_working_folder_is_the_default_and_caches_beside_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let text_of = PIPELINE.replace("cache_dir = \"cache\"\n", "");
+    assert!(!text_of.contains("cache_dir"));
+    std::fs::write(dir.path().join("segue.toml"), text_of).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(dir.path())
+        .args(["run", "sessionize"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let cached = dir.path().join(".segue/cli-test/sessionize");
+    assert!(cached.is_dir(), "{err}");
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_xtask")).current_dir(dir.path()).arg("status").output();
+    let (out, err) = text(&o.unwrap());
+    let canonical = dir.path().canonicalize().unwrap();
+    assert!(out.contains(&format!("({})", canonical.join("segue.toml").display())), "{out}{err}");
+    assert!(out.contains("sessionize: fresh"), "{out}");
+}

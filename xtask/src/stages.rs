@@ -58,8 +58,57 @@ pub const STAGES: &[&str] = &[
     "evaluate-sr",
 ];
 
-/// Bumped when a stage's output changes for the same inputs and parameters.
+/// The hashes of a library crate's sources (xtask/build.rs).
+fn source_hash(krate: &str) -> &'static str {
+    match krate {
+        "segue-core" => env!("SEGUE_SRC_SEGUE_CORE"),
+        "segue-sessions" => env!("SEGUE_SRC_SEGUE_SESSIONS"),
+        "segue-word2vec" => env!("SEGUE_SRC_SEGUE_WORD2VEC"),
+        "segue-lsa" => env!("SEGUE_SRC_SEGUE_LSA"),
+        "segue-vae" => env!("SEGUE_SRC_SEGUE_VAE"),
+        "segue-lyrics" => env!("SEGUE_SRC_SEGUE_LYRICS"),
+        "segue-pca" => env!("SEGUE_SRC_SEGUE_PCA"),
+        "segue-tags" => env!("SEGUE_SRC_SEGUE_TAGS"),
+        "segue-model" => env!("SEGUE_SRC_SEGUE_MODEL"),
+        "segue-eval" => env!("SEGUE_SRC_SEGUE_EVAL"),
+        "segue-baselines" => env!("SEGUE_SRC_SEGUE_BASELINES"),
+        _ => unreachable!("not a stage crate: {krate}"),
+    }
+}
+
+/// The library crates whose code computes a stage's artifacts.
+fn stage_crates(stage: &str) -> &'static [&'static str] {
+    const SESSIONS: [&str; 2] = ["segue-core", "segue-sessions"];
+    if rule_of(stage).is_some() {
+        return &["segue-core", "segue-sessions", "segue-baselines", "segue-eval"];
+    }
+    if variant_of(stage).is_some() || is_study(stage) {
+        return &["segue-core", "segue-sessions", "segue-model", "segue-eval"];
+    }
+    match stage {
+        "word2vec" => &["segue-core", "segue-sessions", "segue-word2vec"],
+        "lsa" => &["segue-core", "segue-sessions", "segue-lsa"],
+        "acoustic" => &["segue-core", "segue-sessions", "segue-vae"],
+        "lyrics" => &["segue-core", "segue-sessions", "segue-lyrics", "segue-pca"],
+        "tags" => &["segue-core", "segue-sessions", "segue-tags", "segue-pca"],
+        _ => &SESSIONS,
+    }
+}
+
+/// A stage's code version: the hash of its crates' sources (any change to them recomputes
+/// the stage), then the version of xtask's own glue for it, bumped by hand when that changes
+/// the stage's output.
 fn code_version(stage: &str) -> String {
+    let mut hash = blake3::Hasher::new();
+    for krate in stage_crates(stage) {
+        hash.update(krate.as_bytes());
+        hash.update(source_hash(krate).as_bytes());
+    }
+    format!("{} src {}", glue_version(stage), &hash.finalize().to_hex()[..12])
+}
+
+/// xtask's own part of a stage's version.
+fn glue_version(stage: &str) -> String {
     if rule_of(stage).is_some() {
         return format!("{stage}-v{RULES_VERSION}");
     }
@@ -804,4 +853,30 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     });
     std::fs::write(dir.join("acoustic_report.json"), serde_json::to_vec_pretty(&summary)?)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_versions_hash_the_sources_of_each_stages_crates() {
+        for krate in ["segue-core", "segue-sessions", "segue-word2vec", "segue-model"] {
+            let h = source_hash(krate);
+            assert!(h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()), "{krate}: {h}");
+        }
+        assert_ne!(source_hash("segue-lsa"), source_hash("segue-pca"));
+        for stage in STAGES {
+            let v = code_version(stage);
+            assert!(v.starts_with(&format!("{stage}-v")) && v.contains(" src "), "{v}");
+            assert!(stage_crates(stage).contains(&"segue-sessions"), "{stage}");
+        }
+        // Stages built on different crates never share a version.
+        assert_ne!(
+            code_version("word2vec").rsplit(' ').next(),
+            code_version("lsa").rsplit(' ').next()
+        );
+        assert_eq!(stage_crates("train-ann"), stage_crates("evaluate-user-study"));
+        assert!(stage_crates("evaluate-sknn").contains(&"segue-baselines"));
+    }
 }

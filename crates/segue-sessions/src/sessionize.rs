@@ -320,20 +320,7 @@ pub fn sessionize(
     let key = parquet::u32_column(events, "track_key")?;
     let n = ts.len();
 
-    // Session boundaries; the events must be sorted by (user, time).
-    let mut starts: Vec<usize> = Vec::new();
-    for i in 0..n {
-        let new = i == 0 || user[i] != user[i - 1] || ts[i] - ts[i - 1] >= options.gap_seconds;
-        if i > 0 && (user[i] < user[i - 1] || (user[i] == user[i - 1] && ts[i] < ts[i - 1])) {
-            return Err(Error::Other(format!(
-                "events are not sorted by (user, time) at row {i}; they must come from ingest"
-            )));
-        }
-        if new {
-            starts.push(i);
-        }
-    }
-    starts.push(n);
+    let starts = session_starts(&user, &ts, options.gap_seconds)?;
     let sessions_before_filter = starts.len() - 1;
     let kept: Vec<(usize, usize)> = starts
         .windows(2)
@@ -350,7 +337,78 @@ pub fn sessionize(
     let (kept, split) = chunked(kept, split, options.chunk_len);
     let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
 
-    // Track counts and the vocabulary order.
+    let vocab = vocabulary(keys, &key, &kept, &split)?;
+    let table = SessionTable::build(&kept, &split, &user, &ts, &key, &vocab.track_of_key)?;
+    let SessionTable { sessions, per_user, repeats, split_sessions, split_events } = table;
+    let stats = SessionStats {
+        users: per_user.len(),
+        sessions: kept.len(),
+        unique_songs: vocab.tracks.height(),
+        events: events_kept,
+        mean_session_length: if kept.is_empty() {
+            0.0
+        } else {
+            events_kept as f64 / kept.len() as f64
+        },
+        events_before_sessionize: n,
+        sessions_before_filter,
+        longest_session_before_filter: starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0),
+        sessions_dropped_short: sessions_before_filter - whole_sessions,
+        events_in_dropped_sessions: n - events_in_whole,
+        events_in_chunk_remainders: events_in_whole - events_kept,
+        train_sessions: split_sessions[0],
+        valid_sessions: split_sessions[1],
+        test_sessions: split_sessions[2],
+        train_events: split_events[0],
+        valid_events: split_events[1],
+        test_events: split_events[2],
+        train_tracks: vocab.train_tracks,
+        unseen_tracks: vocab.tracks.height() - vocab.train_tracks,
+        repeat_share: repeats as f64 / events_kept.max(1) as f64,
+        per_user,
+        options: options.clone(),
+    };
+    Ok(Sessionized { sessions, tracks: vocab.tracks, stats })
+}
+
+/// The first row of every session, then `n`: a new session starts at a new user or after a
+/// gap of `gap_seconds` or more. The events must be sorted by (user, time).
+fn session_starts(user: &[&str], ts: &[i64], gap_seconds: i64) -> Result<Vec<usize>> {
+    let n = ts.len();
+    let mut starts: Vec<usize> = Vec::new();
+    for i in 0..n {
+        let new = i == 0 || user[i] != user[i - 1] || ts[i] - ts[i - 1] >= gap_seconds;
+        if i > 0 && (user[i] < user[i - 1] || (user[i] == user[i - 1] && ts[i] < ts[i - 1])) {
+            return Err(Error::Other(format!(
+                "events are not sorted by (user, time) at row {i}; they must come from ingest"
+            )));
+        }
+        if new {
+            starts.push(i);
+        }
+    }
+    starts.push(n);
+    Ok(starts)
+}
+
+/// The tracks of the kept sessions, numbered in vocabulary order.
+struct Vocabulary {
+    /// The tracks table (`track`, keys, names, counts, `seen_in_train`).
+    tracks: DataFrame,
+    /// The track id of each key (`u32::MAX`: not in a kept session).
+    track_of_key: Vec<u32>,
+    /// Tracks played in training sessions (they come first).
+    train_tracks: usize,
+}
+
+/// Counts plays per key in the kept sessions and orders the vocabulary: tracks seen in
+/// training first, by training plays (descending), then by artist and title key.
+fn vocabulary(
+    keys: &DataFrame,
+    key: &[u32],
+    kept: &[(usize, usize)],
+    split: &[Split],
+) -> Result<Vocabulary> {
     let n_keys = keys.height();
     let mut train_count = vec![0u32; n_keys];
     let mut total_count = vec![0u32; n_keys];
@@ -410,115 +468,110 @@ pub fn sessionize(
         ])
         .map_err(pl_err)?;
     let train_tracks = order.iter().filter(|&&k| train_count[k as usize] > 0).count();
+    Ok(Vocabulary { tracks, track_of_key, train_tracks })
+}
 
-    // Sessions table and statistics.
-    let mut s_user = Vec::with_capacity(events_kept);
-    let mut s_id = Vec::with_capacity(events_kept);
-    let mut s_pos = Vec::with_capacity(events_kept);
-    let mut s_track = Vec::with_capacity(events_kept);
-    let mut s_ts = Vec::with_capacity(events_kept);
-    let mut s_split = Vec::with_capacity(events_kept);
-    let mut per_user: Vec<UserStats> = Vec::new();
-    // Stamps instead of sets: last_session[t] = 1 + the last session that played t.
-    let mut last_session = vec![0u32; order.len()];
-    let mut last_user = vec![0u32; order.len()];
-    let mut user_unique = 0usize;
-    let mut repeats_total = 0usize;
-    let mut user_repeats = 0usize;
-    let (mut split_sessions, mut split_events) = ([0usize; 3], [0usize; 3]);
-    for (s, &(a, b)) in kept.iter().enumerate() {
-        let u = user[a];
-        if per_user.last().is_none_or(|p| p.user != u) {
-            if let Some(p) = per_user.last_mut() {
-                p.unique_tracks = user_unique;
-                p.repeat_share = user_repeats as f64 / p.events.max(1) as f64;
+/// The sessions table (one row per play) and the per-user and per-split figures of Table I.
+struct SessionTable {
+    sessions: DataFrame,
+    per_user: Vec<UserStats>,
+    /// Plays of a track already played earlier in the same session.
+    repeats: usize,
+    split_sessions: [usize; 3],
+    split_events: [usize; 3],
+}
+
+impl SessionTable {
+    fn build(
+        kept: &[(usize, usize)],
+        split: &[Split],
+        user: &[&str],
+        ts: &[i64],
+        key: &[u32],
+        track_of_key: &[u32],
+    ) -> Result<SessionTable> {
+        let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
+        let n_tracks = track_of_key.iter().filter(|&&t| t != u32::MAX).count();
+        let mut s_user = Vec::with_capacity(events_kept);
+        let mut s_id = Vec::with_capacity(events_kept);
+        let mut s_pos = Vec::with_capacity(events_kept);
+        let mut s_track = Vec::with_capacity(events_kept);
+        let mut s_ts = Vec::with_capacity(events_kept);
+        let mut s_split = Vec::with_capacity(events_kept);
+        let mut per_user: Vec<UserStats> = Vec::new();
+        // Stamps instead of sets: last_session[t] = 1 + the last session that played t.
+        let mut last_session = vec![0u32; n_tracks];
+        let mut last_user = vec![0u32; n_tracks];
+        let mut user_unique = 0usize;
+        let mut repeats = 0usize;
+        let mut user_repeats = 0usize;
+        let (mut split_sessions, mut split_events) = ([0usize; 3], [0usize; 3]);
+        for (s, &(a, b)) in kept.iter().enumerate() {
+            let u = user[a];
+            if per_user.last().is_none_or(|p| p.user != u) {
+                if let Some(p) = per_user.last_mut() {
+                    p.unique_tracks = user_unique;
+                    p.repeat_share = user_repeats as f64 / p.events.max(1) as f64;
+                }
+                user_unique = 0;
+                user_repeats = 0;
+                per_user.push(UserStats {
+                    user: u.to_string(),
+                    sessions: 0,
+                    train_sessions: 0,
+                    valid_sessions: 0,
+                    test_sessions: 0,
+                    events: 0,
+                    unique_tracks: 0,
+                    repeat_share: 0.0,
+                });
             }
-            user_unique = 0;
-            user_repeats = 0;
-            per_user.push(UserStats {
-                user: u.to_string(),
-                sessions: 0,
-                train_sessions: 0,
-                valid_sessions: 0,
-                test_sessions: 0,
-                events: 0,
-                unique_tracks: 0,
-                repeat_share: 0.0,
-            });
-        }
-        let p = per_user.last_mut().expect("pushed above");
-        p.sessions += 1;
-        p.events += b - a;
-        let si = split[s] as usize;
-        split_sessions[si] += 1;
-        split_events[si] += b - a;
-        match split[s] {
-            Split::Train => p.train_sessions += 1,
-            Split::Valid => p.valid_sessions += 1,
-            Split::Test => p.test_sessions += 1,
-        }
-        let user_stamp = per_user.len() as u32;
-        for (pos, i) in (a..b).enumerate() {
-            let t = track_of_key[key[i] as usize];
-            if last_session[t as usize] == s as u32 + 1 {
-                repeats_total += 1;
-                user_repeats += 1;
+            let p = per_user.last_mut().expect("pushed above");
+            p.sessions += 1;
+            p.events += b - a;
+            let si = split[s] as usize;
+            split_sessions[si] += 1;
+            split_events[si] += b - a;
+            match split[s] {
+                Split::Train => p.train_sessions += 1,
+                Split::Valid => p.valid_sessions += 1,
+                Split::Test => p.test_sessions += 1,
             }
-            last_session[t as usize] = s as u32 + 1;
-            if last_user[t as usize] != user_stamp {
-                last_user[t as usize] = user_stamp;
-                user_unique += 1;
+            let user_stamp = per_user.len() as u32;
+            for (pos, i) in (a..b).enumerate() {
+                let t = track_of_key[key[i] as usize];
+                if last_session[t as usize] == s as u32 + 1 {
+                    repeats += 1;
+                    user_repeats += 1;
+                }
+                last_session[t as usize] = s as u32 + 1;
+                if last_user[t as usize] != user_stamp {
+                    last_user[t as usize] = user_stamp;
+                    user_unique += 1;
+                }
+                s_user.push(u);
+                s_id.push(s as u32);
+                s_pos.push(pos as u32);
+                s_track.push(t);
+                s_ts.push(ts[i]);
+                s_split.push(split[s] as u8);
             }
-            s_user.push(u);
-            s_id.push(s as u32);
-            s_pos.push(pos as u32);
-            s_track.push(t);
-            s_ts.push(ts[i]);
-            s_split.push(split[s] as u8);
         }
+        if let Some(p) = per_user.last_mut() {
+            p.unique_tracks = user_unique;
+            p.repeat_share = user_repeats as f64 / p.events.max(1) as f64;
+        }
+        let sessions = DataFrame::new_infer_height(vec![
+            Column::new("user".into(), s_user),
+            Column::new("session".into(), s_id),
+            Column::new("position".into(), s_pos),
+            Column::new("track".into(), s_track),
+            Column::new("ts".into(), s_ts),
+            Column::new("split".into(), s_split),
+        ])
+        .map_err(pl_err)?;
+        Ok(SessionTable { sessions, per_user, repeats, split_sessions, split_events })
     }
-    if let Some(p) = per_user.last_mut() {
-        p.unique_tracks = user_unique;
-        p.repeat_share = user_repeats as f64 / p.events.max(1) as f64;
-    }
-    let sessions = DataFrame::new_infer_height(vec![
-        Column::new("user".into(), s_user),
-        Column::new("session".into(), s_id),
-        Column::new("position".into(), s_pos),
-        Column::new("track".into(), s_track),
-        Column::new("ts".into(), s_ts),
-        Column::new("split".into(), s_split),
-    ])
-    .map_err(pl_err)?;
-    let stats = SessionStats {
-        users: per_user.len(),
-        sessions: kept.len(),
-        unique_songs: order.len(),
-        events: events_kept,
-        mean_session_length: if kept.is_empty() {
-            0.0
-        } else {
-            events_kept as f64 / kept.len() as f64
-        },
-        events_before_sessionize: n,
-        sessions_before_filter,
-        longest_session_before_filter: starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0),
-        sessions_dropped_short: sessions_before_filter - whole_sessions,
-        events_in_dropped_sessions: n - events_in_whole,
-        events_in_chunk_remainders: events_in_whole - events_kept,
-        train_sessions: split_sessions[0],
-        valid_sessions: split_sessions[1],
-        test_sessions: split_sessions[2],
-        train_events: split_events[0],
-        valid_events: split_events[1],
-        test_events: split_events[2],
-        train_tracks,
-        unseen_tracks: order.len() - train_tracks,
-        repeat_share: repeats_total as f64 / events_kept.max(1) as f64,
-        per_user,
-        options: options.clone(),
-    };
-    Ok(Sessionized { sessions, tracks, stats })
 }
 
 impl Sessionized {

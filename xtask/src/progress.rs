@@ -40,4 +40,11 @@ impl segue_core::Progress for Bars {
             b.finish_and_clear();
         }
     }
+
+    fn note(&self, line: &str) {
+        match &*self.bar.lock().expect("progress lock") {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
 }

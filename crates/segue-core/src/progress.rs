@@ -7,6 +7,9 @@ pub trait Progress: Sync {
     fn advance(&self, n: u64);
     /// The current step is over.
     fn finish(&self);
+    /// A line for the person watching (an epoch's loss and rate, a resumed run); libraries
+    /// never print, they report here. Ignored by default.
+    fn note(&self, _line: &str) {}
 }
 
 /// A [`Progress`] that reports nothing.

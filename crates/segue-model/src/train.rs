@@ -234,23 +234,129 @@ pub fn train(
         0 => Softmax::Full,
         n => Softmax::Sampled { negatives: n, sampler: sampler.clone() },
     };
-    let mut history = Vec::new();
-    let mut best: (usize, Option<f64>) = (0, None);
-    let mut best_weights: Option<Vec<Tensor>> = None;
-    let mut start = 0;
-    let mut resumed_after = None;
-    let ckpt =
-        opts.dir.as_ref().map(|d| (d.join("checkpoint.safetensors"), d.join("checkpoint.json")));
-    if let (true, Some((tensors, meta))) = (opts.resume, &ckpt)
-        && tensors.exists()
-        && meta.exists()
-    {
+    let ckpt = opts.dir.as_ref().map(|d| Checkpoint {
+        tensors: d.join("checkpoint.safetensors"),
+        meta: d.join("checkpoint.json"),
+    });
+    let mut state = match &ckpt {
+        Some(c) if opts.resume && c.tensors.exists() && c.meta.exists() => {
+            let state = c.load(net, &mut adam, p.seed)?;
+            progress.note(&format!(
+                "resuming after epoch {} from {}",
+                state.start,
+                c.tensors.display()
+            ));
+            state
+        }
+        _ => RunState::default(),
+    };
+    let resumed_after = (state.start > 0).then_some(state.start);
+    let mut stopped_early = false;
+    if let Some(dir) = &opts.dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // The log holds the epochs the weights have seen: rewrite it from the history.
+        let mut text = String::new();
+        for e in &state.history {
+            text.push_str(&serde_json::to_string(e).map_err(|e| Error::Other(e.to_string()))?);
+            text.push('\n');
+        }
+        segue_core::fs::write_bytes_atomic(&dir.join("train.jsonl"), text.as_bytes())?;
+    }
+    for epoch in state.start..p.epochs {
+        if p.patience > 0 && state.best.1.is_some() && epoch >= state.best.0 + p.patience {
+            stopped_early = true;
+            break;
+        }
+        let mut rng = epoch_rng(p.seed, epoch);
+        let started = Instant::now();
+        progress.start(
+            &format!("epoch {}/{}", epoch + 1, p.epochs),
+            Some(examples.len() as u64),
+            "examples",
+        );
+        let pass = EpochPass { train, examples: &examples, p, batch_size, epoch };
+        let (total, seen) = pass.run(net, &softmax, &sampler, &mut adam, &mut rng, progress)?;
+        progress.finish();
+        let seconds = started.elapsed().as_secs_f64();
+        let valid_hr10 = match valid {
+            Some(v) => {
+                let report = evaluate(net, v, &[], p.max_input_len, &[10], 256)?;
+                Some(report.all.hit[0])
+            }
+            None => None,
+        };
+        let record = Epoch {
+            epoch: epoch + 1,
+            loss: total / seen.max(1) as f64,
+            examples: seen,
+            seconds,
+            examples_per_second: seen as f64 / seconds.max(1e-9),
+            valid_hr10,
+        };
+        progress.note(&format!(
+            "epoch {}: loss {:.4}, {:.0} examples/s{}",
+            record.epoch,
+            record.loss,
+            record.examples_per_second,
+            valid_hr10.map_or(String::new(), |h| format!(", validation HR@10 {:.2}%", 100.0 * h))
+        ));
+        if let Some(h) = valid_hr10
+            && state.best.1.is_none_or(|b| h > b)
+        {
+            state.best = (epoch + 1, Some(h));
+            state.best_weights = Some(
+                net.vars()
+                    .iter()
+                    .map(|(_, v)| v.as_tensor().copy())
+                    .collect::<candle_core::Result<_>>()
+                    .map_err(err)?,
+            );
+        } else if valid_hr10.is_none() {
+            state.best = (epoch + 1, None);
+        }
+        state.history.push(record);
+        if let (Some(dir), Some(c)) = (&opts.dir, &ckpt) {
+            append_epoch_log(dir, state.history.last().expect("pushed"))?;
+            c.save(net, &adam, &state, epoch + 1, p.seed)?;
+        }
+    }
+    if let Some(bw) = &state.best_weights {
+        for ((_, v), t) in net.vars().iter().zip(bw) {
+            v.set(t).map_err(err)?;
+        }
+    }
+    let RunState { best, history, .. } = state;
+    Ok(Trained { best_epoch: best.0, history, stopped_early, resumed_after })
+}
+
+/// Where a run's state is: what resuming reads and every epoch rewrites.
+#[derive(Default)]
+struct RunState {
+    /// The first epoch to run (0-based).
+    start: usize,
+    history: Vec<Epoch>,
+    /// The best epoch (1-based) and its validation HR@10.
+    best: (usize, Option<f64>),
+    best_weights: Option<Vec<Tensor>>,
+}
+
+/// A run's checkpoint files: every parameter with its Adam moments (and the best weights so
+/// far), and a JSON record of the run.
+struct Checkpoint {
+    tensors: PathBuf,
+    meta: PathBuf,
+}
+
+impl Checkpoint {
+    /// Sets the parameters and Adam's moments from the checkpoint; the run's state to go on.
+    fn load(&self, net: &Network, adam: &mut Adam, seed: u64) -> Result<RunState> {
+        let (tensors, meta) = (&self.tensors, &self.meta);
         let m: CheckpointMeta = serde_json::from_slice(&segue_core::fs::read(meta)?)
             .map_err(|e| Error::artifact(meta, format!("bad checkpoint record: {e}")))?;
-        if m.seed != p.seed {
+        if m.seed != seed {
             return Err(Error::artifact(
                 meta,
-                format!("checkpoint of seed {}, this run has seed {}", m.seed, p.seed),
+                format!("checkpoint of seed {}, this run has seed {}", m.seed, seed),
             ));
         }
         let saved = load_tensors(tensors)?;
@@ -271,52 +377,109 @@ pub fn train(
                 .and_then(|t| t.to_vec1())
                 .map_err(err)?;
         }
-        if m.best_hr10.is_some() {
-            best_weights = Some(
+        let best_weights = match m.best_hr10 {
+            Some(_) => Some(
                 net.vars()
                     .iter()
                     .map(|(name, _)| take(format!("best/{name}")))
                     .collect::<Result<_>>()?,
-            );
-        }
+            ),
+            None => None,
+        };
         adam.step = m.adam_step;
-        start = m.epochs_done;
-        history = m.history;
-        best = (m.best_epoch, m.best_hr10);
-        resumed_after = Some(start);
-        eprintln!("resuming after epoch {start} from {}", tensors.display());
+        Ok(RunState {
+            start: m.epochs_done,
+            history: m.history,
+            best: (m.best_epoch, m.best_hr10),
+            best_weights,
+        })
     }
-    let mut stopped_early = false;
-    if let Some(dir) = &opts.dir {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        // The log holds the epochs the weights have seen: rewrite it from the history.
-        let mut text = String::new();
-        for e in &history {
-            text.push_str(&serde_json::to_string(e).map_err(|e| Error::Other(e.to_string()))?);
-            text.push('\n');
+
+    /// Writes the parameters, Adam's moments, the best weights and the run's record after
+    /// `epochs_done` epochs.
+    fn save(
+        &self,
+        net: &Network,
+        adam: &Adam,
+        state: &RunState,
+        epochs_done: usize,
+        seed: u64,
+    ) -> Result<()> {
+        let mut all: Vec<(String, Tensor)> = Vec::new();
+        for ((name, v), (mm, vv)) in net.vars().iter().zip(&adam.moments) {
+            all.push((format!("param/{name}"), v.as_tensor().clone()));
+            let shape = v.dims();
+            all.push((
+                format!("adam_m/{name}"),
+                Tensor::from_slice(mm, shape, &Device::Cpu).map_err(err)?,
+            ));
+            all.push((
+                format!("adam_v/{name}"),
+                Tensor::from_slice(vv, shape, &Device::Cpu).map_err(err)?,
+            ));
         }
-        segue_core::fs::write_bytes_atomic(&dir.join("train.jsonl"), text.as_bytes())?;
+        if let Some(bw) = &state.best_weights {
+            for ((name, _), t) in net.vars().iter().zip(bw) {
+                all.push((format!("best/{name}"), t.clone()));
+            }
+        }
+        save_tensors(&self.tensors, all.into_iter())?;
+        let m = CheckpointMeta {
+            epochs_done,
+            adam_step: adam.step,
+            history: state.history.clone(),
+            best_epoch: state.best.0,
+            best_hr10: state.best.1,
+            seed,
+        };
+        segue_core::fs::write_bytes_atomic(
+            &self.meta,
+            &serde_json::to_vec_pretty(&m).map_err(|e| Error::Other(e.to_string()))?,
+        )
     }
-    for epoch in start..p.epochs {
-        if p.patience > 0 && best.1.is_some() && epoch >= best.0 + p.patience {
-            stopped_early = true;
-            break;
-        }
-        let mut rng = epoch_rng(p.seed, epoch);
-        let started = Instant::now();
-        progress.start(
-            &format!("epoch {}/{}", epoch + 1, p.epochs),
-            Some(examples.len() as u64),
-            "examples",
-        );
-        let (total, seen) = match net {
+}
+
+/// Appends one epoch's record to `train.jsonl`.
+fn append_epoch_log(dir: &Path, record: &Epoch) -> Result<()> {
+    let mut line = serde_json::to_string(record).map_err(|e| Error::Other(e.to_string()))?;
+    line.push('\n');
+    let log = dir.join("train.jsonl");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|e| Error::io(&log, e))
+}
+
+/// One pass over the training examples.
+struct EpochPass<'a> {
+    train: &'a Sessions<'a>,
+    examples: &'a [Example],
+    p: &'a ModelParams,
+    batch_size: usize,
+    epoch: usize,
+}
+
+impl EpochPass<'_> {
+    /// Trains one epoch; the summed loss (times batch sizes) and the number of examples.
+    fn run(
+        &self,
+        net: &Network,
+        softmax: &Softmax,
+        sampler: &Sampler,
+        adam: &mut Adam,
+        rng: &mut ChaCha8Rng,
+        progress: &dyn Progress,
+    ) -> Result<(f64, usize)> {
+        let &EpochPass { train, examples, p, batch_size, epoch } = self;
+        Ok(match net {
             Network::Fusion(m) => {
-                let mut order = examples.clone();
-                order.shuffle(&mut rng);
+                let mut order = examples.to_vec();
+                order.shuffle(rng);
                 let mut total = 0.0;
                 for (i, chunk) in order.chunks(p.batch_size).enumerate() {
                     let batch = train.batch(chunk, p.max_input_len);
-                    let loss = m.step(&batch, &softmax, &mut rng, &mut adam)?;
+                    let loss = m.step(&batch, softmax, rng, adam)?;
                     check_loss(loss, epoch, i)?;
                     progress.advance(chunk.len() as u64);
                     total += loss as f64 * chunk.len() as f64;
@@ -324,13 +487,13 @@ pub fn train(
                 (total, order.len())
             }
             Network::SasRec(m) => {
-                let mut order = examples.clone();
-                order.shuffle(&mut rng);
+                let mut order = examples.to_vec();
+                order.shuffle(rng);
                 let mut total = 0.0;
                 let mut scratch = crate::sasrec::SasRecScratch::default();
                 for (i, chunk) in order.chunks(batch_size).enumerate() {
                     let batch = train.batch(chunk, p.max_input_len);
-                    let (value, grads) = m.gradients(&batch, &mut rng, &mut scratch)?;
+                    let (value, grads) = m.gradients(&batch, rng, &mut scratch)?;
                     check_loss(value, epoch, i)?;
                     adam.step(&grads).map_err(err)?;
                     progress.advance(chunk.len() as u64);
@@ -340,7 +503,7 @@ pub fn train(
             }
             Network::Gru4Rec(m) => {
                 let mut i = 0;
-                m.epoch(train, batch_size, &sampler, &mut rng, |loss, n, _| {
+                m.epoch(train, batch_size, sampler, rng, |loss, n, _| {
                     let value = loss.to_scalar::<f32>().map_err(err)?;
                     check_loss(value, epoch, i)?;
                     i += 1;
@@ -349,95 +512,8 @@ pub fn train(
                     Ok(value)
                 })?
             }
-        };
-        progress.finish();
-        let seconds = started.elapsed().as_secs_f64();
-        let valid_hr10 = match valid {
-            Some(v) => {
-                let report = evaluate(net, v, &[], p.max_input_len, &[10], 256)?;
-                Some(report.all.hit[0])
-            }
-            None => None,
-        };
-        let record = Epoch {
-            epoch: epoch + 1,
-            loss: total / seen.max(1) as f64,
-            examples: seen,
-            seconds,
-            examples_per_second: seen as f64 / seconds.max(1e-9),
-            valid_hr10,
-        };
-        eprintln!(
-            "epoch {}: loss {:.4}, {:.0} examples/s{}",
-            record.epoch,
-            record.loss,
-            record.examples_per_second,
-            valid_hr10.map_or(String::new(), |h| format!(", validation HR@10 {:.2}%", 100.0 * h))
-        );
-        if let Some(h) = valid_hr10
-            && best.1.is_none_or(|b| h > b)
-        {
-            best = (epoch + 1, Some(h));
-            best_weights = Some(
-                net.vars()
-                    .iter()
-                    .map(|(_, v)| v.as_tensor().copy())
-                    .collect::<candle_core::Result<_>>()
-                    .map_err(err)?,
-            );
-        } else if valid_hr10.is_none() {
-            best = (epoch + 1, None);
-        }
-        history.push(record);
-        if let (Some(dir), Some((tensors, meta))) = (&opts.dir, &ckpt) {
-            let mut line = serde_json::to_string(history.last().expect("pushed"))
-                .map_err(|e| Error::Other(e.to_string()))?;
-            line.push('\n');
-            let log = dir.join("train.jsonl");
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(&log)
-                .and_then(|mut f| f.write_all(line.as_bytes()))
-                .map_err(|e| Error::io(&log, e))?;
-            let mut all: Vec<(String, Tensor)> = Vec::new();
-            for ((name, v), (mm, vv)) in net.vars().iter().zip(&adam.moments) {
-                all.push((format!("param/{name}"), v.as_tensor().clone()));
-                let shape = v.dims();
-                all.push((
-                    format!("adam_m/{name}"),
-                    Tensor::from_slice(mm, shape, &Device::Cpu).map_err(err)?,
-                ));
-                all.push((
-                    format!("adam_v/{name}"),
-                    Tensor::from_slice(vv, shape, &Device::Cpu).map_err(err)?,
-                ));
-            }
-            if let Some(bw) = &best_weights {
-                for ((name, _), t) in net.vars().iter().zip(bw) {
-                    all.push((format!("best/{name}"), t.clone()));
-                }
-            }
-            save_tensors(tensors, all.into_iter())?;
-            let m = CheckpointMeta {
-                epochs_done: epoch + 1,
-                adam_step: adam.step,
-                history: history.clone(),
-                best_epoch: best.0,
-                best_hr10: best.1,
-                seed: p.seed,
-            };
-            segue_core::fs::write_bytes_atomic(
-                meta,
-                &serde_json::to_vec_pretty(&m).map_err(|e| Error::Other(e.to_string()))?,
-            )?;
-        }
+        })
     }
-    if let Some(bw) = best_weights {
-        for ((_, v), t) in net.vars().iter().zip(&bw) {
-            v.set(t).map_err(err)?;
-        }
-    }
-    Ok(Trained { best_epoch: best.0, history, stopped_early, resumed_after })
 }
 
 /// Ranks the whole catalogue for every example of `sessions` and reports HitRatio, MRR and

@@ -43,7 +43,196 @@ fn column_sums(rows: &[f32], width: usize) -> Vec<f32> {
     out
 }
 
+/// Each table's gradient at the real positions, through its dropout mask, added into the
+/// table-sized gradients (a track at several positions adds up).
+fn scatter_to_tables(
+    d_tables: &mut Vec<Vec<f32>>,
+    d_rows: &mut [Vec<f32>],
+    masks: &[Option<Vec<f32>>],
+    dims: &[usize],
+    real: &[u32],
+    tracks: usize,
+) {
+    d_tables.resize(dims.len(), Vec::new());
+    for (k, (&dim, d_row)) in dims.iter().zip(d_rows.iter_mut()).enumerate() {
+        if let Some(m) = &masks[k] {
+            d_row.iter_mut().zip(m).for_each(|(x, k)| *x *= k);
+        }
+        let table = &mut d_tables[k];
+        table.resize(tracks * dim, 0.0);
+        for (pos, &id) in real.iter().enumerate() {
+            let row = &mut table[id as usize * dim..][..dim];
+            row.iter_mut().zip(&d_row[pos * dim..][..dim]).for_each(|(a, b)| *a += b);
+        }
+    }
+}
+
+/// The batch's grid (B rows of T positions, each row's first `lengths[b]` real) and the map
+/// of its real positions to their rows in the gathered tables.
+struct Grid<'a> {
+    lengths: &'a [usize],
+    grid: &'a [u32],
+    nt: usize,
+    h: usize,
+}
+
+impl Grid<'_> {
+    fn is_real(&self, g: usize) -> bool {
+        g % self.nt < self.lengths[g / self.nt]
+    }
+
+    /// Attention: u = tanh(W s + b), score = v . u, softmax over each row's real positions.
+    fn attention(
+        &self,
+        states: &[f32],
+        att_w: &[f32],
+        att_b: &[f32],
+        att_v: &[f32],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (nt, h) = (self.nt, self.h);
+        let bt = self.lengths.len() * nt;
+        let mut u = vec![0.0f32; bt * h];
+        matmul(&mut u, false, states, false, att_w, true, bt, h, h);
+        for row in u.chunks_exact_mut(h) {
+            for (x, b) in row.iter_mut().zip(att_b) {
+                *x = tanh(*x + b);
+            }
+        }
+        let mut alpha = vec![0.0f32; bt];
+        for (b, &len) in self.lengths.iter().enumerate() {
+            let a = &mut alpha[b * nt..][..len];
+            for (t, s) in a.iter_mut().enumerate() {
+                *s = dot(&u[(b * nt + t) * h..][..h], att_v);
+            }
+            let max = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for s in a.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            a.iter_mut().for_each(|s| *s /= sum);
+        }
+        (u, alpha)
+    }
+
+    /// Context vectors [c1; c2; ...] with the same weights: B x `width`.
+    fn pool(
+        &self,
+        alpha: &[f32],
+        states: &[f32],
+        rows: &[Vec<f32>],
+        dims: &[usize],
+        width: usize,
+    ) -> Vec<f32> {
+        let (nt, h) = (self.nt, self.h);
+        let bt = self.lengths.len() * nt;
+        let mut joined = vec![0.0f32; self.lengths.len() * width];
+        for g in (0..bt).filter(|&g| self.is_real(g)) {
+            let (a, r) = (alpha[g], self.grid[g] as usize);
+            let out = &mut joined[(g / nt) * width..][..width];
+            let (c1, mut rest) = out.split_at_mut(h);
+            c1.iter_mut().zip(&states[g * h..][..h]).for_each(|(o, s)| *o += a * s);
+            for (k, &d) in dims.iter().enumerate().skip(1) {
+                let (ck, tail) = rest.split_at_mut(d);
+                ck.iter_mut().zip(&rows[k][r * d..][..d]).for_each(|(o, s)| *o += a * s);
+                rest = tail;
+            }
+        }
+        joined
+    }
+
+    /// Back through the pooling: the states' gradient, the content rows' (into `d_rows[1..]`)
+    /// and each position's attention score's (through the softmax).
+    fn pool_backward(
+        &self,
+        d_joined: &[f32],
+        alpha: &[f32],
+        states: &[f32],
+        rows: &[Vec<f32>],
+        dims: &[usize],
+        d_rows: &mut [Vec<f32>],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (nt, h) = (self.nt, self.h);
+        let bt = self.lengths.len() * nt;
+        let width = d_joined.len() / self.lengths.len().max(1);
+        let mut d_states = vec![0.0f32; bt * h];
+        let mut d_score = vec![0.0f32; bt];
+        for (b, &len) in self.lengths.iter().enumerate() {
+            let dj = &d_joined[b * width..][..width];
+            let mut weighted = 0.0f32;
+            for t in 0..len {
+                let g = b * nt + t;
+                let (a, r) = (alpha[g], self.grid[g] as usize);
+                let mut d_alpha = dot(&dj[..h], &states[g * h..][..h]);
+                d_states[g * h..][..h].iter_mut().zip(&dj[..h]).for_each(|(o, d)| *o = a * d);
+                let mut off = h;
+                for (k, &d) in dims.iter().enumerate().skip(1) {
+                    let dk = &dj[off..off + d];
+                    d_alpha += dot(dk, &rows[k][r * d..][..d]);
+                    d_rows[k][r * d..][..d].iter_mut().zip(dk).for_each(|(o, x)| *o = a * x);
+                    off += d;
+                }
+                d_score[g] = d_alpha;
+                weighted += a * d_alpha;
+            }
+            for g in b * nt..b * nt + len {
+                d_score[g] = alpha[g] * (d_score[g] - weighted);
+            }
+        }
+        (d_states, d_score)
+    }
+
+    /// Back through score = v . tanh(W s + b): the gradients of `v` and of the pre-activation.
+    fn score_backward(&self, d_score: &[f32], u: &[f32], att_v: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let h = self.h;
+        let bt = self.lengths.len() * self.nt;
+        let mut d_att_v = vec![0.0f32; h];
+        let mut d_u = vec![0.0f32; bt * h];
+        for g in (0..bt).filter(|&g| self.is_real(g)) {
+            let (ds, ur) = (d_score[g], &u[g * h..][..h]);
+            let du = &mut d_u[g * h..][..h];
+            for j in 0..h {
+                d_att_v[j] += ds * ur[j];
+                du[j] = ds * att_v[j] * (1.0 - ur[j] * ur[j]);
+            }
+        }
+        (d_att_v, d_u)
+    }
+}
+
 impl Fusion {
+    /// Each table's rows at the real positions, dropped out (masks drawn in table order, as
+    /// `features` draws them, so both paths see the same dropout).
+    #[allow(clippy::type_complexity)]
+    fn dropped_rows(
+        &self,
+        names: &[String],
+        dims: &[usize],
+        real: &[u32],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(Vec<Vec<f32>>, Vec<Option<Vec<f32>>>)> {
+        let n = real.len();
+        let mut rows = Vec::with_capacity(names.len());
+        let mut masks = Vec::with_capacity(names.len());
+        for (name, &dim) in names.iter().zip(dims) {
+            let table = self.get(name);
+            let (storage, layout) = table.storage_and_layout();
+            let all = cpu_f32(&storage, layout).map_err(crate::err)?;
+            let mut r = Vec::with_capacity(n * dim);
+            for &id in real {
+                r.extend_from_slice(&all[id as usize * dim..][..dim]);
+            }
+            drop(storage);
+            let mask = dropout_values(rng, n * dim, self.config.dropout);
+            if let Some(m) = &mask {
+                r.iter_mut().zip(m).for_each(|(x, k)| *x *= k);
+            }
+            rows.push(r);
+            masks.push(mask);
+        }
+        Ok((rows, masks))
+    }
+
     /// A parameter's values (the small dense ones: copying them is cheaper than holding
     /// their storage locked through the step).
     fn values(&self, name: &str) -> Result<Vec<f32>> {
@@ -90,28 +279,9 @@ impl Fusion {
                 .try_into()
                 .expect("nine parameters");
 
-        // Each table's rows at the real positions, dropped out (masks drawn in table order,
-        // as `features` draws them, so both paths see the same dropout).
         let names = self.table_names();
         let dims: Vec<usize> = once(e).chain(c.content_dims.iter().copied()).collect();
-        let mut rows = Vec::with_capacity(names.len());
-        let mut masks = Vec::with_capacity(names.len());
-        for (name, &dim) in names.iter().zip(&dims) {
-            let table = self.get(name);
-            let (storage, layout) = table.storage_and_layout();
-            let all = cpu_f32(&storage, layout).map_err(crate::err)?;
-            let mut r = Vec::with_capacity(n * dim);
-            for &id in &real {
-                r.extend_from_slice(&all[id as usize * dim..][..dim]);
-            }
-            drop(storage);
-            let mask = dropout_values(rng, n * dim, c.dropout);
-            if let Some(m) = &mask {
-                r.iter_mut().zip(m).for_each(|(x, k)| *x *= k);
-            }
-            rows.push(r);
-            masks.push(mask);
-        }
+        let (rows, masks) = self.dropped_rows(&names, &dims, &real, rng)?;
 
         // Input projection of the real positions, laid out on the grid the GRU reads
         // (B x T x 2 x 3H; padding stays zero and is never read).
@@ -125,42 +295,10 @@ impl Fusion {
         let gru = BiGru::new(lengths.clone(), h);
         let (states, saved) = gru.forward(&x, &w_hh, &b_hh, nb, nt);
 
-        // Attention: u = tanh(W s + b), score = v . u, softmax over each row's real positions.
-        let mut u = vec![0.0f32; bt * h];
-        matmul(&mut u, false, &states, false, &att_w, true, bt, h, h);
-        for row in u.chunks_exact_mut(h) {
-            for (x, b) in row.iter_mut().zip(&att_b) {
-                *x = tanh(*x + b);
-            }
-        }
-        let mut alpha = vec![0.0f32; bt];
-        for (b, &len) in lengths.iter().enumerate() {
-            let a = &mut alpha[b * nt..][..len];
-            for (t, s) in a.iter_mut().enumerate() {
-                *s = dot(&u[(b * nt + t) * h..][..h], &att_v);
-            }
-            let max = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for s in a.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            a.iter_mut().for_each(|s| *s /= sum);
-        }
-        // Context vectors [c1; c2; ...] with the same weights: B x width.
+        let grid_shape = Grid { lengths, grid: &grid, nt, h };
+        let (u, alpha) = grid_shape.attention(&states, &att_w, &att_b, &att_v);
         let width: usize = dims[1..].iter().sum::<usize>() + h;
-        let mut joined = vec![0.0f32; nb * width];
-        for g in (0..bt).filter(|&g| is_real(g)) {
-            let (a, r) = (alpha[g], grid[g] as usize);
-            let out = &mut joined[(g / nt) * width..][..width];
-            let (c1, mut rest) = out.split_at_mut(h);
-            c1.iter_mut().zip(&states[g * h..][..h]).for_each(|(o, s)| *o += a * s);
-            for (k, &d) in dims.iter().enumerate().skip(1) {
-                let (ck, tail) = rest.split_at_mut(d);
-                ck.iter_mut().zip(&rows[k][r * d..][..d]).for_each(|(o, s)| *o += a * s);
-                rest = tail;
-            }
-        }
+        let joined = grid_shape.pool(&alpha, &states, &rows, &dims, width);
         // FC + LeakyReLU.
         let slope = c.leaky_slope as f32;
         let mut pre = vec![0.0f32; nb * fc];
@@ -231,42 +369,10 @@ impl Fusion {
         let mut d_joined = vec![0.0f32; nb * width];
         matmul(&mut d_joined, false, &d_pre, false, &fc_w, false, nb, width, fc);
 
-        // Attention pooling: into the states, the content rows and the weights.
-        let mut d_states = vec![0.0f32; bt * h];
         let mut d_rows: Vec<Vec<f32>> = dims.iter().map(|&d| vec![0.0f32; n * d]).collect();
-        let mut d_score = vec![0.0f32; bt];
-        for (b, &len) in lengths.iter().enumerate() {
-            let dj = &d_joined[b * width..][..width];
-            let mut weighted = 0.0f32;
-            for t in 0..len {
-                let g = b * nt + t;
-                let (a, r) = (alpha[g], grid[g] as usize);
-                let mut d_alpha = dot(&dj[..h], &states[g * h..][..h]);
-                d_states[g * h..][..h].iter_mut().zip(&dj[..h]).for_each(|(o, d)| *o = a * d);
-                let mut off = h;
-                for (k, &d) in dims.iter().enumerate().skip(1) {
-                    let dk = &dj[off..off + d];
-                    d_alpha += dot(dk, &rows[k][r * d..][..d]);
-                    d_rows[k][r * d..][..d].iter_mut().zip(dk).for_each(|(o, x)| *o = a * x);
-                    off += d;
-                }
-                d_score[g] = d_alpha;
-                weighted += a * d_alpha;
-            }
-            for g in b * nt..b * nt + len {
-                d_score[g] = alpha[g] * (d_score[g] - weighted);
-            }
-        }
-        let mut d_att_v = vec![0.0f32; h];
-        let mut d_u = vec![0.0f32; bt * h];
-        for g in (0..bt).filter(|&g| is_real(g)) {
-            let (ds, ur) = (d_score[g], &u[g * h..][..h]);
-            let du = &mut d_u[g * h..][..h];
-            for j in 0..h {
-                d_att_v[j] += ds * ur[j];
-                du[j] = ds * att_v[j] * (1.0 - ur[j] * ur[j]);
-            }
-        }
+        let (mut d_states, d_score) =
+            grid_shape.pool_backward(&d_joined, &alpha, &states, &rows, &dims, &mut d_rows);
+        let (d_att_v, d_u) = grid_shape.score_backward(&d_score, &u, &att_v);
         let mut d_att_w = vec![0.0f32; h * h];
         matmul(&mut d_att_w, false, &d_u, true, &states, false, h, h, bt);
         let d_att_b = column_sums(&d_u, h);
@@ -284,19 +390,7 @@ impl Fusion {
         matmul_par(&mut d_w_ih, false, &d_xp, true, &rows[0], false, g6, e, n);
         matmul_par(&mut d_rows[0], false, &d_xp, false, &w_ih, false, n, e, g6);
 
-        // Through the dropout masks into the tables' rows (repeated tracks add up).
-        scratch.d_tables.resize(names.len(), Vec::new());
-        for (k, (&dim, d_row)) in dims.iter().zip(&mut d_rows).enumerate() {
-            if let Some(m) = &masks[k] {
-                d_row.iter_mut().zip(m).for_each(|(x, k)| *x *= k);
-            }
-            let table = &mut scratch.d_tables[k];
-            table.resize(c.tracks * dim, 0.0);
-            for (pos, &id) in real.iter().enumerate() {
-                let row = &mut table[id as usize * dim..][..dim];
-                row.iter_mut().zip(&d_row[pos * dim..][..dim]).for_each(|(a, b)| *a += b);
-            }
-        }
+        scatter_to_tables(&mut scratch.d_tables, &mut d_rows, &masks, &dims, &real, c.tracks);
         let mut dense = vec![
             ("gru.w_ih", d_w_ih),
             ("gru.b_ih", d_b_ih),

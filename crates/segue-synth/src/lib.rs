@@ -376,10 +376,28 @@ struct Genre {
 /// Generates a dataset (in memory; [`Dataset::write`] writes it).
 pub fn generate(cfg: &SynthConfig) -> Dataset {
     let mut rng = rng_for(cfg.seed, 0, 0);
+    let artists = make_artists(cfg);
+    let (genres, rank) = make_genres(cfg, &artists, &mut rng);
+    let tracks: Vec<Track> = (0..cfg.tracks)
+        .into_par_iter()
+        .map(|t| make_track(cfg, t, &artists, &genres, &rank))
+        .collect();
+    let (users, counts) = make_users(cfg, &mut rng);
+    let per_user: Vec<(Vec<Listen>, usize)> = users
+        .par_iter()
+        .enumerate()
+        .map(|(u, user)| user_listens(cfg, u, user, counts[u], &genres, &tracks))
+        .collect();
+    let planted_sessions = per_user.iter().map(|p| p.1).sum();
+    let listens = per_user.into_iter().map(|p| p.0).collect();
+    Dataset { config: cfg.clone(), tracks, users, listens, planted_sessions }
+}
+
+/// Artists: genre and a unique name, drawn in order.
+fn make_artists(cfg: &SynthConfig) -> Vec<(String, u32)> {
     let n_artists = cfg.tracks.div_ceil(cfg.tracks_per_artist);
-    // Artists: genre and a unique name, drawn in order.
     let mut seen = std::collections::HashSet::new();
-    let artists: Vec<(String, u32)> = (0..n_artists)
+    (0..n_artists)
         .map(|a| {
             let genre = (a % cfg.genres) as u32;
             let mut r = rng_for(cfg.seed, 1, a as u64);
@@ -392,9 +410,18 @@ pub fn generate(cfg: &SynthConfig) -> Dataset {
             }
             (n, genre)
         })
-        .collect();
-    let lyric_pool: Vec<&'static str> = words::LYRIC_WORDS.to_vec();
-    let genres: Vec<Genre> = (0..cfg.genres)
+        .collect()
+}
+
+/// Genres (lyric theme, tags, mean audio features) with their tracks in popularity order, and
+/// each track's popularity rank within its genre.
+fn make_genres(
+    cfg: &SynthConfig,
+    artists: &[(String, u32)],
+    rng: &mut ChaCha8Rng,
+) -> (Vec<Genre>, Vec<u32>) {
+    let lyric_pool = words::LYRIC_WORDS;
+    let mut genres: Vec<Genre> = (0..cfg.genres)
         .map(|g| {
             let mut r = rng_for(cfg.seed, 2, g as u64);
             let theme = (0..12).map(|_| lyric_pool[r.random_range(0..lyric_pool.len())]).collect();
@@ -408,7 +435,6 @@ pub fn generate(cfg: &SynthConfig) -> Dataset {
             Genre { tracks: Vec::new(), cdf: Vec::new(), theme, tags, feature_mean }
         })
         .collect();
-    let mut genres = genres;
     for t in 0..cfg.tracks {
         genres[artists[t / cfg.tracks_per_artist].1 as usize].tracks.push(t as u32);
     }
@@ -424,79 +450,88 @@ pub fn generate(cfg: &SynthConfig) -> Dataset {
         }
         g.cdf = zipf_cdf(g.tracks.len(), cfg.zipf_exponent);
     }
-    let tracks: Vec<Track> = (0..cfg.tracks)
-        .into_par_iter()
-        .map(|t| {
-            let mut r = rng_for(cfg.seed, 3, t as u64);
-            let a = t / cfg.tracks_per_artist;
-            let (artist, genre) = (&artists[a].0, artists[a].1);
-            let genre_of = &genres[genre as usize];
-            let words = r.random_range(1..=3);
-            let mut title = name(&mut r, words);
-            title.push_str(&format!(" {}", t % cfg.tracks_per_artist + 1)); // unique within the artist
-            if t % 53 == 7 {
-                title = format!("\"{title}\" (it's a remix)");
-            }
-            let features = (r.random::<f64>() >= cfg.features_missing).then(|| {
-                let mut f = [0.0; 11];
-                for (k, v) in f.iter_mut().enumerate() {
-                    let (lo, hi) = RANGES[k];
-                    *v = if k == 10 {
-                        // mode: major with the genre's probability
-                        f64::from(r.random::<f64>() < genre_of.feature_mean[k])
-                    } else {
-                        (genre_of.feature_mean[k] + normal(&mut r) * cfg.feature_noise * (hi - lo))
-                            .clamp(lo, hi)
-                    };
-                }
-                f[2] = f[2].round();
-                f
-            });
-            let lyrics = (r.random::<f64>() >= cfg.lyrics_missing).then(|| {
-                let n = r.random_range(30..=200);
-                let mut s = String::new();
-                for i in 0..n {
-                    if i > 0 {
-                        s.push(if i % 8 == 0 { '\n' } else { ' ' });
-                    }
-                    let w = if r.random::<f64>() < 0.45 {
-                        genre_of.theme[r.random_range(0..genre_of.theme.len())]
-                    } else {
-                        lyric_pool[r.random_range(0..lyric_pool.len())]
-                    };
-                    s.push_str(w);
-                }
-                s
-            });
-            let tags = (r.random::<f64>() >= cfg.tags_missing).then(|| {
-                let n = r.random_range(2..=5);
-                let mut v: Vec<&'static str> = Vec::new();
-                for _ in 0..n {
-                    let tag = if r.random::<f64>() < 0.8 {
-                        genre_of.tags[r.random_range(0..genre_of.tags.len())]
-                    } else {
-                        words::TAG_WORDS[r.random_range(0..words::TAG_WORDS.len())]
-                    };
-                    if !v.contains(&tag) {
-                        v.push(tag);
-                    }
-                }
-                v
-            });
-            Track {
-                artist: artist.clone(),
-                title,
-                artist_index: a as u32,
-                genre,
-                rank: rank[t],
-                features,
-                lyrics,
-                tags,
-            }
-        })
-        .collect();
+    (genres, rank)
+}
 
-    // Users: K-10, preferred genres, a share of the listens.
+/// Track `t`: its name, and audio features, lyrics and tags drawn around its genre's.
+fn make_track(
+    cfg: &SynthConfig,
+    t: usize,
+    artists: &[(String, u32)],
+    genres: &[Genre],
+    rank: &[u32],
+) -> Track {
+    let lyric_pool = words::LYRIC_WORDS;
+    let mut r = rng_for(cfg.seed, 3, t as u64);
+    let a = t / cfg.tracks_per_artist;
+    let (artist, genre) = (&artists[a].0, artists[a].1);
+    let genre_of = &genres[genre as usize];
+    let words = r.random_range(1..=3);
+    let mut title = name(&mut r, words);
+    title.push_str(&format!(" {}", t % cfg.tracks_per_artist + 1)); // unique within the artist
+    if t % 53 == 7 {
+        title = format!("\"{title}\" (it's a remix)");
+    }
+    let features = (r.random::<f64>() >= cfg.features_missing).then(|| {
+        let mut f = [0.0; 11];
+        for (k, v) in f.iter_mut().enumerate() {
+            let (lo, hi) = RANGES[k];
+            *v = if k == 10 {
+                // mode: major with the genre's probability
+                f64::from(r.random::<f64>() < genre_of.feature_mean[k])
+            } else {
+                (genre_of.feature_mean[k] + normal(&mut r) * cfg.feature_noise * (hi - lo))
+                    .clamp(lo, hi)
+            };
+        }
+        f[2] = f[2].round();
+        f
+    });
+    let lyrics = (r.random::<f64>() >= cfg.lyrics_missing).then(|| {
+        let n = r.random_range(30..=200);
+        let mut s = String::new();
+        for i in 0..n {
+            if i > 0 {
+                s.push(if i % 8 == 0 { '\n' } else { ' ' });
+            }
+            let w = if r.random::<f64>() < 0.45 {
+                genre_of.theme[r.random_range(0..genre_of.theme.len())]
+            } else {
+                lyric_pool[r.random_range(0..lyric_pool.len())]
+            };
+            s.push_str(w);
+        }
+        s
+    });
+    let tags = (r.random::<f64>() >= cfg.tags_missing).then(|| {
+        let n = r.random_range(2..=5);
+        let mut v: Vec<&'static str> = Vec::new();
+        for _ in 0..n {
+            let tag = if r.random::<f64>() < 0.8 {
+                genre_of.tags[r.random_range(0..genre_of.tags.len())]
+            } else {
+                words::TAG_WORDS[r.random_range(0..words::TAG_WORDS.len())]
+            };
+            if !v.contains(&tag) {
+                v.push(tag);
+            }
+        }
+        v
+    });
+    Track {
+        artist: artist.clone(),
+        title,
+        artist_index: a as u32,
+        genre,
+        rank: rank[t],
+        features,
+        lyrics,
+        tags,
+    }
+}
+
+/// Users (K-10, preferred genres) and how many listens each gets.
+fn make_users(cfg: &SynthConfig, rng: &mut ChaCha8Rng) -> (Vec<User>, Vec<usize>) {
     let mut users = Vec::with_capacity(cfg.users);
     let mut weights = Vec::with_capacity(cfg.users);
     for u in 0..cfg.users {
@@ -511,7 +546,7 @@ pub fn generate(cfg: &SynthConfig) -> Dataset {
             }
         }
         users.push(User { id: format!("user_{:06}", u + 1), k10, genres: prefs });
-        weights.push((0.5 * normal(&mut rng)).exp());
+        weights.push((0.5 * normal(rng)).exp());
     }
     let total_w: f64 = weights.iter().sum();
     let mut counts: Vec<usize> =
@@ -520,15 +555,7 @@ pub fn generate(cfg: &SynthConfig) -> Dataset {
     for c in counts.iter_mut().take(short) {
         *c += 1;
     }
-
-    let per_user: Vec<(Vec<Listen>, usize)> = users
-        .par_iter()
-        .enumerate()
-        .map(|(u, user)| user_listens(cfg, u, user, counts[u], &genres, &tracks))
-        .collect();
-    let planted_sessions = per_user.iter().map(|p| p.1).sum();
-    let listens = per_user.into_iter().map(|p| p.0).collect();
-    Dataset { config: cfg.clone(), tracks, users, listens, planted_sessions }
+    (users, counts)
 }
 
 fn user_listens(

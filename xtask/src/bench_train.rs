@@ -86,118 +86,81 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
 
-    // The peer: ingest, the embeddings its variants need, then train + eval per seed.
     let work = crate::bench::bench_dir()
         .join(format!("train-peer-{}", if args.small { "small" } else { "builtin" }));
-    std::fs::create_dir_all(&work)?;
-    let (py, peers) = (&args.python, &args.peers);
-    let listens_arg = listens.display().to_string();
-    eprintln!("peer: ingest {}", listens.display());
-    peer_stage(py, peers, &work, &["ingest", "--listens", &listens_arg])?;
-    if variants.iter().any(|v| v.e1() == segue_model::E1Start::Word2Vec) {
-        peer_stage(py, peers, &work, &["word2vec", "--w2v-workers", "2"])?;
-    }
-    if variants.contains(&Variant::AnnLsa) {
-        peer_stage(py, peers, &work, &["lsa"])?;
-    }
-    if uses(segue_model::Modality::Acoustic) {
-        let csv = tracks_csv
-            .as_ref()
-            .context("the peer's VAE needs artist_name/track_name columns: use --small")?;
-        peer_stage(
-            py,
-            peers,
-            &work,
-            &["vae", "--tracks-csv", &csv.display().to_string(), "--threads", "2"],
-        )?;
-    }
-    if uses(segue_model::Modality::Lyrics) {
-        let csv = lyrics_csv.as_ref().context("the built-in data has no lyrics: use --small")?;
-        // The same Sentence-BERT folder segue's lyrics stage loads.
-        let (model_dir, _) = p.lyrics.source().resolve()?;
-        peer_stage(
-            py,
-            peers,
-            &work,
-            &[
-                "lyrics",
-                "--lyrics-csv",
-                &csv.display().to_string(),
-                "--sbert-model",
-                &model_dir.display().to_string(),
-                "--threads",
-                "2",
-            ],
-        )?;
-    }
+    let inputs = PeerInputs { listens: &listens, tracks_csv: &tracks_csv, lyrics_csv: &lyrics_csv };
+    inputs.prepare(&args, &p, &variants, &work)?;
     let mut peer: BTreeMap<Variant, Side> = BTreeMap::new();
     let mut ours: BTreeMap<Variant, Side> = BTreeMap::new();
-    let epochs = args.epochs.to_string();
     for &v in &variants {
         for seed in 0..args.seeds {
-            let s = seed.to_string();
-            // Peer.
-            let t = peer_stage(
-                py,
-                peers,
-                &work,
-                &[
-                    "train",
-                    "--variant",
-                    v.id(),
-                    "--epochs",
-                    &epochs,
-                    "--seed",
-                    &s,
-                    "--threads",
-                    "2",
-                ],
-            )?;
-            let e = peer_stage(py, peers, &work, &["eval", "--variant", v.id(), "--threads", "2"])?;
+            let (hr, eps, predictions) = peer_seed(&args, &work, v, seed)?;
+            eprintln!("peer  {} seed {seed}: HR@10 {:.2}, {eps:.0} examples/s", v.id(), hr[0]);
             let side = peer.entry(v).or_default();
-            side.examples_per_second.push(t["examples_per_second"].as_f64().unwrap_or(0.0));
-            side.hr.push(
-                segue_eval::PAPER_KS
-                    .iter()
-                    .map(|k| e[format!("hr@{k}")].as_f64().unwrap_or(f64::NAN))
-                    .collect(),
-            );
-            eprintln!(
-                "peer  {} seed {seed}: HR@10 {:.2}, {:.0} examples/s",
-                v.id(),
-                side.hr.last().unwrap()[0],
-                side.examples_per_second.last().unwrap()
-            );
-            // segue.
+            side.examples_per_second.push(eps);
+            side.hr.push(hr);
             p.model.seed = seed;
-            let mut runner = Runner::new(&p);
-            let target = format!("evaluate-{}", v.id());
-            for stage in closure(&target) {
-                runner.run(stage, false)?;
-            }
-            let train: serde_json::Value = crate::report::load(
-                &runner.dir(&format!("train-{}", v.id()))?.join("train_report.json"),
-            )?;
-            let metrics: segue_eval::Report =
-                crate::report::load(&runner.dir(&target)?.join("metrics.json"))?;
+            let (hr, eps, ranked) = segue_seed(&p, v)?;
+            eprintln!("segue {} seed {seed}: HR@10 {:.2}, {eps:.0} examples/s", v.id(), hr[0]);
             let side = ours.entry(v).or_default();
-            side.examples_per_second.push(train["examples_per_second"].as_f64().unwrap_or(0.0));
-            side.hr.push(metrics.all.hit.iter().map(|h| 100.0 * h).collect());
-            eprintln!(
-                "segue {} seed {seed}: HR@10 {:.2}, {:.0} examples/s",
-                v.id(),
-                side.hr.last().unwrap()[0],
-                side.examples_per_second.last().unwrap()
-            );
-            if metrics.all.count != e["predictions"].as_u64().unwrap_or(0) {
+            side.examples_per_second.push(eps);
+            side.hr.push(hr);
+            if ranked != predictions {
                 bail!(
-                    "segue ranks {} test predictions, the peer {}: not the same protocol",
-                    metrics.all.count,
-                    e["predictions"]
+                    "segue ranks {ranked} test predictions, the peer {predictions}: not the same protocol"
                 );
             }
         }
     }
+    print_table(&args, &variants, &ours, &peer);
+    Ok(())
+}
+
+/// One seed of the peer: HR@10..50 (%), examples per second, test predictions ranked.
+fn peer_seed(
+    args: &TrainArgs,
+    work: &std::path::Path,
+    v: Variant,
+    seed: u64,
+) -> Result<(Vec<f64>, f64, u64)> {
+    let (py, peers) = (&args.python, &args.peers);
+    let (epochs, s) = (args.epochs.to_string(), seed.to_string());
+    let train = ["train", "--variant", v.id(), "--epochs", &epochs, "--seed", &s];
+    let t = peer_stage(py, peers, work, &[&train[..], &["--threads", "2"]].concat())?;
+    let e = peer_stage(py, peers, work, &["eval", "--variant", v.id(), "--threads", "2"])?;
+    let hr = segue_eval::PAPER_KS
+        .iter()
+        .map(|k| e[format!("hr@{k}")].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let eps = t["examples_per_second"].as_f64().unwrap_or(0.0);
+    Ok((hr, eps, e["predictions"].as_u64().unwrap_or(0)))
+}
+
+/// One seed of segue (the pipeline's `model.seed`): HR@10..50 (%), examples per second, test
+/// predictions ranked.
+fn segue_seed(p: &Pipeline, v: Variant) -> Result<(Vec<f64>, f64, u64)> {
+    let mut runner = Runner::new(p);
+    let target = format!("evaluate-{}", v.id());
+    for stage in closure(&target) {
+        runner.run(stage, false)?;
+    }
+    let train: serde_json::Value =
+        crate::report::load(&runner.dir(&format!("train-{}", v.id()))?.join("train_report.json"))?;
+    let metrics: segue_eval::Report =
+        crate::report::load(&runner.dir(&target)?.join("metrics.json"))?;
+    let hr = metrics.all.hit.iter().map(|h| 100.0 * h).collect();
+    let eps = train["examples_per_second"].as_f64().unwrap_or(0.0);
+    Ok((hr, eps, metrics.all.count))
+}
+
+/// The side-by-side table: each variant's mean HR@k and examples/s per side, their
+/// difference and speed ratio.
+fn print_table(
+    args: &TrainArgs,
+    variants: &[Variant],
+    ours: &BTreeMap<Variant, Side>,
+    peer: &BTreeMap<Variant, Side>,
+) {
     println!(
         "\n## Training beside the PyTorch peer ({}, {} epochs, {} seeds, 2 threads, no validation split)\n",
         if args.small { "small synthetic preset" } else { "built-in data" },
@@ -206,7 +169,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     );
     println!("| variant | side | HR@10 | HR@20 | HR@30 | HR@40 | HR@50 | examples/s |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    for v in &variants {
+    for v in variants {
         for (name, side) in [("segue", &ours[v]), ("peer", &peer[v])] {
             let hr: Vec<String> = (0..segue_eval::PAPER_KS.len())
                 .map(|k| format!("{:.2}", mean(&side.hr.iter().map(|h| h[k]).collect::<Vec<_>>())))
@@ -231,5 +194,68 @@ pub fn run(args: TrainArgs) -> Result<()> {
             mean(&ours[v].examples_per_second) / mean(&peer[v].examples_per_second)
         );
     }
-    Ok(())
+}
+
+/// The peer's inputs: the log and, on the small preset, its audio features and lyrics.
+struct PeerInputs<'a> {
+    listens: &'a PathBuf,
+    tracks_csv: &'a Option<PathBuf>,
+    lyrics_csv: &'a Option<PathBuf>,
+}
+
+impl PeerInputs<'_> {
+    /// The peer's ingest and the embeddings its variants need, in `work`.
+    fn prepare(
+        &self,
+        args: &TrainArgs,
+        p: &Pipeline,
+        variants: &[Variant],
+        work: &std::path::Path,
+    ) -> Result<()> {
+        let uses = |m: segue_model::Modality| variants.iter().any(|v| v.modalities().contains(&m));
+        let (listens, tracks_csv, lyrics_csv) = (self.listens, self.tracks_csv, self.lyrics_csv);
+        std::fs::create_dir_all(work)?;
+        let (py, peers) = (&args.python, &args.peers);
+        let listens_arg = listens.display().to_string();
+        eprintln!("peer: ingest {}", listens.display());
+        peer_stage(py, peers, work, &["ingest", "--listens", &listens_arg])?;
+        if variants.iter().any(|v| v.e1() == segue_model::E1Start::Word2Vec) {
+            peer_stage(py, peers, work, &["word2vec", "--w2v-workers", "2"])?;
+        }
+        if variants.contains(&Variant::AnnLsa) {
+            peer_stage(py, peers, work, &["lsa"])?;
+        }
+        if uses(segue_model::Modality::Acoustic) {
+            let csv = tracks_csv
+                .as_ref()
+                .context("the peer's VAE needs artist_name/track_name columns: use --small")?;
+            peer_stage(
+                py,
+                peers,
+                work,
+                &["vae", "--tracks-csv", &csv.display().to_string(), "--threads", "2"],
+            )?;
+        }
+        if uses(segue_model::Modality::Lyrics) {
+            let csv =
+                lyrics_csv.as_ref().context("the built-in data has no lyrics: use --small")?;
+            // The same Sentence-BERT folder segue's lyrics stage loads.
+            let (model_dir, _) = p.lyrics.source().resolve()?;
+            peer_stage(
+                py,
+                peers,
+                work,
+                &[
+                    "lyrics",
+                    "--lyrics-csv",
+                    &csv.display().to_string(),
+                    "--sbert-model",
+                    &model_dir.display().to_string(),
+                    "--threads",
+                    "2",
+                ],
+            )?;
+        }
+        Ok(())
+    }
 }

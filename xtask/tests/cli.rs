@@ -614,7 +614,7 @@ validation_share = 0.2
     let mut lines: Vec<Vec<String>> =
         log.lines().map(|l| l.split('\t').map(str::to_string).collect()).collect();
     let secs = |f: &Vec<String>| {
-        segue_sessions::time::parse_iso(&f[1]).expect("the synthetic log's times parse")
+        segue_sessions::parse_iso(&f[1]).expect("the synthetic log's times parse")
     };
     let mut order: Vec<usize> = (0..lines.len()).collect();
     order.sort_by_key(|&i| (lines[i][0].clone(), secs(&lines[i]), i));

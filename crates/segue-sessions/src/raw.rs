@@ -366,7 +366,7 @@ pub struct RawEvents {
     pub ts: Vec<i64>,
     /// Raw (artist, title) code per event.
     pub track: Vec<u32>,
-    /// Where each event was read in its file: a line number with [`LINE_BIT`] set, else a
+    /// Where each event was read in its file: a line number with the top bit (`1 << 31`) set, else a
     /// record number.
     pub at: Vec<u32>,
     /// The files read, each with the index of its first event.

@@ -575,6 +575,26 @@ impl SessionTable {
 }
 
 impl Sessionized {
+    /// The sessions of `split`, in memory (what [`read_split`] gives from the written file).
+    pub fn split(&self, split: Split) -> Result<SplitCorpus> {
+        splits_of(&self.sessions, &[split])
+    }
+
+    /// The sessions of every split in `splits`, in order.
+    pub fn splits(&self, splits: &[Split]) -> Result<SplitCorpus> {
+        splits_of(&self.sessions, splits)
+    }
+
+    /// The vocabulary, track ids in order (what [`read_vocab`] gives from the written file).
+    pub fn vocab(&self) -> Result<segue_core::Vocab> {
+        vocab_of(&self.tracks)
+    }
+
+    /// Plays per track in training and in all sessions.
+    pub fn track_counts(&self) -> Result<TrackCounts> {
+        TrackCounts::of(&self.tracks)
+    }
+
     /// An error when nothing can be trained on (no session kept, or none in the training
     /// share), naming the cause and the settings to change: what a pipeline checks before the
     /// stages that need training sessions.
@@ -638,14 +658,18 @@ pub fn read_split(path: &std::path::Path, split: Split) -> Result<SplitCorpus> {
 
 /// Reads the sessions of every split in `splits`, in file order.
 pub fn read_splits(path: &std::path::Path, splits: &[Split]) -> Result<SplitCorpus> {
+    splits_of(&parquet::read(path)?, splits)
+}
+
+/// The sessions of every split in `splits` of a sessions table, in its order.
+fn splits_of(df: &DataFrame, splits: &[Split]) -> Result<SplitCorpus> {
     let wanted = |code: u8| splits.iter().any(|&s| s as u8 == code);
-    let df = parquet::read(path)?;
-    let session = parquet::u32_column(&df, "session")?;
-    let track = parquet::u32_column(&df, "track")?;
+    let session = parquet::u32_column(df, "session")?;
+    let track = parquet::u32_column(df, "track")?;
     let codes = df.column("split").and_then(|c| c.u8()).map_err(pl_err)?.rechunk().into_owned();
     let codes = codes.cont_slice().map_err(pl_err)?;
-    let user = parquet::str_column(&df, "user")?;
-    let ts = parquet::i64_column(&df, "ts")?;
+    let user = parquet::str_column(df, "user")?;
+    let ts = parquet::i64_column(df, "ts")?;
     let mut out = SplitCorpus { offsets: vec![0], ..SplitCorpus::default() };
     let mut index_of = std::collections::HashMap::new();
     for i in 0..track.len() {
@@ -679,12 +703,23 @@ pub fn read_splits(path: &std::path::Path, splits: &[Split]) -> Result<SplitCorp
 /// Reads the vocabulary (tracks.parquet) in id order.
 pub fn read_vocab(path: &std::path::Path) -> Result<segue_core::Vocab> {
     let df = parquet::read(path)?;
-    let ids = parquet::u32_column(&df, "track")?;
+    check_track_ids(&df).map_err(|why| Error::artifact(path, why))?;
+    vocab_of(&df)
+}
+
+/// Track ids must be 0..V in order.
+fn check_track_ids(df: &DataFrame) -> std::result::Result<(), String> {
+    let ids = parquet::u32_column(df, "track").map_err(|e| e.to_string())?;
     if ids.iter().enumerate().any(|(i, &t)| t as usize != i) {
-        return Err(Error::artifact(path, "track ids are not 0..V in order"));
+        return Err("track ids are not 0..V in order".into());
     }
+    Ok(())
+}
+
+/// The vocabulary of a tracks table whose ids are 0..V in order.
+fn vocab_of(df: &DataFrame) -> Result<segue_core::Vocab> {
     let [ak, tk, a, t] =
-        ["artist_key", "title_key", "artist", "title"].map(|c| parquet::str_column(&df, c));
+        ["artist_key", "title_key", "artist", "title"].map(|c| parquet::str_column(df, c));
     let entries = ak?
         .into_iter()
         .zip(tk?)
@@ -707,13 +742,14 @@ impl TrackCounts {
     /// Reads the counts; track ids must be 0..V in order.
     pub fn read(path: &std::path::Path) -> Result<Self> {
         let df = parquet::read(path)?;
-        let ids = parquet::u32_column(&df, "track")?;
-        if ids.iter().enumerate().any(|(i, &t)| t as usize != i) {
-            return Err(Error::artifact(path, "track ids are not 0..V in order"));
-        }
+        check_track_ids(&df).map_err(|why| Error::artifact(path, why))?;
+        Self::of(&df)
+    }
+
+    fn of(df: &DataFrame) -> Result<Self> {
         Ok(TrackCounts {
-            train: parquet::u32_column(&df, "train_count")?,
-            total: parquet::u32_column(&df, "total_count")?,
+            train: parquet::u32_column(df, "train_count")?,
+            total: parquet::u32_column(df, "total_count")?,
         })
     }
 

@@ -133,7 +133,7 @@ impl std::fmt::Display for Format {
 /// `"%d/%m/%Y %H:%M"` (any value with a `%`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TimeFormat {
-    /// Whichever of the forms below a value is in ([`crate::time::parse_any`]): digits are
+    /// Whichever of the forms below a value is in: digits are
     /// epoch seconds, or milliseconds when too large for seconds.
     #[default]
     Auto,

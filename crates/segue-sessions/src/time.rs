@@ -60,7 +60,7 @@ fn checked(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
 /// Fractions are dropped (floor); an offset is applied so the result is UTC.
 ///
 /// ```
-/// use segue_sessions::time::parse_iso;
+/// use segue_sessions::parse_iso;
 /// assert_eq!(parse_iso("2009-05-04T23:08:57Z"), Some(1_241_478_537));
 /// assert_eq!(parse_iso("2009-05-04 23:08"), Some(1_241_478_480));
 /// assert_eq!(parse_iso("2009-05-05T01:08:57+02:00"), Some(1_241_478_537));
@@ -140,11 +140,6 @@ pub fn parse_iso_stamp(s: &str) -> Option<Stamp> {
 }
 
 /// Parses Last.fm's export style `DD Mon YYYY, HH:MM` (the comma optional), in UTC.
-///
-/// ```
-/// use segue_sessions::time::parse_day_month_name;
-/// assert_eq!(parse_day_month_name("04 May 2009, 23:08"), Some(1_241_478_480));
-/// ```
 pub fn parse_day_month_name(s: &str) -> Option<i64> {
     parse_day_month_name_wall(s)
 }
@@ -187,13 +182,6 @@ pub enum Zone {
 
 impl Zone {
     /// Parses `UTC`, a fixed offset (`+02:00`, `-0530`, `+01`) or an IANA zone name.
-    ///
-    /// ```
-    /// use segue_sessions::time::Zone;
-    /// assert_eq!(Zone::parse("+02:00"), Ok(Zone::Fixed(7200)));
-    /// assert!(Zone::parse("Europe/Berlin").is_ok());
-    /// assert!(Zone::parse("Mars/Olympus").is_err());
-    /// ```
     pub fn parse(text: &str) -> Result<Zone, String> {
         let t = text.trim();
         if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("z") {
@@ -266,15 +254,6 @@ fn parse_epoch_digits(s: &str) -> Option<i64> {
 /// Every time form segue reads without being told which: epoch seconds or milliseconds (by
 /// magnitude), ISO 8601 with or without seconds, fraction and offset, and Last.fm's
 /// `DD Mon YYYY[,] HH:MM[:SS]`. Times without an offset are wall-clock ([`Stamp::Local`]).
-///
-/// ```
-/// use segue_sessions::time::{Stamp, parse_any};
-/// assert_eq!(parse_any("1241478537"), Some(Stamp::Instant(1_241_478_537)));
-/// assert_eq!(parse_any("1241478537000"), Some(Stamp::Instant(1_241_478_537)));
-/// assert_eq!(parse_any("2009-05-04T23:08:57Z"), Some(Stamp::Instant(1_241_478_537)));
-/// assert_eq!(parse_any("04 May 2009, 23:08"), Some(Stamp::Local(1_241_478_480)));
-/// assert_eq!(parse_any("yesterday"), None);
-/// ```
 pub fn parse_any(s: &str) -> Option<Stamp> {
     if let Some(v) = parse_epoch_digits(s) {
         return Some(Stamp::Instant(v));
@@ -337,6 +316,26 @@ pub fn latest_plausible() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_forms_parse() {
+        assert_eq!(parse_day_month_name("04 May 2009, 23:08"), Some(1_241_478_480));
+        assert_eq!(Zone::parse("+02:00"), Ok(Zone::Fixed(7200)));
+        assert!(Zone::parse("Europe/Berlin").is_ok());
+        assert!(Zone::parse("Mars/Olympus").is_err());
+        assert_eq!(parse_any("1241478537"), Some(Stamp::Instant(1_241_478_537)));
+        assert_eq!(parse_any("1241478537000"), Some(Stamp::Instant(1_241_478_537)));
+        assert_eq!(parse_any("2009-05-04T23:08:57Z"), Some(Stamp::Instant(1_241_478_537)));
+        assert_eq!(parse_any("04 May 2009, 23:08"), Some(Stamp::Local(1_241_478_480)));
+        assert_eq!(parse_any("yesterday"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn iso_times_round_trip(secs in EARLIEST..4_102_444_800i64) {
+            proptest::prop_assert_eq!(parse_iso(&format_utc(secs)), Some(secs));
+        }
+    }
 
     #[test]
     fn civil_round_trip() {

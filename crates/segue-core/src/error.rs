@@ -89,6 +89,22 @@ pub enum Error {
         /// The size found.
         found: usize,
     },
+    /// A table without a column a reader needs.
+    MissingColumn {
+        /// The column looked for.
+        column: String,
+        /// The columns the table has.
+        found: Vec<String>,
+    },
+    /// A table column of another type than a reader needs.
+    ColumnType {
+        /// The column.
+        column: String,
+        /// The type needed.
+        expected: String,
+        /// The type found.
+        found: String,
+    },
     /// Anything else, with context.
     Other(String),
 }
@@ -119,6 +135,12 @@ impl fmt::Display for Error {
             ),
             Error::ShapeMismatch { what, expected, found } => {
                 write!(f, "{what}: expected {expected}, found {found}")
+            }
+            Error::MissingColumn { column, found } => {
+                write!(f, "no column `{column}` (columns: {})", found.join(", "))
+            }
+            Error::ColumnType { column, expected, found } => {
+                write!(f, "column `{column}` is {found}, expected {expected}")
             }
         }
     }

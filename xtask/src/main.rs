@@ -8,11 +8,11 @@ mod bench_lyrics;
 mod bench_recommend;
 mod bench_train;
 mod bench_vae;
-mod cache;
+// The pipeline schema and the artifact cache live in the segue-pipeline library.
+pub(crate) use segue_pipeline::{cache, pipeline};
 mod content_stages;
 mod html_report;
 mod model_stages;
-mod pipeline;
 mod progress;
 mod recommend;
 mod report;

@@ -40,12 +40,7 @@ impl Axis {
     }
 }
 
-/// A TOML value written alone (`0.003`, `true`, `"x"`, `[1, 2]`).
-pub fn parse_value(text: &str) -> Result<toml::Value> {
-    let doc: toml::Table = toml::from_str(&format!("v = {text}"))
-        .with_context(|| format!("`{text}` is not a TOML value (quote strings)"))?;
-    Ok(doc["v"].clone())
-}
+pub use segue_pipeline::pipeline::parse_value;
 
 /// Every point of the grid: one override list per point, in a fixed order.
 pub fn points(axes: &[Axis]) -> Vec<Vec<(String, toml::Value)>> {

@@ -7,6 +7,13 @@ use anyhow::{Context, Result, bail};
 use segue_sessions::{IngestOptions, SessionOptions, SourceSpec};
 use serde::{Deserialize, Serialize};
 
+/// A TOML value written on its own (`0.003`, `"text"`, `[1, 2]`), as `--set` and grids take it.
+pub fn parse_value(text: &str) -> Result<toml::Value> {
+    let doc: toml::Table = toml::from_str(&format!("v = {text}"))
+        .with_context(|| format!("`{text}` is not a TOML value (quote strings)"))?;
+    Ok(doc["v"].clone())
+}
+
 /// A whole pipeline file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -15,27 +22,39 @@ pub struct Pipeline {
     /// public code ([`AUTHORS_CODE`]) as defaults under the file's own keys.
     #[serde(default)]
     pub protocol: Protocol,
+    /// Name, cache folder, seed.
     pub pipeline: PipelineMeta,
+    /// The listening logs and content files.
     pub dataset: Dataset,
     #[serde(default)]
+    /// Reading the logs.
     pub ingest: IngestOptions,
     #[serde(default)]
+    /// Sessions and the split.
     pub sessionize: SessionOptions,
     #[serde(default)]
+    /// CBOW over the training sessions.
     pub word2vec: segue_word2vec::Params,
     #[serde(default)]
+    /// Truncated SVD of the session x track matrix.
     pub lsa: segue_lsa::LsaParams,
     #[serde(default)]
+    /// The acoustic VAE.
     pub vae: segue_vae::VaeParams,
     #[serde(default)]
+    /// Sentence-BERT over lyrics, then PCA.
     pub lyrics: segue_lyrics::LyricsParams,
     #[serde(default)]
+    /// Tag word vectors.
     pub tags: segue_tags::TagsParams,
     #[serde(default)]
+    /// The models and their training.
     pub model: segue_model::ModelParams,
     #[serde(default)]
+    /// The rule baselines.
     pub baselines: segue_baselines::BaselineParams,
     #[serde(default, skip_serializing_if = "Embeddings::is_default")]
+    /// What Word2Vec and LSA learn from.
     pub embeddings: Embeddings,
     /// Where the file was read from; relative paths are resolved against its folder.
     #[serde(skip)]
@@ -103,6 +122,7 @@ pub const STAGE_SEEDS: [&str; 4] = ["word2vec.seed", "lsa.seed", "vae.seed", "mo
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Embeddings {
+    /// The sessions they are fitted on.
     pub sessions: EmbeddingSessions,
 }
 
@@ -135,6 +155,7 @@ impl EmbeddingSessions {
     }
 }
 
+/// The `[pipeline]` section.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineMeta {
@@ -152,11 +173,14 @@ fn default_seed() -> u64 {
     0
 }
 
+/// The `[dataset]` section: the logs and the content files.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dataset {
+    /// What the data is, for the report.
     #[serde(default)]
     pub description: String,
+    /// The listening logs.
     pub sources: Vec<SourceSpec>,
     /// Audio features CSV (Spotify's columns), optional.
     #[serde(default)]
@@ -183,8 +207,10 @@ pub struct Dataset {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SynthSpec {
+    /// segue-synth's preset.
     pub preset: segue_synth::Preset,
     #[serde(default)]
+    /// Its seed.
     pub seed: u64,
     /// Output folder, relative to the pipeline file; the sources read from it.
     pub out: PathBuf,
@@ -280,7 +306,7 @@ impl Pipeline {
                     .split_once('=')
                     .with_context(|| format!("--set {s}: write KEY=VALUE, e.g. model.lr=0.003"))?;
                 // A bare word is a string: `--set sessionize.split=random-sessions`.
-                let value = crate::tune::parse_value(value.trim())
+                let value = parse_value(value.trim())
                     .unwrap_or_else(|_| toml::Value::String(value.trim().to_string()));
                 Ok((key.trim().to_string(), value))
             })
@@ -315,11 +341,11 @@ impl Pipeline {
 fn fill_defaults(doc: &mut toml::Table) -> Result<Vec<&'static str>> {
     if doc.get("protocol").and_then(|v| v.as_str()) == Some("authors-code") {
         for (key, value) in AUTHORS_CODE {
-            set_key(doc, key, crate::tune::parse_value(value)?, false)?;
+            set_key(doc, key, parse_value(value)?, false)?;
         }
     }
     for (key, value) in SEGUE_DEFAULTS {
-        set_key(doc, key, crate::tune::parse_value(value)?, false)?;
+        set_key(doc, key, parse_value(value)?, false)?;
     }
     let seed = doc.get("pipeline").and_then(|p| p.get("seed")).cloned();
     let mut seeded = Vec::new();
@@ -405,7 +431,7 @@ mod tests {
 
     #[test]
     fn the_default_pipeline_file_states_the_schemas_defaults() {
-        let file = crate::workspace_root().join("pipelines/default.toml");
+        let file = crate::tests_workspace_root().join("pipelines/default.toml");
         let full = Pipeline::load(&file).unwrap();
         // The same dataset, every stage key left out (and no pipeline.seed, which would set
         // the stage seeds the file leaves out).
@@ -421,7 +447,8 @@ mod tests {
         assert_eq!(a.len(), b.len());
         // The paper's file keeps the paper's model: no departure of segue's defaults leaks in.
         let paper =
-            Pipeline::load(&crate::workspace_root().join("pipelines/paper-settings.toml")).unwrap();
+            Pipeline::load(&crate::tests_workspace_root().join("pipelines/paper-settings.toml"))
+                .unwrap();
         assert!(!paper.model.repeat);
         assert_eq!(paper.model.pretrained_scale, segue_model::PretrainedScale::None);
         assert_eq!((paper.model.epochs, paper.model.patience), (2, 0));

@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 /// Everything a stage's key is made of, kept to explain why a stage is stale.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Recipe {
+    /// The stage (`word2vec`, `train-ann`, ...).
     pub stage: String,
+    /// The stage's code version (changes whenever the code that computes it does).
     pub code_version: String,
+    /// The stage's parameters.
     pub params: serde_json::Value,
     /// Upstream stage -> its key.
     pub upstream: BTreeMap<String, String>,
@@ -32,6 +35,7 @@ impl Recipe {
         self.instance.as_deref().unwrap_or(&self.stage)
     }
 
+    /// The key of the artifacts this recipe makes: a hash of all of it.
     pub fn key(&self) -> String {
         let bytes = serde_json::to_vec(self).expect("a recipe serialises");
         blake3::hash(&bytes).to_hex()[..24].to_string()
@@ -89,13 +93,19 @@ fn show(v: Option<&serde_json::Value>) -> String {
     v.map_or("(unset)".into(), |v| v.to_string())
 }
 
+/// What a finished stage folder records, written last: its recipe, key, files and their
+/// hashes, run time and summary.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {
+    /// What the artifacts were made from.
     pub recipe: Recipe,
+    /// The recipe's key (the folder's name).
     pub key: String,
     /// File name -> blake3 of its bytes.
     pub files: BTreeMap<String, String>,
+    /// How long the stage ran.
     pub seconds: f64,
+    /// The stage's figures (coverage, rates, sizes), as it reported them.
     pub summary: serde_json::Value,
 }
 
@@ -112,18 +122,23 @@ pub fn hash_file(path: &Path) -> Result<String> {
 /// The state of a stage's artifact folder.
 #[derive(Debug)]
 pub enum Check {
+    /// Complete and verified.
     Fresh(Box<Manifest>),
+    /// Never computed.
     Missing,
     /// The folder exists but a file is missing or does not match its recorded hash.
     Corrupt(String),
 }
 
+/// A pipeline's artifact cache.
 #[derive(Debug, Clone)]
 pub struct Cache {
+    /// The cache folder (`<stage>/<key>/` below it).
     pub root: PathBuf,
 }
 
 impl Cache {
+    /// The folder of a stage's artifacts under `key`.
     pub fn stage_dir(&self, stage: &str, key: &str) -> PathBuf {
         self.root.join(stage).join(key)
     }
@@ -138,6 +153,7 @@ impl Cache {
         serde_json::from_str(&text).ok()
     }
 
+    /// Whether the artifacts of `stage` under `key` are there and intact.
     pub fn check(&self, stage: &str, key: &str) -> Check {
         let dir = self.stage_dir(stage, key);
         let manifest_path = dir.join("manifest.json");

@@ -69,6 +69,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     p.sessionize.validation_share = 0.0;
     p.model.epochs = args.epochs;
     p.model.patience = 0;
+    // One model per `--seeds` iteration below (the pipeline's own seed list would train more).
+    p.model.seeds = None;
     // The paper's model, as the peer builds it: none of segue's options beyond the paper.
     p.model.repeat = false;
     p.model.pretrained_scale = segue_model::PretrainedScale::None;

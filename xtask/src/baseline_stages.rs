@@ -95,7 +95,7 @@ pub fn evaluate_rule(
     inputs: &Inputs,
     split: &segue_sessions::SplitCorpus,
 ) -> Result<(segue_eval::Report, Vec<usize>)> {
-    let test = sessions(split)?;
+    let test = sessions(p, split)?;
     let seen: Vec<bool> = (0..inputs.tracks).map(|i| inputs.counts.seen_in_train(i)).collect();
     let items = inputs.tracks;
     Ok(segue_model::evaluate_scorer(

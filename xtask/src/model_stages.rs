@@ -106,8 +106,10 @@ pub struct Inputs {
     pub test: SplitCorpus,
 }
 
-pub fn sessions(c: &SplitCorpus) -> Result<Sessions<'_>> {
-    Ok(Sessions::new(&c.flat, &c.offsets, &c.users)?)
+/// A split's sessions as the models and rules read them: targets from the pipeline's
+/// `sessionize.min_input_len` on.
+pub fn sessions<'a>(p: &Pipeline, c: &'a SplitCorpus) -> Result<Sessions<'a>> {
+    Ok(Sessions::new(&c.flat, &c.offsets, &c.users)?.with_min_input(p.sessionize.min_input_len))
 }
 
 impl Inputs {
@@ -233,8 +235,8 @@ pub fn run_train(
     }
     let inputs = Inputs::read(&dir_of("sessionize")?)?;
     let net = network(p, v, &inputs, dir_of)?;
-    let train = sessions(&inputs.train)?;
-    let valid = sessions(&inputs.valid)?;
+    let train = sessions(p, &inputs.train)?;
+    let valid = sessions(p, &inputs.valid)?;
     let opts = TrainOptions {
         params: p.model.clone(),
         train_counts: inputs.counts.train.clone(),
@@ -285,7 +287,7 @@ pub fn run_evaluate(
     let inputs = Inputs::read(&dir_of("sessionize")?)?;
     let net = network(p, v, &inputs, dir_of)?;
     net.load(&dir_of(&format!("train-{}", v.id()))?.join("model.safetensors"))?;
-    let test = sessions(&inputs.test)?;
+    let test = sessions(p, &inputs.test)?;
     let seen: Vec<bool> = (0..inputs.tracks).map(|i| inputs.counts.seen_in_train(i)).collect();
     let started = std::time::Instant::now();
     let (report, ranks) = segue_model::evaluate_ranked(

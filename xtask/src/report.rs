@@ -71,9 +71,15 @@ pub fn table1(
         ),
         _ => String::new(),
     };
+    let first = match o["min_input_len"].as_u64() {
+        Some(n) if n > 1 => format!(
+            "; only targets with at least {n} plays before them in their session are predicted, in training and test alike"
+        ),
+        _ => String::new(),
+    };
     writeln!(
         md,
-        "Sessions: a gap of {} s or more starts a new one; sessions shorter than {} events are dropped; {split}, a {} share of those is held out for validation{chunks}.\n",
+        "Sessions: a gap of {} s or more starts a new one; sessions shorter than {} events are dropped; {split}, a {} share of those is held out for validation{chunks}{first}.\n",
         o["gap_seconds"], o["min_session_len"], o["validation_share"]
     )?;
     writeln!(md, "| what | count |\n|---|---:|")?;

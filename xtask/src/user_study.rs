@@ -124,18 +124,19 @@ fn group_counts(
     valid: &SplitCorpus,
     test: &SplitCorpus,
     users: &HashSet<&str>,
+    first: usize,
 ) -> (usize, usize, usize, f64, f64) {
     let of = |c: &SplitCorpus| -> Vec<usize> {
         (0..c.users.len())
             .filter(|&s| users.contains(c.user_names[c.users[s] as usize].as_str()))
             .collect()
     };
-    // (positions after the first, repeats among them) over the given sessions.
+    // (predicted positions, from `first` on, and repeats among them) over the given sessions.
     let repeats = |c: &SplitCorpus, ss: &[usize]| -> (usize, usize) {
         let (mut n, mut r) = (0, 0);
         for &s in ss {
             let tracks = &c.flat[c.offsets[s]..c.offsets[s + 1]];
-            for t in 1..tracks.len() {
+            for t in first.max(1)..tracks.len() {
                 n += 1;
                 r += usize::from(tracks[..t].contains(&tracks[t]));
             }
@@ -232,7 +233,13 @@ fn groups(p: &Pipeline, inputs: &Inputs) -> Result<Groups> {
     for (name, slug, members) in sets {
         let users: HashSet<&str> = members.iter().map(|(u, _)| *u).collect();
         let (train_sessions, test_sessions, test_predictions, test_repeat_share, repeat_share) =
-            group_counts(&inputs.train, &inputs.valid, &inputs.test, &users);
+            group_counts(
+                &inputs.train,
+                &inputs.valid,
+                &inputs.test,
+                &users,
+                p.sessionize.min_input_len,
+            );
         out.groups.push(Group {
             name,
             slug: slug.to_string(),
@@ -310,7 +317,7 @@ pub fn run_train(
         let done = group_partial.join("model.safetensors");
         let report_file = group_partial.join("train_report.json");
         if !(done.exists() && report_file.exists()) {
-            let (train_s, valid_s) = (sessions(&train)?, sessions(&valid)?);
+            let (train_s, valid_s) = (sessions(p, &train)?, sessions(p, &valid)?);
             eprintln!(
                 "{:>31}  {} ({}): {} training examples, {} validation examples",
                 "",
@@ -382,7 +389,7 @@ pub fn run_evaluate(
         let started = std::time::Instant::now();
         let (report, ranks) = segue_model::evaluate_ranked(
             &net,
-            &sessions(&test)?,
+            &sessions(p, &test)?,
             &seen,
             p.model.max_input_len,
             &segue_eval::PAPER_KS,

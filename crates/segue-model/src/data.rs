@@ -1,5 +1,6 @@
-//! Training and test examples: every position `t >= 1` of a session, its input the previous
-//! `min(t, L)` tracks of that session, its target track `t` (DESIGN.md "Protocol").
+//! Training and test examples: every position `t >= 1` of a session (or `t >= n` with
+//! [`Sessions::with_min_input`]), its input the previous `min(t, L)` tracks of that session,
+//! its target track `t` (DESIGN.md "Protocol").
 
 use segue_core::{Error, Result};
 
@@ -13,6 +14,8 @@ pub struct Sessions<'a> {
     pub offsets: &'a [usize],
     /// The user of each session.
     pub users: &'a [u32],
+    /// The first position predicted (at least 1): examples have targets at `t >= min_input`.
+    pub min_input: usize,
 }
 
 /// One prediction: position `t` of the session starting at `flat[start]`.
@@ -45,14 +48,21 @@ impl<'a> Sessions<'a> {
                 users.len()
             )));
         }
-        Ok(Sessions { flat, offsets, users })
+        Ok(Sessions { flat, offsets, users, min_input: 1 })
+    }
+
+    /// Only targets with at least `n` tracks before them in their session are predicted, in
+    /// training and evaluation alike (the authors' code predicts the 4th track of pieces of 4:
+    /// `n = 3`). `n = 0` counts as 1.
+    pub fn with_min_input(self, n: usize) -> Self {
+        Sessions { min_input: n.max(1), ..self }
     }
 
     /// Every example of every session, sessions in order.
     pub fn examples(&self) -> Vec<Example> {
         let mut out = Vec::with_capacity(self.flat.len());
         for (s, w) in self.offsets.windows(2).enumerate() {
-            for t in 1..w[1] - w[0] {
+            for t in self.min_input..w[1] - w[0] {
                 out.push(Example { start: w[0], t: t as u32, user: self.users[s] });
             }
         }

@@ -112,7 +112,8 @@ impl Gru4Rec {
     }
 
     /// One epoch of session-parallel training; `step` takes each step's loss (it runs the
-    /// backward pass and the optimizer) and returns the loss value.
+    /// backward pass and the optimizer) and the number of predictions in it, and returns the
+    /// loss value. Targets before `sessions.min_input` feed the state but are not predicted.
     pub fn epoch(
         &self,
         sessions: &Sessions,
@@ -124,12 +125,13 @@ impl Gru4Rec {
         let dev = Device::Cpu;
         let h = self.config.hidden;
         let mut order: Vec<usize> = (0..sessions.offsets.len() - 1)
-            .filter(|&s| sessions.offsets[s + 1] - sessions.offsets[s] >= 2)
+            .filter(|&s| sessions.offsets[s + 1] - sessions.offsets[s] > sessions.min_input.max(1))
             .collect();
         order.shuffle(rng);
         let mut next_session = order.into_iter();
-        // Each lane: (flat index of the current input, flat index one past its session).
-        let mut lanes: Vec<(usize, usize)> = Vec::with_capacity(batch_size);
+        // Each lane: (flat index of the current input, flat index one past its session, flat
+        // index of its session's first track).
+        let mut lanes: Vec<(usize, usize, usize)> = Vec::with_capacity(batch_size);
         let mut state: Vec<f32> = Vec::new();
         let (mut total, mut examples) = (0.0f64, 0usize);
         loop {
@@ -140,7 +142,8 @@ impl Gru4Rec {
                 if done {
                     match next_session.next() {
                         Some(s) => {
-                            let lane = (sessions.offsets[s], sessions.offsets[s + 1]);
+                            let lane =
+                                (sessions.offsets[s], sessions.offsets[s + 1], sessions.offsets[s]);
                             if i < lanes.len() {
                                 lanes[i] = lane;
                                 state[i * h..(i + 1) * h].fill(0.0);
@@ -167,8 +170,16 @@ impl Gru4Rec {
             let b = lanes.len();
             let inputs: Vec<u32> = lanes.iter().map(|l| sessions.flat[l.0]).collect();
             let targets: Vec<u32> = lanes.iter().map(|l| sessions.flat[l.0 + 1]).collect();
+            // Lanes whose target sits before `min_input` read their input but predict nothing
+            // (every lane counts with the default of 1).
+            let predicted: Vec<u32> = (0..b as u32)
+                .filter(|&i| {
+                    let l = lanes[i as usize];
+                    l.0 + 1 - l.2 >= sessions.min_input
+                })
+                .collect();
             let negatives = sampler.draw(self.config.negatives, rng);
-            let forward = |rng: &mut ChaCha8Rng| -> candle_core::Result<(Tensor, Tensor)> {
+            let forward = |rng: &mut ChaCha8Rng| -> candle_core::Result<(Option<Tensor>, Tensor)> {
                 let ids = Tensor::from_slice(&inputs, b, &dev)?;
                 let mut x = self.get("e1").embedding(&ids)?;
                 if let Some(mask) =
@@ -185,13 +196,25 @@ impl Gru4Rec {
                 let w = self.get("out.w").embedding(&cand)?;
                 let bias = self.get("out.b").index_select(&cand, 0)?;
                 let logits = h1.matmul(&w.t()?)?.broadcast_add(&bias)?;
-                let own = Tensor::arange(0u32, b as u32, &dev)?;
-                Ok((candle_nn::loss::cross_entropy(&logits, &own)?, h1))
+                if predicted.len() == b {
+                    let own = Tensor::arange(0u32, b as u32, &dev)?;
+                    return Ok((Some(candle_nn::loss::cross_entropy(&logits, &own)?), h1));
+                }
+                if predicted.is_empty() {
+                    return Ok((None, h1));
+                }
+                // Each predicted lane's own target is candidate `i`, its lane index.
+                let rows = Tensor::from_slice(&predicted, predicted.len(), &dev)?;
+                let loss = candle_nn::loss::cross_entropy(&logits.index_select(&rows, 0)?, &rows)?;
+                Ok((Some(loss), h1))
             };
             let (loss, h1) = forward(rng).map_err(err)?;
             state = h1.detach().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
-            total += step(loss, b, rng)? as f64 * b as f64;
-            examples += b;
+            if let Some(loss) = loss {
+                let n = predicted.len();
+                total += step(loss, n, rng)? as f64 * n as f64;
+                examples += n;
+            }
             for l in &mut lanes {
                 l.0 += 1;
             }

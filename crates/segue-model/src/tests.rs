@@ -279,6 +279,41 @@ fn sampled_softmax_and_gru4rec_learn() {
 }
 
 #[test]
+fn min_input_leaves_earlier_targets_out_of_training_and_evaluation() {
+    let (flat, offsets, users) = planted(120, 7);
+    let s = Sessions::new(&flat, &offsets, &users).unwrap().with_min_input(3);
+    // Planted sessions hold 4 to 7 tracks: positions 3.. of each are predicted.
+    let expected: usize = offsets.windows(2).map(|w| (w[1] - w[0]).saturating_sub(3)).sum();
+    let examples = s.examples();
+    assert_eq!(examples.len(), expected);
+    assert!(examples.iter().all(|e| e.t >= 3 && s.input(e, 20).len() >= 3));
+    assert_eq!(Sessions::new(&flat, &offsets, &users).unwrap().with_min_input(0).min_input, 1);
+
+    let p = params(2);
+    let net = fusion(&p);
+    let t = train(&net, &s, None, &options(p.clone(), &flat), &NoProgress).unwrap();
+    assert_eq!(t.history[0].examples, expected);
+    let r = evaluate(&net, &s, &[], 20, &[1], 64).unwrap();
+    assert_eq!(r.all.count as usize, expected);
+
+    // GRU4Rec reads every track into its state but predicts only from position 3 on.
+    let g = Network::Gru4Rec(
+        Gru4Rec::new(
+            Gru4RecConfig { tracks: 30, embedding_dim: 8, hidden: 8, dropout: 0.0, negatives: 10 },
+            &mut rng(0),
+        )
+        .unwrap(),
+    );
+    let t = train(&g, &s, None, &options(params(8), &flat), &NoProgress).unwrap();
+    assert_eq!(t.history[0].examples, expected);
+    assert!(t.history.last().unwrap().loss < t.history[0].loss);
+    let r = evaluate(&g, &s, &[], 20, &[1], 64).unwrap();
+    assert_eq!(r.all.count as usize, expected);
+    // Planted orders are fixed after 3 tracks: the 4th on is predictable.
+    assert!(r.all.hit[0] > 0.9, "GRU4Rec HR@1 {}", r.all.hit[0]);
+}
+
+#[test]
 fn resume_continues_exactly_and_early_stopping_keeps_the_best() {
     let (flat, offsets, users) = planted(120, 7);
     let s = Sessions::new(&flat, &offsets, &users).unwrap();

@@ -79,12 +79,13 @@ pub enum Protocol {
 /// The departures of the authors' public code from the paper's protocol, as pipeline keys
 /// (README, "The authors'-code protocol"): `protocol = "authors-code"` sets each one the
 /// file does not set itself, so each can also be tried alone on a leak-free pipeline.
-pub const AUTHORS_CODE: [(&str, &str); 11] = [
+pub const AUTHORS_CODE: [(&str, &str); 12] = [
     // train_test_split(sessions, test_size=0.3, random_state=42): all users pooled.
     ("sessionize.split", "\"random-sessions\""),
     ("sessionize.split_seed", "42"),
     // Sessions cut into pieces of 4 after the split: 3 inputs, the 4th predicted.
     ("sessionize.chunk_len", "4"),
+    ("sessionize.min_input_len", "3"),
     ("model.max_input_len", "3"),
     // Word2Vec(sentences) over every session, test included.
     ("embeddings.sessions", "\"all\""),
@@ -405,6 +406,7 @@ mod tests {
         assert_eq!(p.protocol, Protocol::AuthorsCode);
         assert_eq!(p.sessionize.split, segue_sessions::SplitRule::RandomSessions);
         assert_eq!((p.sessionize.chunk_len, p.sessionize.validation_share), (4, 0.0));
+        assert_eq!(p.sessionize.min_input_len, 3, "only the 4th track of a piece is predicted");
         assert_eq!(p.embeddings.sessions, EmbeddingSessions::All);
         assert_eq!((p.model.lr, p.model.batch_size, p.model.max_input_len), (2e-5, 64, 3));
         assert_eq!(p.model.pretrained_scale, segue_model::PretrainedScale::RowMinMax);

@@ -33,6 +33,13 @@ pub struct SessionOptions {
     /// authors' code trains and tests on pieces of 4 (3 inputs, 1 target).
     #[serde(skip_serializing_if = "is_zero")]
     pub chunk_len: usize,
+    /// The first position of a session that is predicted, in every split and for every model
+    /// and baseline: with `n`, the target is track `t >= n` and its input holds at least `n`
+    /// tracks (1: every track after the first). The authors' code, with pieces of 4, predicts
+    /// only the 4th: `min_input_len = 3`. Sessionize keeps every track; the models' and rules'
+    /// examples read it.
+    #[serde(skip_serializing_if = "is_one")]
+    pub min_input_len: usize,
 }
 
 /// How kept sessions are assigned to training, validation and test.
@@ -65,6 +72,10 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
@@ -75,6 +86,7 @@ impl Default for SessionOptions {
             split: SplitRule::PerUserChronological,
             split_seed: DEFAULT_SPLIT_SEED,
             chunk_len: 0,
+            min_input_len: 1,
         }
     }
 }
@@ -104,6 +116,20 @@ impl SessionOptions {
             return Err(Error::Config(
                 "sessionize.chunk_len = 1: a piece needs an input and a target (use 0 for whole sessions, or 2 or more)".into(),
             ));
+        }
+        if self.min_input_len == 0 {
+            return Err(Error::Config(
+                "sessionize.min_input_len = 0: a prediction needs at least one track of input (1 predicts every track after the first)".into(),
+            ));
+        }
+        if self.chunk_len > 0 && self.min_input_len >= self.chunk_len {
+            return Err(Error::Config(format!(
+                "sessionize.min_input_len = {} with chunk_len = {}: a piece of {} plays has no position left to predict (use at most {})",
+                self.min_input_len,
+                self.chunk_len,
+                self.chunk_len,
+                self.chunk_len - 1
+            )));
         }
         if !(0.0..1.0).contains(&self.validation_share) {
             return Err(Error::Config(format!(

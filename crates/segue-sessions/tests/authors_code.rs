@@ -89,3 +89,16 @@ fn chunks_cut_each_session_after_the_split() {
     assert_eq!((u1.train_sessions, u1.valid_sessions, u1.test_sessions), (14, 0, 6));
     assert!(SessionOptions { chunk_len: 1, ..SessionOptions::default() }.validate().is_err());
 }
+
+#[test]
+fn the_first_predicted_position_must_leave_one_in_each_piece() {
+    let ok = SessionOptions { chunk_len: 4, min_input_len: 3, ..SessionOptions::default() };
+    assert!(ok.validate().is_ok());
+    let none_left = SessionOptions { min_input_len: 4, ..ok.clone() };
+    let e = none_left.validate().unwrap_err().to_string();
+    assert!(e.contains("sessionize.min_input_len = 4") && e.contains("at most 3"), "{e}");
+    let zero = SessionOptions { min_input_len: 0, ..SessionOptions::default() };
+    assert!(zero.validate().unwrap_err().to_string().contains("min_input_len = 0"));
+    // Whole sessions: any first position is allowed (short sessions just give fewer examples).
+    assert!(SessionOptions { min_input_len: 9, ..SessionOptions::default() }.validate().is_ok());
+}

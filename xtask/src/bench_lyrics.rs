@@ -51,9 +51,9 @@ json.dump({"seconds": secs, "dim": int(E.shape[1]), "max_seq_length": int(m.max_
 pub fn run(args: LyricsArgs) -> Result<()> {
     let root = crate::workspace_root();
     let p = crate::pipeline::Pipeline::load(&root.join("pipelines/synth-small.toml"))?;
-    crate::ensure_synth(&p)?;
+    segue_pipeline::ensure_synth(&p, &crate::progress::Bars::default())?;
     let lyrics_csv = root.join(".segue/synth-data/small-0/lyrics.csv");
-    let table = segue_sessions::content::ContentTable::read(&lyrics_csv)?;
+    let table = segue_sessions::ContentTable::read(&lyrics_csv)?;
     let column = table.column("lyrics")?;
     let mut texts: Vec<String> = (0..column.len())
         .filter_map(|i| column.get(i))

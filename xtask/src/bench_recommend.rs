@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::pipeline::Pipeline;
-use crate::recommend::{Recommender, default_variant};
+use segue_pipeline::{Recommender, default_variant};
 
 #[derive(clap::Args)]
 pub struct RecommendArgs {
@@ -43,7 +43,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         loads.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let rec = rec.context("loaded above")?;
-    let test = &rec.inputs.test;
+    let test = rec.test_sessions();
     let mut per_session = Vec::new();
     for w in test.offsets.windows(2) {
         let session = &test.flat[w[0]..w[1]];
@@ -69,7 +69,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             anyhow::bail!("recommend failed: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
-    let (sessions, tracks) = (per_session.len(), rec.inputs.tracks);
+    let (sessions, tracks) = (per_session.len(), rec.catalogue_len());
     println!(
         "recommend, {} ({} tracks ranked), pipeline {}, {} thread(s)",
         variant.paper_name(),

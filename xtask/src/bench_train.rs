@@ -10,7 +10,7 @@ use segue_model::Variant;
 
 use crate::bench_embed::peer_stage;
 use crate::pipeline::Pipeline;
-use crate::stages::{Runner, closure};
+use segue_pipeline::{Runner, closure};
 
 /// Settings of `bench train`.
 #[derive(clap::Args)]
@@ -64,7 +64,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )
     };
     let mut p = Pipeline::load(&pipeline_file)?;
-    crate::ensure_synth(&p)?;
+    segue_pipeline::ensure_synth(&p, &crate::progress::Bars::default())?;
     // The paper's protocol, as the peer runs it: no validation split, fixed epochs.
     p.sessionize.validation_share = 0.0;
     p.model.epochs = args.epochs;
@@ -141,15 +141,17 @@ fn peer_seed(
 /// One seed of segue (the pipeline's `model.seed`): HR@10..50 (%), examples per second, test
 /// predictions ranked.
 fn segue_seed(p: &Pipeline, v: Variant) -> Result<(Vec<f64>, f64, u64)> {
-    let mut runner = Runner::new(p);
+    let bars = crate::progress::Bars::default();
+    let mut runner = Runner::new(p, &bars);
     let target = format!("evaluate-{}", v.id());
     for stage in closure(&target) {
         runner.run(stage, false)?;
     }
-    let train: serde_json::Value =
-        crate::report::load(&runner.dir(&format!("train-{}", v.id()))?.join("train_report.json"))?;
+    let train: serde_json::Value = segue_pipeline::load_json(
+        &runner.dir(&format!("train-{}", v.id()))?.join("train_report.json"),
+    )?;
     let metrics: segue_eval::Report =
-        crate::report::load(&runner.dir(&target)?.join("metrics.json"))?;
+        segue_pipeline::load_json(&runner.dir(&target)?.join("metrics.json"))?;
     let hr = metrics.all.hit.iter().map(|h| 100.0 * h).collect();
     let eps = train["examples_per_second"].as_f64().unwrap_or(0.0);
     Ok((hr, eps, metrics.all.count))

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::pipeline::Pipeline;
-use crate::stages::Runner;
+use segue_pipeline::Runner;
 
 /// Settings of `bench vae`.
 #[derive(clap::Args)]
@@ -62,8 +62,9 @@ pub fn run(args: VaeArgs) -> Result<()> {
     let file =
         root.join(if args.small { "pipelines/synth-small.toml" } else { "pipelines/default.toml" });
     let p = Pipeline::load(&file)?;
-    crate::ensure_synth(&p)?;
-    let mut runner = Runner::new(&p);
+    segue_pipeline::ensure_synth(&p, &crate::progress::Bars::default())?;
+    let bars = crate::progress::Bars::default();
+    let mut runner = Runner::new(&p, &bars);
     for stage in ["ingest", "sessionize"] {
         runner.run(stage, false)?;
     }
@@ -72,7 +73,7 @@ pub fn run(args: VaeArgs) -> Result<()> {
     let counts = segue_sessions::TrackCounts::read(&sessions_dir.join("tracks.parquet"))?;
     let features_file =
         p.content_file(&p.dataset.audio_features).context("the dataset has no audio features")?;
-    let features = segue_sessions::content::read_features(
+    let features = segue_sessions::read_features(
         &features_file,
         &segue_vae::FEATURES,
         &vocab,

@@ -1,36 +1,25 @@
 //! `cargo xtask`: segue's orchestrator. Runs pipeline stages with an artifact cache, reproduces
 //! the paper's tables, reports what is fresh or stale, and benchmarks against the Python peers.
 
-mod baseline_stages;
 mod bench;
 mod bench_embed;
 mod bench_lyrics;
 mod bench_recommend;
 mod bench_train;
 mod bench_vae;
-// The pipeline schema and the artifact cache live in the segue-pipeline library.
-pub(crate) use segue_pipeline::{cache, pipeline};
-mod content_stages;
-mod html_report;
-mod model_stages;
 mod progress;
 mod recommend;
-mod report;
-mod stages;
-mod tune;
-mod user_study;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use segue_sessions::Split;
+// The pipeline, its stages, cache and report live in the segue-pipeline library; xtask is
+// its command line and the benchmarks.
+pub(crate) use segue_pipeline::pipeline;
+use segue_pipeline::{Pipeline, Runner, check_stage, closure, ensure_synth};
 
-use crate::cache::Check;
-use crate::pipeline::Pipeline;
-use crate::stages::{Runner, STAGES, check_stage, closure, split_instance};
+use crate::progress::Bars;
 
 /// The workspace root (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
@@ -185,9 +174,9 @@ fn inspect(
 ) -> Result<()> {
     let source = segue_sessions::SourceSpec::new(format, paths);
     let options = segue_sessions::IngestOptions { strict, ..Default::default() };
-    let out =
-        segue_sessions::ingest(&[source], Path::new("."), &options, &progress::Bars::default())?;
-    for line in stages::reader_lines(&out.choices) {
+    let bars = Bars::default();
+    let out = segue_sessions::ingest(&[source], Path::new("."), &options, &bars)?;
+    for line in segue_pipeline::reader_lines(&out.choices) {
         println!("{line}");
     }
     for w in &out.warnings {
@@ -196,7 +185,7 @@ fn inspect(
     for n in &out.notes {
         println!("note: {n}");
     }
-    stages::print_skips(&out.skips, out.records);
+    segue_pipeline::print_skips(&out.skips, out.records, &bars);
     use segue_sessions::parquet::{i64_column, str_column, u32_column};
     let users = str_column(&out.events, "user")?;
     let ts = i64_column(&out.events, "ts")?;
@@ -260,21 +249,23 @@ fn real_main() -> Result<()> {
     use clap::{CommandFactory, FromArgMatches};
     // `run --help` lists the stages from the registry, so help and `status` cannot drift.
     let command = Cli::command().mut_subcommand("run", |c| {
-        c.after_long_help(stages::registry_help()).after_help(stages::registry_help())
+        c.after_long_help(segue_pipeline::registry_help())
+            .after_help(segue_pipeline::registry_help())
     });
     let cli = Cli::from_arg_matches(&command.get_matches())?;
     match cli.command {
         Command::Run { stage, pipeline, force, set } => {
             check_stage(&stage)?;
             let p = Pipeline::load(&pipeline)?.with_sets(&set)?;
-            ensure_synth(&p)?;
-            let mut runner = Runner::new(&p);
+            let bars = Bars::default();
+            ensure_synth(&p, &bars)?;
+            let mut runner = Runner::new(&p, &bars);
             for s in closure(&stage) {
                 runner.run(s, force && s == stage)?;
             }
             if closure(&stage).contains(&"sessionize") {
                 // Table I, whenever the run reached the sessions.
-                let md = report::table1(
+                let md = segue_pipeline::table1(
                     &p.pipeline.name,
                     &runner.dir("ingest")?,
                     &runner.dir("sessionize")?,
@@ -292,295 +283,47 @@ fn real_main() -> Result<()> {
                 check_stage(f)?;
             }
             let p = Pipeline::load(&pipeline)?.with_sets(&set)?;
-            ensure_synth(&p)?;
-            reproduce(&p, force.as_deref())?;
+            let bars = Bars::default();
+            ensure_synth(&p, &bars)?;
+            let done = segue_pipeline::reproduce(&p, force.as_deref(), &bars)?;
+            println!("{}", done.tables);
+            println!("{}", done.timing);
         }
-        Command::Status { pipeline, set } => status(&Pipeline::load(&pipeline)?.with_sets(&set)?)?,
+        Command::Status { pipeline, set } => {
+            for line in segue_pipeline::status(&Pipeline::load(&pipeline)?.with_sets(&set)?)? {
+                println!("{line}");
+            }
+        }
         Command::Inspect { paths, format, strict, show } => inspect(paths, format, strict, show)?,
         Command::Recommend { pipeline, variant, seed, tracks, file, user, last, k, json, set } => {
             let p = Pipeline::load(&pipeline)?.with_sets(&set)?;
             let source = match user {
-                Some(user) => recommend::SessionSource::User { user, last },
+                Some(user) => segue_pipeline::SessionSource::User { user, last },
                 None => {
-                    let lines = recommend::read_lines(&tracks, file.as_deref())?;
+                    let lines = segue_pipeline::read_lines(&tracks, file.as_deref())?;
                     if lines.is_empty() {
                         anyhow::bail!(
                             "no session given: name tracks (\"artist - title\"), --file, or --user"
                         );
                     }
-                    recommend::SessionSource::Lines(lines)
+                    segue_pipeline::SessionSource::Lines(lines)
                 }
             };
             recommend::run(&p, variant, seed, source, k, json)?;
         }
         Command::Tune { pipeline, methods, grid } => {
             let p = Pipeline::load(&pipeline)?;
-            ensure_synth(&p)?;
-            let axes = grid.iter().map(|g| tune::Axis::parse(g)).collect::<Result<Vec<_>>>()?;
-            tune::tune(&p, &methods, &axes)?;
+            let bars = Bars::default();
+            ensure_synth(&p, &bars)?;
+            let axes =
+                grid.iter().map(|g| segue_pipeline::Axis::parse(g)).collect::<Result<Vec<_>>>()?;
+            let (_, table) = segue_pipeline::tune(&p, &methods, &axes, &bars)?;
+            println!("{table}");
         }
         Command::Bench { what } => bench::run(what)?,
         Command::Synth { preset, seed, out } => {
-            synth(&segue_synth::SynthConfig::preset(preset, seed), &out)?;
-        }
-    }
-    Ok(())
-}
-
-/// Generates and writes a synthetic dataset, reporting its size and time.
-pub fn synth(cfg: &segue_synth::SynthConfig, out: &Path) -> Result<()> {
-    let t = Instant::now();
-    let data = segue_synth::generate(cfg);
-    let generated = t.elapsed().as_secs_f64();
-    let summary = data.write(out)?;
-    eprintln!(
-        "synth: {} listens of {} users over {} tracks ({} planted sessions) in {}: generated in {generated:.1} s, written in {:.1} s",
-        summary.listens,
-        cfg.users,
-        cfg.tracks,
-        data.planted_sessions,
-        out.display(),
-        t.elapsed().as_secs_f64() - generated
-    );
-    Ok(())
-}
-
-/// Makes sure a pipeline's synthetic dataset exists with its configuration.
-pub fn ensure_synth(p: &Pipeline) -> Result<()> {
-    let Some(spec) = &p.dataset.synth else { return Ok(()) };
-    let out = segue_sessions::source::clean_path(&p.base_dir().join(&spec.out));
-    let cfg = segue_synth::SynthConfig::preset(spec.preset, spec.seed);
-    let meta = std::fs::read_to_string(out.join("synth.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    if meta.is_some_and(|m| m["config"] == serde_json::to_value(&cfg).unwrap_or_default()) {
-        return Ok(());
-    }
-    eprintln!(
-        "synth: generating the {:?} preset (seed {}) into {}",
-        spec.preset,
-        spec.seed,
-        out.display()
-    );
-    synth(&cfg, &out)
-}
-
-fn reproduce(p: &Pipeline, force: Option<&str>) -> Result<()> {
-    let started = Instant::now();
-    eprintln!(
-        "reproduce: pipeline {} ({}), cache {}",
-        p.pipeline.name,
-        p.path.display(),
-        p.cache_dir().display()
-    );
-    let mut runner = Runner::new(p);
-    let mut times = Vec::new();
-    let mut skipped: BTreeMap<segue_model::Variant, String> = BTreeMap::new();
-    let mut study: Option<Result<segue_model::Variant, String>> = None;
-    for stage in STAGES {
-        if stages::is_study(stage) {
-            let dir_of = |s: &str| runner.dir(s);
-            let outcome = match &study {
-                Some(o) => o.clone(),
-                None => user_study::study_variant(&dir_of)?,
-            };
-            study = Some(outcome.clone());
-            if let Err(why) = outcome {
-                if *stage == "train-user-study" {
-                    eprintln!("{stage:>31}: not applicable: {why}");
-                }
-                continue;
-            }
-        }
-        if let Some((is_train, v)) = model_stages::variant_of(stage) {
-            if is_train {
-                let why = model_stages::not_applicable(v, &|s: &str| runner.dir(s))?;
-                if let Some(why) = why {
-                    eprintln!("{stage:>31}: not applicable: {why}");
-                    skipped.insert(v, why);
-                    continue;
-                }
-            } else if skipped.contains_key(&v) {
-                continue;
-            }
-        }
-        let forced = matches!(force, Some("all")) || force == Some(*stage);
-        let t = Instant::now();
-        let built: f64 = runner.run(stage, forced)?.iter().map(|m| m.seconds).sum();
-        times.push((stage, t.elapsed().as_secs_f64(), built));
-    }
-    let report_dir = p.cache_dir().join("report");
-    let mut md = report::table1(
-        &p.pipeline.name,
-        &runner.dir("ingest")?,
-        &runner.dir("sessionize")?,
-        &report_dir,
-    )?;
-    let mut results = BTreeMap::new();
-    for v in segue_model::Variant::ALL {
-        let stage = format!("evaluate-{}", v.id());
-        let outcome = if let Some(why) = skipped.get(&v) {
-            report::Outcome::NotApplicable(why.clone())
-        } else if STAGES.contains(&stage.as_str()) {
-            let mut runs = Vec::new();
-            for instance in runner.instances(&stage) {
-                runs.push(report::Run::load(&runner.dir(&instance)?, split_instance(&instance).1)?);
-            }
-            report::Outcome::Runs(runs)
-        } else {
-            let missing = v.modalities().iter().map(|m| m.name()).find(|m| !STAGES.contains(m));
-            report::Outcome::NotApplicable(format!(
-                "segue has no `{}` stage yet",
-                missing.unwrap_or("?")
-            ))
-        };
-        results.insert(report::Method::Model(v), outcome);
-    }
-    for r in segue_baselines::Rule::ALL {
-        let stage = format!("evaluate-{}", r.id());
-        let run = report::Run::load(&runner.dir(&stage)?, None)?;
-        results.insert(report::Method::Rule(r), report::Outcome::Runs(vec![run]));
-    }
-    md.push('\n');
-    let test = report::TestSessions::read(&runner.dir("sessionize")?)?;
-    md.push_str(&report::model_tables(p, &results, &test, &report_dir)?);
-    let table4 = match study {
-        Some(Ok(v)) => {
-            let mut evaluations = Vec::new();
-            for instance in runner.instances("evaluate-user-study") {
-                evaluations.push((runner.dir(&instance)?, split_instance(&instance).1));
-            }
-            user_study::Study::load(&runner.dir("user-groups")?, v, &evaluations)?
-        }
-        Some(Err(why)) => user_study::Study::NotApplicable(why),
-        None => user_study::Study::NotApplicable("the study did not run".into()),
-    };
-    md.push_str(&user_study::table4(&table4, &report_dir)?);
-    let mut timing = String::from(
-        "## Stage times\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n",
-    );
-    for (stage, now, built) in &times {
-        timing.push_str(&format!("| {stage} | {now:.2} | {built:.2} |\n"));
-    }
-    if let Ok(tuning) = std::fs::read_to_string(report_dir.join("tuning.md")) {
-        md.push('\n');
-        md.push_str(&tuning);
-    }
-    let report = format!("# segue report: {}\n\n{md}\n{timing}", p.pipeline.name);
-    segue_core::fs::write_bytes_atomic(&report_dir.join("report.md"), report.as_bytes())?;
-    let sessions = segue_sessions::read_splits(
-        &runner.dir("sessionize")?.join("sessions.parquet"),
-        &[Split::Train, Split::Valid, Split::Test],
-    )?;
-    let page = html_report::write(
-        &report_dir,
-        &html_report::Inputs {
-            pipeline: &p.pipeline.name,
-            markdown: &format!("{md}\n{timing}"),
-            results: &results,
-            histories: training_histories(&runner, &results)?,
-            session_lengths: sessions.offsets.windows(2).map(|w| w[1] - w[0]).collect(),
-            user_names: sessions.user_names,
-            study: &table4,
-        },
-    )?;
-    println!("{md}");
-    println!("{timing}");
-    eprintln!(
-        "reproduce: done in {:.1} s; report in {} and {}",
-        started.elapsed().as_secs_f64(),
-        report_dir.join("report.md").display(),
-        page.display()
-    );
-    Ok(())
-}
-
-/// Each trained model's epochs (train.jsonl), one list per seed.
-fn training_histories(
-    runner: &Runner,
-    results: &BTreeMap<report::Method, report::Outcome>,
-) -> Result<BTreeMap<report::Method, Vec<Vec<segue_model::Epoch>>>> {
-    let mut out = BTreeMap::new();
-    for (method, outcome) in results {
-        let (report::Method::Model(v), report::Outcome::Runs(_)) = (method, outcome) else {
-            continue;
-        };
-        let mut seeds = Vec::new();
-        for instance in runner.instances(&format!("train-{}", v.id())) {
-            let file = runner.dir(&instance)?.join("train.jsonl");
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let epochs = text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(serde_json::from_str)
-                .collect::<std::result::Result<Vec<segue_model::Epoch>, _>>()
-                .with_context(|| format!("parsing {}", file.display()))?;
-            seeds.push(epochs);
-        }
-        out.insert(*method, seeds);
-    }
-    Ok(out)
-}
-
-fn status(p: &Pipeline) -> Result<()> {
-    let mut runner = Runner::new(p);
-    println!(
-        "pipeline {} ({}), cache {}",
-        p.pipeline.name,
-        p.path.display(),
-        p.cache_dir().display()
-    );
-    if let Some(spec) = &p.dataset.synth
-        && !p.base_dir().join(&spec.out).join("synth.json").exists()
-    {
-        println!(
-            "     dataset: not generated yet (segue-synth {:?} preset, seed {}); `run` or `reproduce` generates it",
-            spec.preset, spec.seed
-        );
-    }
-    let mut upstream_ok = true;
-    for stage in STAGES {
-        for instance in runner.instances(stage) {
-            let shown = runner.shown(&instance);
-            let recipe = match runner.recipe(&instance) {
-                Ok(r) => r,
-                Err(e) => {
-                    println!("{shown:>31}: missing: its inputs are unavailable ({e:#})");
-                    return Ok(());
-                }
-            };
-            let key = recipe.key();
-            runner.note_key(&instance, &key);
-            let line = match runner.cache.check(stage, &key) {
-                Check::Fresh(m) if upstream_ok => {
-                    format!("fresh (key {key}, built in {:.1} s)", m.seconds)
-                }
-                Check::Fresh(_) => format!("fresh (key {key})"),
-                Check::Corrupt(why) => {
-                    upstream_ok = false;
-                    format!("stale: artifact damaged ({why})")
-                }
-                Check::Missing => {
-                    upstream_ok = false;
-                    let partial = runner.cache.stage_dir(stage, &format!("{key}.partial"));
-                    let checkpointed = segue_model::checkpoint_epochs(&partial);
-                    match runner.cache.last_recipe(recipe.last_name()) {
-                        _ if checkpointed.is_some() => {
-                            let done = checkpointed.unwrap_or(0);
-                            format!(
-                                "partial: interrupted after epoch {done}, resumable from epoch {} (`run {stage}` continues it)",
-                                done + 1
-                            )
-                        }
-                        Some(old) => {
-                            format!("stale: {} (key {key})", recipe.differences(&old).join("; "))
-                        }
-                        None => format!("missing: never run (key {key})"),
-                    }
-                }
-            };
-            println!("{shown:>31}: {line}");
+            let cfg = segue_synth::SynthConfig::preset(preset, seed);
+            segue_pipeline::synth(&cfg, &out, &Bars::default())?;
         }
     }
     Ok(())

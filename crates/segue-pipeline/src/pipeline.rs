@@ -328,9 +328,9 @@ impl Pipeline {
     /// The pipeline's cache folder.
     pub fn cache_dir(&self) -> PathBuf {
         match &self.pipeline.cache_dir {
-            Some(d) => segue_sessions::source::clean_path(
-                &self.base_dir().join(d).join(&self.pipeline.name),
-            ),
+            Some(d) => {
+                segue_sessions::clean_path(&self.base_dir().join(d).join(&self.pipeline.name))
+            }
             None => self.base_dir().join(".segue").join(&self.pipeline.name),
         }
     }

@@ -63,29 +63,33 @@
 #![deny(missing_docs)]
 
 mod apple;
-pub mod content;
-pub mod ingest;
+mod content;
+mod ingest;
 mod json;
 mod lastfm;
 mod listenbrainz;
 pub mod parquet;
 mod plays;
 mod raw;
-pub mod sessionize;
-pub mod sniff;
-pub mod source;
+mod sessionize;
+mod sniff;
+mod source;
 mod spotify;
 mod table;
 mod time;
 mod youtube;
 
+pub use content::{
+    ARTIST_COLUMNS, ContentTable, FeatureMatrix, JoinReport, MissingFeature, TITLE_COLUMNS,
+    read_features,
+};
 pub use ingest::{IngestOptions, Ingested, ReaderChoice, ingest};
 pub use polars::prelude::DataFrame;
 pub use raw::{MAX_FIELD_BYTES, MAX_LINE_BYTES, RawEvents, SkipReason, SkipReport};
 pub use sessionize::{
     SessionOptions, SessionStats, Sessionized, Split, SplitCorpus, SplitRule, TrackCounts,
-    read_split, read_splits, read_vocab, sessionize,
+    UserStats, read_split, read_splits, read_vocab, sessionize,
 };
 pub use sniff::{Reader, Sniffed, Verdict, sniff};
-pub use source::{ColumnMap, ColumnRef, Format, SourceSpec, TimeFormat, TimeIs};
+pub use source::{ColumnMap, ColumnRef, Format, SourceSpec, TimeFormat, TimeIs, clean_path};
 pub use time::parse_iso;

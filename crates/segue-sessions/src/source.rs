@@ -904,3 +904,27 @@ pub fn is_tsv(path: &Path) -> bool {
     let name = path.to_string_lossy().to_ascii_lowercase();
     name.ends_with(".tsv") || name.ends_with(".tsv.gz") || name.ends_with(".tsv.zst")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_checks_keep_every_byte_of_normal_files() {
+        // Lines around the limit and Windows line ends: exactly the lines over it go.
+        let dir = tempfile::tempdir().unwrap();
+        let at = format!("{}\r\n", "a".repeat(crate::MAX_LINE_BYTES - 1));
+        let over = format!("{}\n", "b".repeat(crate::MAX_LINE_BYTES + 1));
+        let text = format!("first\r\n{at}{over}last");
+        std::fs::write(dir.path().join("x.tsv"), &text).unwrap();
+        let (bytes, long) =
+            read_lines_input(&dir.path().join("x.tsv"), crate::MAX_LINE_BYTES).unwrap();
+        assert_eq!(&*bytes, format!("first\r\n{at}\nlast").as_bytes());
+        assert_eq!(long.len(), 1);
+        assert_eq!((long[0].line, long[0].bytes), (3, crate::MAX_LINE_BYTES as u64 + 1));
+        let clean = "one\ntwo\n";
+        std::fs::write(dir.path().join("c.tsv"), clean).unwrap();
+        let (bytes, long) = read_lines_input(&dir.path().join("c.tsv"), 4).unwrap();
+        assert_eq!((&*bytes, long.len()), (clean.as_bytes(), 0));
+    }
+}

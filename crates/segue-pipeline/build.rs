@@ -23,17 +23,33 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The crates whose code computes a stage's artifacts (`stages::source_hash`).
+const STAGE_CRATES: [&str; 11] = [
+    "segue-baselines",
+    "segue-core",
+    "segue-eval",
+    "segue-lsa",
+    "segue-lyrics",
+    "segue-model",
+    "segue-pca",
+    "segue-sessions",
+    "segue-tags",
+    "segue-vae",
+    "segue-word2vec",
+];
+
 fn main() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
-    let mut names: Vec<String> = std::fs::read_dir(&crates)
-        .expect("the workspace's crates folder")
-        .flatten()
-        .filter(|e| e.path().join("Cargo.toml").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in names {
-        let src = crates.join(&name).join("src");
+    // In the workspace the stage crates are this crate's siblings. Outside it (a published
+    // package) they are not: their version then stands for their sources.
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for name in STAGE_CRATES {
+        let var = name.to_uppercase().replace('-', "_");
+        let src = crates.join(name).join("src");
+        if !crates.join(name).join("Cargo.toml").exists() {
+            let version = env!("CARGO_PKG_VERSION");
+            println!("cargo:rustc-env=SEGUE_SRC_{var}=version-{version}");
+            continue;
+        }
         println!("cargo:rerun-if-changed={}", src.display());
         let mut files = Vec::new();
         sources(&src, &mut files);
@@ -46,7 +62,6 @@ fn main() {
             fnv1a(&mut hash, &std::fs::read(&file).expect("a readable source file"));
             fnv1a(&mut hash, &[0]);
         }
-        let var = name.to_uppercase().replace('-', "_");
         println!("cargo:rustc-env=SEGUE_SRC_{var}={hash:016x}");
     }
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model_stages::{Inputs, network, not_applicable, sessions, write_evaluation};
 use crate::pipeline::Pipeline;
-use crate::progress::Bars;
+use segue_core::Progress;
 
 /// K-10 of this or more: At-risk (the paper, after Surana et al.).
 pub const AT_RISK_MIN: f64 = 29.0;
@@ -156,21 +156,26 @@ fn group_counts(
 }
 
 /// The `user-groups` stage: groups.json.
-pub fn run_groups(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+pub fn run_groups(
+    p: &Pipeline,
+    sessions_dir: &Path,
+    dir: &Path,
+    log: &dyn Progress,
+) -> Result<serde_json::Value> {
     let inputs = Inputs::read(sessions_dir)?;
     let groups = groups(p, &inputs)?;
     match &groups.not_applicable {
-        Some(why) => eprintln!("{:>31}  no user study: {why}", ""),
+        Some(why) => log.note(&format!("{:>31}  no user study: {why}", "")),
         None => {
             for g in &groups.groups {
-                eprintln!(
+                log.note(&format!(
                     "{:>31}  {}: {} users, {} test predictions, {:.1}% of test targets repeat a track of their session",
                     "",
                     g.name,
                     g.users.len(),
                     g.test_predictions,
                     100.0 * g.test_repeat_share
-                );
+                ));
             }
         }
     }
@@ -306,6 +311,7 @@ pub fn run_train(
     dir_of: &dyn Fn(&str) -> Result<PathBuf>,
     dir: &Path,
     partial: &Path,
+    log: &dyn Progress,
 ) -> Result<serde_json::Value> {
     let (v, groups, inputs) = study_inputs(dir_of)?;
     let mut summary = BTreeMap::new();
@@ -318,22 +324,21 @@ pub fn run_train(
         let report_file = group_partial.join("train_report.json");
         if !(done.exists() && report_file.exists()) {
             let (train_s, valid_s) = (sessions(p, &train)?, sessions(p, &valid)?);
-            eprintln!(
+            log.note(&format!(
                 "{:>31}  {} ({}): {} training examples, {} validation examples",
                 "",
                 g.name,
                 v.paper_name(),
                 train_s.examples().len(),
                 valid_s.examples().len()
-            );
+            ));
             let opts = TrainOptions {
                 params: p.model.clone(),
                 train_counts: inputs.counts.train.clone(),
                 dir: Some(group_partial.clone()),
                 resume: true,
             };
-            let trained =
-                segue_model::train(&net, &train_s, Some(&valid_s), &opts, &Bars::default())?;
+            let trained = segue_model::train(&net, &train_s, Some(&valid_s), &opts, log)?;
             let r = serde_json::json!({
                 "group": g.name,
                 "variant": v.id(),
@@ -377,6 +382,7 @@ pub fn run_evaluate(
     p: &Pipeline,
     dir_of: &dyn Fn(&str) -> Result<PathBuf>,
     dir: &Path,
+    log: &dyn Progress,
 ) -> Result<serde_json::Value> {
     let (v, groups, inputs) = study_inputs(dir_of)?;
     let seen: Vec<bool> = (0..inputs.tracks).map(|i| inputs.counts.seen_in_train(i)).collect();
@@ -402,6 +408,7 @@ pub fn run_evaluate(
             &report,
             &ranks,
             started,
+            log,
         )?;
         summary.insert(g.slug.clone(), s);
     }

@@ -14,7 +14,7 @@ use crate::model_stages::{
     variant_of,
 };
 use crate::pipeline::Pipeline;
-use crate::progress::Bars;
+use segue_core::Progress;
 
 /// Stages in dependency order.
 pub const STAGES: &[&str] = &[
@@ -243,19 +243,28 @@ fn content_files(p: &Pipeline, file: &Option<String>) -> Result<BTreeMap<String,
     Ok(files)
 }
 
-/// Runs stages and remembers their keys.
+/// Runs stages and remembers their keys: each stage instance is resolved to its cache key
+/// (code version, parameters, upstream keys, input hashes), reused when fresh, else computed
+/// into the cache. What it does is said line by line through `log`, with progress bars for the
+/// long steps.
+#[allow(missing_debug_implementations)] // holds a `&dyn Progress`
 pub struct Runner<'a> {
+    /// The pipeline whose stages run.
     pub pipeline: &'a Pipeline,
+    /// Where the artifacts are kept.
     pub cache: Cache,
+    log: &'a dyn Progress,
     keys: BTreeMap<String, String>,
     input_hashes: Option<BTreeMap<String, String>>,
 }
 
 impl<'a> Runner<'a> {
-    pub fn new(pipeline: &'a Pipeline) -> Self {
+    /// A runner over `pipeline`'s cache, reporting to `log` ([`segue_core::NoProgress`]: nothing).
+    pub fn new(pipeline: &'a Pipeline, log: &'a dyn Progress) -> Self {
         Runner {
             pipeline,
             cache: Cache { root: pipeline.cache_dir() },
+            log,
             keys: BTreeMap::new(),
             input_hashes: None,
         }
@@ -418,6 +427,7 @@ impl<'a> Runner<'a> {
 
     /// Runs one stage instance, or skips it when its artifact is fresh.
     fn run_instance(&mut self, instance: &str, force: bool) -> Result<Manifest> {
+        let log = self.log;
         let recipe = self.recipe(instance)?;
         let (stage, seed) = split_instance(instance);
         let shown = self.shown(instance);
@@ -425,13 +435,16 @@ impl<'a> Runner<'a> {
         self.keys.insert(instance.into(), key.clone());
         match self.cache.check(stage, &key) {
             Check::Fresh(m) if !force => {
-                eprintln!("{shown:>31}: fresh, skipped (key {key}, built in {:.1} s)", m.seconds);
+                log.note(&format!(
+                    "{shown:>31}: fresh, skipped (key {key}, built in {:.1} s)",
+                    m.seconds
+                ));
                 return Ok(*m);
             }
             Check::Corrupt(why) => {
-                eprintln!("{shown:>31}: cached artifact is damaged ({why}); recomputing")
+                log.note(&format!("{shown:>31}: cached artifact is damaged ({why}); recomputing"))
             }
-            Check::Fresh(_) => eprintln!("{shown:>31}: forced; recomputing"),
+            Check::Fresh(_) => log.note(&format!("{shown:>31}: forced; recomputing")),
             Check::Missing => {
                 let why = match self.cache.last_recipe(recipe.last_name()) {
                     Some(old) if old.key() != recipe.key() => {
@@ -439,44 +452,47 @@ impl<'a> Runner<'a> {
                     }
                     _ => String::new(),
                 };
-                eprintln!("{shown:>31}: running{why}");
+                log.note(&format!("{shown:>31}: running{why}"));
             }
         }
         let started = Instant::now();
         let manifest = match stage {
-            "ingest" => self.cache.build(&recipe, |dir| run_ingest(self.pipeline, dir)),
+            "ingest" => self.cache.build(&recipe, |dir| run_ingest(self.pipeline, dir, log)),
             "sessionize" => {
                 let ingest_dir = self.dir("ingest")?;
-                self.cache.build(&recipe, |dir| run_sessionize(self.pipeline, &ingest_dir, dir))
+                self.cache
+                    .build(&recipe, |dir| run_sessionize(self.pipeline, &ingest_dir, dir, log))
             }
             "word2vec" => {
                 let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(&recipe, |dir| run_word2vec(self.pipeline, &sessions_dir, dir))
+                self.cache
+                    .build(&recipe, |dir| run_word2vec(self.pipeline, &sessions_dir, dir, log))
             }
             "lsa" => {
                 let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(&recipe, |dir| run_lsa(self.pipeline, &sessions_dir, dir))
+                self.cache.build(&recipe, |dir| run_lsa(self.pipeline, &sessions_dir, dir, log))
             }
             "acoustic" => {
                 let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(&recipe, |dir| run_acoustic(self.pipeline, &sessions_dir, dir))
+                self.cache
+                    .build(&recipe, |dir| run_acoustic(self.pipeline, &sessions_dir, dir, log))
             }
             "lyrics" => {
                 let sessions_dir = self.dir("sessionize")?;
                 self.cache.build(&recipe, |dir| {
-                    crate::content_stages::run_lyrics(self.pipeline, &sessions_dir, dir)
+                    crate::content_stages::run_lyrics(self.pipeline, &sessions_dir, dir, log)
                 })
             }
             "tags" => {
                 let sessions_dir = self.dir("sessionize")?;
                 self.cache.build(&recipe, |dir| {
-                    crate::content_stages::run_tags(self.pipeline, &sessions_dir, dir)
+                    crate::content_stages::run_tags(self.pipeline, &sessions_dir, dir, log)
                 })
             }
             "user-groups" => {
                 let sessions_dir = self.dir("sessionize")?;
                 self.cache.build(&recipe, |dir| {
-                    crate::user_study::run_groups(self.pipeline, &sessions_dir, dir)
+                    crate::user_study::run_groups(self.pipeline, &sessions_dir, dir, log)
                 })
             }
             "train-user-study" | "evaluate-user-study" => {
@@ -488,11 +504,11 @@ impl<'a> Runner<'a> {
                         let _ = std::fs::remove_dir_all(&partial);
                     }
                     self.cache.build(&recipe, |dir| {
-                        crate::user_study::run_train(&seeded, &dir_of, dir, &partial)
+                        crate::user_study::run_train(&seeded, &dir_of, dir, &partial, log)
                     })
                 } else {
                     self.cache.build(&recipe, |dir| {
-                        crate::user_study::run_evaluate(&seeded, &dir_of, dir)
+                        crate::user_study::run_evaluate(&seeded, &dir_of, dir, log)
                     })
                 }
             }
@@ -500,10 +516,10 @@ impl<'a> Runner<'a> {
                 let dir_of = |s: &str| self.dir(s);
                 match rule_of(other).expect("checked") {
                     (true, r) => self.cache.build(&recipe, |dir| {
-                        crate::baseline_stages::run_fit(self.pipeline, r, &dir_of, dir)
+                        crate::baseline_stages::run_fit(self.pipeline, r, &dir_of, dir, log)
                     }),
                     (false, r) => self.cache.build(&recipe, |dir| {
-                        crate::baseline_stages::run_evaluate(self.pipeline, r, &dir_of, dir)
+                        crate::baseline_stages::run_evaluate(self.pipeline, r, &dir_of, dir, log)
                     }),
                 }
             }
@@ -517,18 +533,19 @@ impl<'a> Runner<'a> {
                         if force {
                             let _ = std::fs::remove_dir_all(&partial);
                         }
-                        self.cache
-                            .build(&recipe, |dir| run_train(&seeded, v, &dir_of, dir, &partial))
+                        self.cache.build(&recipe, |dir| {
+                            run_train(&seeded, v, &dir_of, dir, &partial, log)
+                        })
                     }
                     Some((false, v)) => {
-                        self.cache.build(&recipe, |dir| run_evaluate(&seeded, v, &dir_of, dir))
+                        self.cache.build(&recipe, |dir| run_evaluate(&seeded, v, &dir_of, dir, log))
                     }
                     None => bail!("stage {other} cannot run"),
                 }
             }
         }
         .with_context(|| format!("stage {shown}"))?;
-        eprintln!("{shown:>31}: done in {:.2} s", started.elapsed().as_secs_f64());
+        log.note(&format!("{shown:>31}: done in {:.2} s", started.elapsed().as_secs_f64()));
         Ok(manifest)
     }
 }
@@ -541,12 +558,82 @@ pub fn split_instance(instance: &str) -> (&str, Option<u64>) {
     }
 }
 
+/// The artifacts' file names, in each stage's folder ([`Runner::dir`]).
+pub mod files {
+    /// ingest: what was read and skipped ([`super::IngestReport`]).
+    pub const INGEST_REPORT: &str = "ingest_report.json";
+    /// sessionize: every kept session's tracks, user and split.
+    pub const SESSIONS: &str = "sessions.parquet";
+    /// sessionize: the vocabulary (training tracks first) with play counts per split.
+    pub const TRACKS: &str = "tracks.parquet";
+    /// word2vec: one row per vocabulary track (zero where it has no vector).
+    pub const WORD2VEC_TABLE: &str = "w2v.safetensors";
+    /// word2vec: the vectors in word2vec's binary format (gensim reads it).
+    pub const WORD2VEC_BINARY: &str = "w2v.bin";
+    /// word2vec: [`super::Word2VecReport`].
+    pub const WORD2VEC_REPORT: &str = "word2vec_report.json";
+    /// lsa: one row per vocabulary track.
+    pub const LSA_TABLE: &str = "lsa.safetensors";
+    /// lsa: [`super::LsaReport`].
+    pub const LSA_REPORT: &str = "lsa_report.json";
+}
+
+/// What the word2vec stage did (`word2vec_report.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Word2VecReport {
+    /// Sessions trained on.
+    pub sentences: usize,
+    /// Tracks with a vector.
+    pub tracks_with_vectors: usize,
+    /// Tracks of the vocabulary (the table's rows).
+    pub tracks: usize,
+    /// Tokens read per epoch before down-sampling.
+    pub raw_words: u64,
+    /// Tokens trained on, over all epochs.
+    pub effective_words: u64,
+    /// Training time.
+    pub train_seconds: f64,
+    /// Raw tokens per second.
+    pub words_per_second: f64,
+    /// Threads used.
+    pub threads: usize,
+    /// Whether a rerun gives the same bytes (one thread).
+    pub deterministic: bool,
+}
+
+/// What the lsa stage did (`lsa_report.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LsaReport {
+    /// Sessions (rows of the count matrix).
+    pub sessions: usize,
+    /// Tracks with a column.
+    pub train_tracks: usize,
+    /// Tracks of the vocabulary (the table's rows).
+    pub tracks: usize,
+    /// Non-zero counts.
+    pub nnz: usize,
+    /// Components computed.
+    pub components: usize,
+    /// Time to build the count matrix.
+    pub build_seconds: f64,
+    /// Time of the randomized SVD.
+    pub svd_seconds: f64,
+    /// The singular values.
+    pub singular_values: Vec<f64>,
+    /// Share of the variance the components explain.
+    pub explained_variance_ratio_sum: f64,
+}
+
 /// The report ingest writes beside its artifacts.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct IngestReport {
+    /// Every file read.
     pub files: Vec<PathBuf>,
+    /// Records read.
     pub records: u64,
+    /// Listening events kept.
     pub events: u64,
+    /// Records not kept, per reason with examples (`segue_sessions::SkipReport`).
     pub skipped: serde_json::Value,
     /// Link loops not followed, files reached twice, files of a folder that are not
     /// listening logs.
@@ -582,9 +669,8 @@ pub fn reader_lines(choices: &[segue_sessions::ReaderChoice]) -> Vec<String> {
         .collect()
 }
 
-fn run_ingest(p: &Pipeline, dir: &Path) -> Result<serde_json::Value> {
-    let bars = Bars::default();
-    let mut out = ingest(&p.dataset.sources, p.base_dir(), &p.ingest, &bars)?;
+fn run_ingest(p: &Pipeline, dir: &Path, log: &dyn Progress) -> Result<serde_json::Value> {
+    let mut out = ingest(&p.dataset.sources, p.base_dir(), &p.ingest, log)?;
     out.write(dir)?;
     let report = IngestReport {
         files: out.files.clone(),
@@ -596,41 +682,52 @@ fn run_ingest(p: &Pipeline, dir: &Path) -> Result<serde_json::Value> {
         warnings: out.warnings.clone(),
     };
     for line in reader_lines(&out.choices) {
-        eprintln!("{:>31}  {line}", "");
+        log.note(&format!("{:>31}  {line}", ""));
     }
     for warning in &out.warnings {
-        eprintln!("{:>31}  warning: {warning}", "");
+        log.note(&format!("{:>31}  warning: {warning}", ""));
     }
     for note in &out.notes {
-        eprintln!("{:>31}  note: {note}", "");
+        log.note(&format!("{:>31}  note: {note}", ""));
     }
-    std::fs::write(dir.join("ingest_report.json"), serde_json::to_vec_pretty(&report)?)?;
-    print_skips(&out.skips, out.records);
+    std::fs::write(dir.join(files::INGEST_REPORT), serde_json::to_vec_pretty(&report)?)?;
+    print_skips(&out.skips, out.records, log);
     Ok(
         serde_json::json!({ "records": report.records, "events": report.events, "skipped": out.skips.total() }),
     )
 }
 
 /// The end-of-stage account of skipped records: a count and first examples per reason.
-pub fn print_skips(skips: &SkipReport, records: u64) {
+pub fn print_skips(skips: &SkipReport, records: u64, log: &dyn Progress) {
     if skips.total() == 0 {
-        eprintln!("{:>31}  all {records} records kept", "");
+        log.note(&format!("{:>31}  all {records} records kept", ""));
         return;
     }
-    eprintln!("{:>31}  {records} records read, {} not kept:", "", skips.total());
+    log.note(&format!("{:>31}  {records} records read, {} not kept:", "", skips.total()));
     for (reason, c) in &skips.reasons {
-        eprintln!("{:>33}{:>9}  {}", "", c.count, reason.describe());
+        log.note(&format!("{:>33}{:>9}  {}", "", c.count, reason.describe()));
         for ex in &c.examples {
-            eprintln!("{:>44}e.g. {}, {}: {}", "", ex.file.display(), ex.position, ex.detail);
+            log.note(&format!(
+                "{:>44}e.g. {}, {}: {}",
+                "",
+                ex.file.display(),
+                ex.position,
+                ex.detail
+            ));
         }
     }
 }
 
-fn run_sessionize(p: &Pipeline, ingest_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+fn run_sessionize(
+    p: &Pipeline,
+    ingest_dir: &Path,
+    dir: &Path,
+    log: &dyn Progress,
+) -> Result<serde_json::Value> {
     let (events, keys) = Ingested::read_frames(ingest_dir)?;
     let events = match p.dataset.subset.as_deref() {
         None => events,
-        Some("tags") => crate::content_stages::tag_subset(p, events, &keys)?,
+        Some("tags") => crate::content_stages::tag_subset(p, events, &keys, log)?,
         Some(other) => bail!("dataset.subset = \"{other}\": the only subset is \"tags\""),
     };
     let mut out = sessionize(&events, &keys, &p.sessionize)?;
@@ -643,7 +740,12 @@ fn run_sessionize(p: &Pipeline, ingest_dir: &Path, dir: &Path) -> Result<serde_j
     }))
 }
 
-fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+fn run_word2vec(
+    p: &Pipeline,
+    sessions_dir: &Path,
+    dir: &Path,
+    log: &dyn Progress,
+) -> Result<serde_json::Value> {
     let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
     let corpus = segue_sessions::read_splits(
         &sessions_dir.join("sessions.parquet"),
@@ -652,24 +754,24 @@ fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     let model = segue_word2vec::train_with_progress(
         &segue_word2vec::Corpus::new(&corpus.flat, &corpus.offsets, vocab.len())?,
         &p.word2vec,
-        &Bars::default(),
+        log,
     )?;
-    model.to_table(vocab.len(), &vocab.hash())?.save(&dir.join("w2v.safetensors"))?;
-    model.save_word2vec_binary(&dir.join("w2v.bin"), |t| t.to_string())?;
+    model.to_table(vocab.len(), &vocab.hash())?.save(&dir.join(files::WORD2VEC_TABLE))?;
+    model.save_word2vec_binary(&dir.join(files::WORD2VEC_BINARY), |t| t.to_string())?;
     let st = model.stats();
-    let summary = serde_json::json!({
-        "sentences": corpus.offsets.len() - 1,
-        "tracks_with_vectors": model.vocabulary().len(),
-        "tracks": vocab.len(),
-        "raw_words": st.raw_words,
-        "effective_words": st.effective_words,
-        "train_seconds": st.seconds,
-        "words_per_second": st.words_per_second(),
-        "threads": p.word2vec.threads,
-        "deterministic": p.word2vec.threads == 1,
-    });
-    std::fs::write(dir.join("word2vec_report.json"), serde_json::to_vec_pretty(&summary)?)?;
-    eprintln!(
+    let summary = Word2VecReport {
+        sentences: corpus.offsets.len() - 1,
+        tracks_with_vectors: model.vocabulary().len(),
+        tracks: vocab.len(),
+        raw_words: st.raw_words,
+        effective_words: st.effective_words,
+        train_seconds: st.seconds,
+        words_per_second: st.words_per_second(),
+        threads: p.word2vec.threads,
+        deterministic: p.word2vec.threads == 1,
+    };
+    std::fs::write(dir.join(files::WORD2VEC_REPORT), serde_json::to_vec_pretty(&summary)?)?;
+    log.note(&format!(
         "{:>31}  {} of {} tracks have vectors; {:.2} M raw words/s over {} epochs ({} threads{})",
         "",
         model.vocabulary().len(),
@@ -678,11 +780,16 @@ fn run_word2vec(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         p.word2vec.epochs,
         p.word2vec.threads,
         if p.word2vec.threads == 1 { ", deterministic" } else { ", Hogwild" }
-    );
-    Ok(summary)
+    ));
+    Ok(serde_json::to_value(summary)?)
 }
 
-fn run_lsa(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+fn run_lsa(
+    p: &Pipeline,
+    sessions_dir: &Path,
+    dir: &Path,
+    log: &dyn Progress,
+) -> Result<serde_json::Value> {
     let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
     let corpus = segue_sessions::read_splits(
         &sessions_dir.join("sessions.parquet"),
@@ -695,95 +802,122 @@ fn run_lsa(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::
     let counts =
         segue_lsa::CountMatrix::from_sessions(&corpus.flat, &corpus.offsets, train_tracks)?;
     let build_seconds = started.elapsed().as_secs_f64();
-    eprintln!(
+    log.note(&format!(
         "{:>31}  {} training sessions x {} tracks, {} entries",
         "",
         counts.rows,
         counts.cols,
         counts.nnz()
-    );
+    ));
     // A corpus smaller than the embedding size gets as many components as it has; the rest of
     // the table's columns are zero, so the model's embedding size stays the same.
     let possible = counts.rows.min(counts.cols);
     let params = segue_lsa::LsaParams { dim: p.lsa.dim.min(possible), ..p.lsa.clone() };
     if params.dim < p.lsa.dim {
-        eprintln!(
+        log.note(&format!(
             "{:>31}  warning: only {} components are possible (lsa.dim = {}); the other columns are zero",
             "", params.dim, p.lsa.dim
-        );
+        ));
     }
-    let svd = segue_lsa::randomized_svd_with_progress(&counts, &params, &Bars::default())?;
+    let svd = segue_lsa::randomized_svd_with_progress(&counts, &params, log)?;
     let svd_seconds = started.elapsed().as_secs_f64() - build_seconds;
     svd.to_table(vocab.len(), p.lsa.dim, &vocab.hash(), p.lsa.scale == "sigma")?
-        .save(&dir.join("lsa.safetensors"))?;
+        .save(&dir.join(files::LSA_TABLE))?;
     let explained: f64 = svd.explained_variance_ratio.iter().sum();
-    let summary = serde_json::json!({
-        "sessions": counts.rows,
-        "train_tracks": counts.cols,
-        "tracks": vocab.len(),
-        "nnz": counts.nnz(),
-        "components": params.dim,
-        "build_seconds": build_seconds,
-        "svd_seconds": svd_seconds,
-        "singular_values": svd.singular_values,
-        "explained_variance_ratio_sum": explained,
-    });
-    std::fs::write(dir.join("lsa_report.json"), serde_json::to_vec_pretty(&summary)?)?;
-    eprintln!(
+    let summary = LsaReport {
+        sessions: counts.rows,
+        train_tracks: counts.cols,
+        tracks: vocab.len(),
+        nnz: counts.nnz(),
+        components: params.dim,
+        build_seconds,
+        svd_seconds,
+        singular_values: svd.singular_values.clone(),
+        explained_variance_ratio_sum: explained,
+    };
+    std::fs::write(dir.join(files::LSA_REPORT), serde_json::to_vec_pretty(&summary)?)?;
+    log.note(&format!(
         "{:>31}  {} of {} tracks have vectors; {} components explain {:.1}% of the variance",
         "",
         counts.cols,
         vocab.len(),
         params.dim,
         100.0 * explained
-    );
-    Ok(summary)
+    ));
+    Ok(serde_json::to_value(summary)?)
 }
 
 /// Prints a content stage's coverage and returns it for the report.
+/// How much of the catalogue a content modality covers (in each content stage's report).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Coverage {
+    /// Share of the vocabulary's tracks with the modality.
+    pub track_share: f64,
+    /// Share of all plays that are of tracks with it.
+    pub play_share: f64,
+    /// Training tracks with it: 0 makes the variants that need it not applicable.
+    pub training_tracks_with: usize,
+    /// Training tracks.
+    pub training_tracks: usize,
+}
+
+/// The report file of a content stage (`acoustic_report.json`, ...), which holds its
+/// [`Coverage`] under `coverage`.
+pub fn content_report_file(stage: &str) -> String {
+    format!("{stage}_report.json")
+}
+
+/// A content stage's coverage, said through `log`.
 pub fn coverage(
     stage: &str,
     counts: &segue_sessions::TrackCounts,
     has: impl Fn(usize) -> bool,
-) -> serde_json::Value {
+    log: &dyn Progress,
+) -> Coverage {
     let (tracks, plays) = counts.coverage(&has);
     let train_total = counts.train.iter().filter(|&&c| c > 0).count();
     let train_has = (0..counts.train.len()).filter(|&i| counts.seen_in_train(i) && has(i)).count();
-    eprintln!(
+    log.note(&format!(
         "{:>31}  {stage} coverage: {:.1}% of tracks, {:.1}% of plays; {train_has} of {train_total} training tracks",
         "",
         100.0 * tracks,
         100.0 * plays
-    );
-    serde_json::json!({
-        "track_share": tracks, "play_share": plays,
-        "training_tracks_with": train_has, "training_tracks": train_total,
-    })
+    ));
+    Coverage {
+        track_share: tracks,
+        play_share: plays,
+        training_tracks_with: train_has,
+        training_tracks: train_total,
+    }
 }
 
-fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+fn run_acoustic(
+    p: &Pipeline,
+    sessions_dir: &Path,
+    dir: &Path,
+    log: &dyn Progress,
+) -> Result<serde_json::Value> {
     let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
     let counts = segue_sessions::TrackCounts::read(&sessions_dir.join("tracks.parquet"))?;
     let latent = p.vae.latent;
     let mut table = segue_core::EmbeddingTable::zeros(vocab.len(), latent, vocab.hash());
     let Some(file) = p.content_file(&p.dataset.audio_features) else {
-        eprintln!(
+        log.note(&format!(
             "{:>31}  the dataset has no audio features (dataset.audio_features): every track is masked",
             ""
-        );
+        ));
         table.save(&dir.join("acoustic.safetensors"))?;
-        let summary = serde_json::json!({ "audio_features": null, "coverage": coverage("acoustic", &counts, |_| false) });
-        std::fs::write(dir.join("acoustic_report.json"), serde_json::to_vec_pretty(&summary)?)?;
+        let summary = serde_json::json!({ "audio_features": null, "coverage": coverage("acoustic", &counts, |_| false, log) });
+        std::fs::write(
+            dir.join(content_report_file("acoustic")),
+            serde_json::to_vec_pretty(&summary)?,
+        )?;
         return Ok(summary);
     };
-    let features = segue_sessions::content::read_features(
-        &file,
-        &segue_vae::FEATURES,
-        &vocab,
-        p.ingest.strict,
-    )?;
+    let features =
+        segue_sessions::read_features(&file, &segue_vae::FEATURES, &vocab, p.ingest.strict)?;
     let j = &features.join;
-    eprintln!(
+    log.note(&format!(
         "{:>31}  {}: {} rows, {} vocabulary tracks, {} not in the vocabulary, {} repeated keys",
         "",
         file.display(),
@@ -791,14 +925,17 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         j.matched,
         j.unmatched,
         j.duplicates
-    );
+    ));
     if features.masked > 0 {
-        eprintln!(
+        log.note(&format!(
             "{:>31}  {} tracks masked for a missing or non-numeric feature, e.g.:",
             "", features.masked
-        );
+        ));
         for m in &features.masked_examples {
-            eprintln!("{:>33}record {}: {}, `{}` = {:?}", "", m.record, m.track, m.column, m.value);
+            log.note(&format!(
+                "{:>33}record {}: {}, `{}` = {:?}",
+                "", m.record, m.track, m.column, m.value
+            ));
         }
     }
     let width = segue_vae::FEATURES.len();
@@ -810,26 +947,28 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         .map(|(r, _)| r)
         .collect();
     let has: std::collections::HashSet<usize> = features.ids.iter().map(|id| id.index()).collect();
-    let cover = coverage("acoustic", &counts, |i| has.contains(&i));
+    let cover = coverage("acoustic", &counts, |i| has.contains(&i), log);
     if fit.is_empty() {
-        eprintln!(
+        log.note(&format!(
             "{:>31}  no training track has audio features: nothing to fit, every track is masked",
             ""
-        );
+        ));
         table.save(&dir.join("acoustic.safetensors"))?;
         let summary = serde_json::json!({ "audio_features": file, "join": j, "masked": features.masked, "fit_tracks": 0, "coverage": cover });
-        std::fs::write(dir.join("acoustic_report.json"), serde_json::to_vec_pretty(&summary)?)?;
+        std::fs::write(
+            dir.join(content_report_file("acoustic")),
+            serde_json::to_vec_pretty(&summary)?,
+        )?;
         return Ok(summary);
     }
-    let trained =
-        segue_vae::train_with_progress(&features.values, width, &fit, &p.vae, &Bars::default())?;
+    let trained = segue_vae::train_with_progress(&features.values, width, &fit, &p.vae, log)?;
     let mu = trained.embed(&features.values)?;
     for (id, row) in features.ids.iter().zip(mu.chunks(latent)) {
         table.set_row(*id, row)?;
     }
     table.save(&dir.join("acoustic.safetensors"))?;
     let best = &trained.history[trained.best_epoch];
-    eprintln!(
+    log.note(&format!(
         "{:>31}  VAE on {} tracks ({} held out): {} epochs, kept epoch {}, held-out reconstruction {}",
         "",
         trained.fit_tracks,
@@ -837,7 +976,7 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         trained.history.len(),
         trained.best_epoch + 1,
         best.held_out_recon.map_or("n/a".to_string(), |r| format!("{r:.4}"))
-    );
+    ));
     let summary = serde_json::json!({
         "audio_features": file,
         "join": j,
@@ -851,7 +990,10 @@ fn run_acoustic(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         "standardizer": trained.standardizer,
         "coverage": cover,
     });
-    std::fs::write(dir.join("acoustic_report.json"), serde_json::to_vec_pretty(&summary)?)?;
+    std::fs::write(
+        dir.join(content_report_file("acoustic")),
+        serde_json::to_vec_pretty(&summary)?,
+    )?;
     Ok(summary)
 }
 

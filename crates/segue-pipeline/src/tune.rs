@@ -8,6 +8,7 @@
 //! choice cannot depend on them (a test poisons them and checks). The table goes to
 //! `report/tuning.md` and `.csv`, and into the report of the next `reproduce`.
 
+use segue_core::Progress;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -19,7 +20,9 @@ use crate::stages::{Runner, closure};
 /// One axis of a grid: a pipeline key and its values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Axis {
+    /// The pipeline key, `section.key`.
     pub key: String,
+    /// The values tried.
     pub values: Vec<toml::Value>,
 }
 
@@ -40,7 +43,7 @@ impl Axis {
     }
 }
 
-pub use segue_pipeline::pipeline::parse_value;
+pub use crate::pipeline::parse_value;
 
 /// Every point of the grid: one override list per point, in a fixed order.
 pub fn points(axes: &[Axis]) -> Vec<Vec<(String, toml::Value)>> {
@@ -78,7 +81,12 @@ fn describe(point: &[(String, toml::Value)]) -> String {
 }
 
 /// Runs the grid for `methods` (variant or rule ids) and writes the table.
-pub fn tune(base: &Pipeline, methods: &[String], axes: &[Axis]) -> Result<Vec<Row>> {
+pub fn tune(
+    base: &Pipeline,
+    methods: &[String],
+    axes: &[Axis],
+    log: &dyn Progress,
+) -> Result<(Vec<Row>, String)> {
     let mut rows = Vec::new();
     for point in points(axes) {
         let mut p = base.with_overrides(&point)?;
@@ -87,7 +95,7 @@ pub fn tune(base: &Pipeline, methods: &[String], axes: &[Axis]) -> Result<Vec<Ro
         p.model = p.model.for_seed(seed);
         for method in methods {
             let row = if let Some(rule) = segue_baselines::Rule::from_id(method) {
-                let mut runner = Runner::new(&p);
+                let mut runner = Runner::new(&p, log);
                 runner.run("ingest", false)?;
                 runner.run("sessionize", false)?;
                 let inputs = crate::model_stages::Inputs::read(&runner.dir("sessionize")?)?;
@@ -101,7 +109,7 @@ pub fn tune(base: &Pipeline, methods: &[String], axes: &[Axis]) -> Result<Vec<Ro
             } else {
                 let v = segue_model::Variant::from_id(method)?;
                 let stage = format!("train-{method}");
-                let mut runner = Runner::new(&p);
+                let mut runner = Runner::new(&p, log);
                 for s in closure(&stage) {
                     runner.run(s, false)?;
                 }
@@ -114,33 +122,37 @@ pub fn tune(base: &Pipeline, methods: &[String], axes: &[Axis]) -> Result<Vec<Ro
                     epoch: Some(epoch),
                 }
             };
-            eprintln!(
+            log.note(&format!(
                 "tune: {} with {}: validation HR@10 {:.2}%",
                 row.method,
                 row.setting,
                 100.0 * row.valid_hr10
-            );
+            ));
             rows.push(row);
         }
     }
-    write(base, &rows, axes)?;
-    Ok(rows)
+    let table = write(base, &rows, axes, log)?;
+    Ok((rows, table))
 }
 
 /// The best validation HR@10 of a training and its epoch (1-based), from its report.
 fn best_validation(train_dir: &Path) -> Result<(f64, usize)> {
-    let report: serde_json::Value = crate::report::load(&train_dir.join("train_report.json"))?;
-    let history = report["history"].as_array().context("train_report.json has no history")?;
-    history
+    #[derive(serde::Deserialize)]
+    struct TrainReport {
+        history: Vec<segue_model::Epoch>,
+    }
+    let report: TrainReport = crate::report::load(&train_dir.join("train_report.json"))?;
+    report
+        .history
         .iter()
-        .filter_map(|e| Some((e["valid_hr10"].as_f64()?, e["epoch"].as_u64()? as usize)))
+        .filter_map(|e| Some((e.valid_hr10?, e.epoch)))
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .context("no validation HR@10 was recorded: give sessionize.validation_share > 0")
 }
 
 /// Adds this run's rows to the pipeline's tuning record (`tuning/rows.jsonl` in its cache; a
 /// method and setting tuned again replaces its row) and writes the table of every row.
-fn write(base: &Pipeline, rows: &[Row], axes: &[Axis]) -> Result<()> {
+fn write(base: &Pipeline, rows: &[Row], axes: &[Axis], log: &dyn Progress) -> Result<String> {
     let record = base.cache_dir().join("tuning").join("rows.jsonl");
     let mut all: Vec<Row> = std::fs::read_to_string(&record)
         .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
@@ -161,9 +173,8 @@ fn write(base: &Pipeline, rows: &[Row], axes: &[Axis]) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     segue_core::fs::write_bytes_atomic(&dir.join("tuning.md"), md.as_bytes())?;
     segue_core::fs::write_bytes_atomic(&dir.join("tuning.csv"), csv.as_bytes())?;
-    println!("{md}");
-    eprintln!("tune: table in {}", dir.join("tuning.md").display());
-    Ok(())
+    log.note(&format!("tune: table in {}", dir.join("tuning.md").display()));
+    Ok(md)
 }
 
 /// The tuning table (markdown, CSV): every row, grouped by method, the best of each marked.

@@ -2,6 +2,7 @@
 //! (segue-baselines): fitted on the training sessions, evaluated by the same full-ranking
 //! evaluator as the models.
 
+use segue_core::Progress;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -42,6 +43,7 @@ pub fn run_fit(
     rule: Rule,
     dir_of: &dyn Fn(&str) -> Result<PathBuf>,
     dir: &Path,
+    log: &dyn Progress,
 ) -> Result<serde_json::Value> {
     let inputs = Inputs::read(&dir_of("sessionize")?)?;
     let (_, seconds) = fit(p, rule, &inputs)?;
@@ -54,12 +56,12 @@ pub fn run_fit(
         "fit_seconds": seconds,
     });
     std::fs::write(dir.join("fit.json"), serde_json::to_vec_pretty(&summary)?)?;
-    eprintln!(
+    log.note(&format!(
         "{:>31}  {}: fitted on {} training sessions in {seconds:.2} s",
         "",
         rule.name(),
         inputs.train.offsets.len() - 1
-    );
+    ));
     Ok(summary)
 }
 
@@ -70,12 +72,13 @@ pub fn run_evaluate(
     rule: Rule,
     dir_of: &dyn Fn(&str) -> Result<PathBuf>,
     dir: &Path,
+    log: &dyn Progress,
 ) -> Result<serde_json::Value> {
     let inputs = Inputs::read(&dir_of("sessionize")?)?;
     let (fitted, _) = fit(p, rule, &inputs)?;
     let started = Instant::now();
     let (report, ranks) = evaluate_rule(p, fitted.as_ref(), &inputs, &inputs.test)?;
-    crate::model_stages::write_evaluation(dir, "", rule.name(), &report, &ranks, started)
+    crate::model_stages::write_evaluation(dir, "", rule.name(), &report, &ranks, started, log)
 }
 
 /// A rule's HR@10 on the validation sessions, fitted on the training sessions (for tuning).

@@ -12,7 +12,7 @@ use segue_model::{
 use segue_sessions::{Split, SplitCorpus, TrackCounts};
 
 use crate::pipeline::Pipeline;
-use crate::progress::Bars;
+use segue_core::Progress;
 
 /// Bumped when training or evaluation changes its output for the same inputs (train v5: each
 /// seed's run now trains with its own seed; v4 trained every seed with `model.seed`).
@@ -85,11 +85,17 @@ pub fn not_applicable(
         if !crate::stages::STAGES.contains(&stage) {
             return Ok(Some(format!("segue has no `{stage}` stage yet")));
         }
-        let report: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(dir_of(stage)?.join(format!("{stage}_report.json")))
-                .with_context(|| format!("reading the {stage} report"))?,
-        )?;
-        if report["coverage"]["training_tracks_with"].as_u64().unwrap_or(0) == 0 {
+        // Only the coverage is read; a report without it is an error, not "applicable".
+        #[derive(serde::Deserialize)]
+        struct ContentReport {
+            coverage: crate::stages::Coverage,
+        }
+        let file = dir_of(stage)?.join(crate::stages::content_report_file(stage));
+        let report: ContentReport = serde_json::from_slice(
+            &std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
+        )
+        .with_context(|| format!("reading the coverage in {}", file.display()))?;
+        if report.coverage.training_tracks_with == 0 {
             return Ok(Some(format!("no training track has {stage} data in this dataset")));
         }
     }
@@ -229,6 +235,7 @@ pub fn run_train(
     dir_of: &dyn Fn(&str) -> Result<PathBuf>,
     dir: &Path,
     partial: &Path,
+    log: &dyn Progress,
 ) -> Result<serde_json::Value> {
     if let Some(why) = not_applicable(v, dir_of)? {
         bail!("{} is not applicable: {why}", v.paper_name());
@@ -245,7 +252,7 @@ pub fn run_train(
     };
     let examples = train.examples().len();
     let parameters: usize = net.vars().iter().map(|(_, v)| v.elem_count()).sum();
-    eprintln!(
+    log.note(&format!(
         "{:>31}  {}: {} training examples, {} validation examples, {} tracks, {} parameters",
         "",
         v.paper_name(),
@@ -253,8 +260,8 @@ pub fn run_train(
         valid.examples().len(),
         inputs.tracks,
         parameters
-    );
-    let trained = segue_model::train(&net, &train, Some(&valid), &opts, &Bars::default())?;
+    ));
+    let trained = segue_model::train(&net, &train, Some(&valid), &opts, log)?;
     net.save(&dir.join("model.safetensors"))?;
     std::fs::copy(partial.join("train.jsonl"), dir.join("train.jsonl"))?;
     let last = trained.history.last().context("no epoch ran")?;
@@ -283,6 +290,7 @@ pub fn run_evaluate(
     v: Variant,
     dir_of: &dyn Fn(&str) -> Result<PathBuf>,
     dir: &Path,
+    log: &dyn Progress,
 ) -> Result<serde_json::Value> {
     let inputs = Inputs::read(&dir_of("sessionize")?)?;
     let net = network(p, v, &inputs, dir_of)?;
@@ -298,7 +306,7 @@ pub fn run_evaluate(
         &segue_eval::PAPER_KS,
         64,
     )?;
-    write_evaluation(dir, "", v.paper_name(), &report, &ranks, started)
+    write_evaluation(dir, "", v.paper_name(), &report, &ranks, started, log)
 }
 
 /// Writes an evaluation (`<prefix>metrics.json`, `<prefix>ranks.json`), says its HitRatios and
@@ -310,6 +318,7 @@ pub fn write_evaluation(
     report: &segue_eval::Report,
     ranks: &[usize],
     started: std::time::Instant,
+    log: &dyn Progress,
 ) -> Result<serde_json::Value> {
     let seconds = started.elapsed().as_secs_f64();
     std::fs::write(dir.join(format!("{prefix}metrics.json")), serde_json::to_vec_pretty(report)?)?;
@@ -318,13 +327,13 @@ pub fn write_evaluation(
         serde_json::to_vec(&serde_json::json!({ "ranks": ranks }))?,
     )?;
     let pct = |m: &segue_eval::Metrics| m.hit.iter().map(|h| 100.0 * h).collect::<Vec<_>>();
-    eprintln!(
+    log.note(&format!(
         "{:>31}  {name}: HR@10..50 {} over {} test predictions ({:.0}/s)",
         "",
         pct(&report.all).iter().map(|h| format!("{h:.2}")).collect::<Vec<_>>().join(" / "),
         report.all.count,
         report.all.count as f64 / seconds
-    );
+    ));
     Ok(serde_json::json!({
         "method": name,
         "predictions": report.all.count,

@@ -12,6 +12,8 @@ use segue_model::Variant;
 
 use crate::stages::IngestReport;
 
+/// Reads a JSON file of the cache (a stage's report, metrics) into `T`; the error names the
+/// file.
 pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use segue_core::EmbeddingTable;
-use segue_sessions::content::ContentTable;
+use segue_sessions::ContentTable;
 
 use crate::pipeline::Pipeline;
-use crate::progress::Bars;
 use crate::stages::coverage;
+use segue_core::Progress;
 
 /// Columns that may hold a track's lyrics, in order (CSV, TSV, Parquet or JSON Lines).
 const LYRICS_COLUMNS: [&str; 3] = ["lyrics", "text", "lyric"];
@@ -34,7 +34,10 @@ fn first_column(table: &ContentTable, names: &[&str]) -> Result<String> {
 }
 
 fn write_report(dir: &Path, stage: &str, summary: &serde_json::Value) -> Result<()> {
-    std::fs::write(dir.join(format!("{stage}_report.json")), serde_json::to_vec_pretty(summary)?)?;
+    std::fs::write(
+        dir.join(crate::stages::content_report_file(stage)),
+        serde_json::to_vec_pretty(summary)?,
+    )?;
     Ok(())
 }
 
@@ -46,16 +49,22 @@ fn all_masked(
     why: &str,
     mut summary: serde_json::Value,
     counts: &segue_sessions::TrackCounts,
+    log: &dyn Progress,
 ) -> Result<serde_json::Value> {
-    eprintln!("{:>31}  {why}", "");
+    log.note(&format!("{:>31}  {why}", ""));
     table.save(&dir.join(format!("{stage}.safetensors")))?;
-    summary["coverage"] = coverage(stage, counts, |_| false);
+    summary["coverage"] = serde_json::to_value(coverage(stage, counts, |_| false, log))?;
     summary["note"] = why.into();
     write_report(dir, stage, &summary)?;
     Ok(summary)
 }
 
-pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+pub fn run_lyrics(
+    p: &Pipeline,
+    sessions_dir: &Path,
+    dir: &Path,
+    log: &dyn Progress,
+) -> Result<serde_json::Value> {
     let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
     let counts = segue_sessions::TrackCounts::read(&sessions_dir.join("tracks.parquet"))?;
     let dim = p.lyrics.dim;
@@ -69,6 +78,7 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
             why,
             serde_json::json!({ "lyrics": null }),
             &counts,
+            log,
         );
     };
     let content = ContentTable::read(&file)?;
@@ -85,7 +95,7 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
             _ => empty += 1,
         }
     }
-    eprintln!(
+    log.note(&format!(
         "{:>31}  {}: {} rows, {} vocabulary tracks ({} with empty lyrics), {} not in the vocabulary, {} repeated keys",
         "",
         file.display(),
@@ -94,7 +104,7 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
         empty,
         join.unmatched,
         join.duplicates
-    );
+    ));
     let mut summary = serde_json::json!({ "lyrics": file, "join": join, "empty_lyrics": empty });
     let fit: Vec<usize> =
         (0..ids.len()).filter(|&r| counts.seen_in_train(ids[r].index())).collect();
@@ -103,7 +113,7 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
             "{} training tracks have lyrics: PCA needs at least 2, so every track is masked",
             fit.len()
         );
-        return all_masked(dir, "lyrics", &table, &why, summary, &counts);
+        return all_masked(dir, "lyrics", &table, &why, summary, &counts, log);
     }
     let mut source = p.lyrics.source();
     // A relative model_dir is relative to the pipeline file, as every path in it.
@@ -111,7 +121,7 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
     let (model_dir, route) = source.resolve()?;
     let encoder = segue_lyrics::SentenceEncoder::load(&model_dir)?;
     let config = encoder.config().clone();
-    eprintln!(
+    log.note(&format!(
         "{:>31}  {} ({:?}, {}-d, max_seq_length {}) from {} ({route:?})",
         "",
         p.lyrics.model,
@@ -119,12 +129,11 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
         config.hidden,
         config.max_seq_length,
         model_dir.display()
-    );
+    ));
     let started = Instant::now();
-    let bars = Bars::default();
     let ids_tok = encoder.tokenize(&texts)?;
     let truncated = ids_tok.iter().filter(|t| t.len() >= config.max_seq_length).count();
-    let vectors = encoder.encode_ids(&ids_tok, &bars);
+    let vectors = encoder.encode_ids(&ids_tok, log);
     let encode_seconds = started.elapsed().as_secs_f64();
     let (pca, reduced) = segue_lyrics::reduce(&vectors, encoder.dim(), &fit, dim)?;
     for (id, row) in ids.iter().zip(reduced.chunks_exact(dim)) {
@@ -132,8 +141,8 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
     }
     table.save(&dir.join("lyrics.safetensors"))?;
     let has: std::collections::HashSet<usize> = ids.iter().map(|id| id.index()).collect();
-    let cover = coverage("lyrics", &counts, |i| has.contains(&i));
-    eprintln!(
+    let cover = coverage("lyrics", &counts, |i| has.contains(&i), log);
+    log.note(&format!(
         "{:>31}  encoded {} texts in {encode_seconds:.1} s ({:.1}/s; {truncated} cut at max_seq_length); PCA {} -> {} on {} training tracks explains {:.1}%",
         "",
         texts.len(),
@@ -142,7 +151,7 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
         pca.components,
         fit.len(),
         100.0 * pca.explained_variance_ratio_sum()
-    );
+    ));
     summary["model"] = serde_json::to_value(&config)?;
     summary["route"] = serde_json::to_value(route)?;
     summary["encoded"] = texts.len().into();
@@ -153,7 +162,7 @@ pub fn run_lyrics(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde
     summary["pca_components"] = pca.components.into();
     summary["explained_variance_ratio"] = serde_json::to_value(&pca.explained_variance_ratio)?;
     summary["explained_variance_ratio_sum"] = pca.explained_variance_ratio_sum().into();
-    summary["coverage"] = cover;
+    summary["coverage"] = serde_json::to_value(cover)?;
     write_report(dir, "lyrics", &summary)?;
     Ok(summary)
 }
@@ -180,13 +189,26 @@ fn word_vectors(p: &Pipeline) -> Result<segue_tags::WordVectors> {
     Ok(segue_tags::WordVectors::load(&path)?)
 }
 
-pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_json::Value> {
+pub fn run_tags(
+    p: &Pipeline,
+    sessions_dir: &Path,
+    dir: &Path,
+    log: &dyn Progress,
+) -> Result<serde_json::Value> {
     let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
     let counts = segue_sessions::TrackCounts::read(&sessions_dir.join("tracks.parquet"))?;
     let Some(file) = p.content_file(&p.dataset.tags) else {
         let table = EmbeddingTable::zeros(vocab.len(), p.tags.dim, vocab.hash());
         let why = "the dataset has no tags (dataset.tags): every track is masked";
-        return all_masked(dir, "tags", &table, why, serde_json::json!({ "tags": null }), &counts);
+        return all_masked(
+            dir,
+            "tags",
+            &table,
+            why,
+            serde_json::json!({ "tags": null }),
+            &counts,
+            log,
+        );
     };
     let content = ContentTable::read_with(&file, false)?;
     let column = content.column(&first_column(&content, &TAG_COLUMNS)?)?;
@@ -203,7 +225,7 @@ pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         }
     }
     let tagged = tags.iter().filter(|t| !t.is_empty()).count();
-    eprintln!(
+    log.note(&format!(
         "{:>31}  {}: {} rows ({}), {} matched, {} not in the vocabulary; {tagged} tracks have tags",
         "",
         file.display(),
@@ -215,15 +237,15 @@ pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         },
         join.matched,
         join.unmatched,
-    );
+    ));
     let wv = word_vectors(p)?;
-    eprintln!(
+    log.note(&format!(
         "{:>31}  word vectors: {} words, {}-d, from {}",
         "",
         wv.len(),
         wv.dim,
         wv.source.display()
-    );
+    ));
     let fit: Vec<usize> = (0..vocab.len()).filter(|&i| counts.seen_in_train(i)).collect();
     let mut summary = serde_json::json!({
         "tags": file, "join": join, "artist_level": content.is_artist_level(),
@@ -234,7 +256,7 @@ pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         Err(e) => {
             let table = EmbeddingTable::zeros(vocab.len(), p.tags.dim.min(wv.dim), vocab.hash());
             let why = format!("{e}: every track is masked");
-            return all_masked(dir, "tags", &table, &why, summary, &counts);
+            return all_masked(dir, "tags", &table, &why, summary, &counts, log);
         }
     };
     let mut table = EmbeddingTable::zeros(vocab.len(), embedded.dim, vocab.hash());
@@ -244,8 +266,8 @@ pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
         }
     }
     table.save(&dir.join("tags.safetensors"))?;
-    let cover = coverage("tags", &counts, |i| embedded.has[i]);
-    eprintln!(
+    let cover = coverage("tags", &counts, |i| embedded.has[i], log);
+    log.note(&format!(
         "{:>31}  {} of {} tag words have no vector ({:.1}%; most frequent: {}); {} tagged tracks have none; {}-d{}",
         "",
         embedded.oov_words,
@@ -267,7 +289,7 @@ pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
             ),
             None => " (no PCA: not wider than tags.dim)".into(),
         }
-    );
+    ));
     summary["words"] = embedded.words.into();
     summary["oov_words"] = embedded.oov_words.into();
     summary["top_oov"] = serde_json::to_value(&embedded.top_oov)?;
@@ -275,7 +297,7 @@ pub fn run_tags(p: &Pipeline, sessions_dir: &Path, dir: &Path) -> Result<serde_j
     summary["dim"] = embedded.dim.into();
     summary["pca_explained_variance_ratio_sum"] =
         embedded.pca.as_ref().map(|p| p.explained_variance_ratio_sum()).into();
-    summary["coverage"] = cover;
+    summary["coverage"] = serde_json::to_value(cover)?;
     write_report(dir, "tags", &summary)?;
     Ok(summary)
 }
@@ -286,6 +308,7 @@ pub fn tag_subset(
     p: &Pipeline,
     events: polars::prelude::DataFrame,
     keys: &polars::prelude::DataFrame,
+    log: &dyn Progress,
 ) -> Result<polars::prelude::DataFrame> {
     use polars::prelude::*;
     let file = p
@@ -322,7 +345,7 @@ pub fn tag_subset(
         .map(|i| track_key.get(i).is_some_and(|k| tagged[k as usize]))
         .collect();
     let kept = events.filter(&keep)?;
-    eprintln!(
+    log.note(&format!(
         "{:>31}  dataset.subset = \"tags\": {} of {} plays kept ({} of {} tracks have tags in {})",
         "",
         kept.height(),
@@ -330,6 +353,6 @@ pub fn tag_subset(
         tagged.iter().filter(|&&t| t).count(),
         keys.height(),
         file.display()
-    );
+    ));
     Ok(kept)
 }

@@ -105,6 +105,19 @@ pub enum Error {
         /// The type found.
         found: String,
     },
+    /// Training diverged: its loss became NaN or infinite (a smaller learning rate may help).
+    Diverged {
+        /// What was trained (`"the model"`, `"the VAE"`).
+        what: String,
+        /// The loss value.
+        loss: f64,
+        /// Where: 1-based epoch.
+        epoch: usize,
+        /// Where in the epoch: the 1-based step, when known.
+        step: Option<usize>,
+        /// The setting to lower (`"model.lr"`).
+        lower: String,
+    },
     /// Anything else, with context.
     Other(String),
 }
@@ -141,6 +154,13 @@ impl fmt::Display for Error {
             }
             Error::ColumnType { column, expected, found } => {
                 write!(f, "column `{column}` is {found}, expected {expected}")
+            }
+            Error::Diverged { what, loss, epoch, step, lower } => {
+                let step = step.map_or(String::new(), |s| format!(", step {s}"));
+                write!(
+                    f,
+                    "the training loss of {what} is {loss} at epoch {epoch}{step}: training stopped (try a smaller {lower})"
+                )
             }
         }
     }

@@ -42,11 +42,11 @@ impl<'a> Sessions<'a> {
             return Err(Error::Other("session offsets must not decrease".into()));
         }
         if users.len() + 1 != offsets.len() {
-            return Err(Error::Other(format!(
-                "{} sessions but {} users",
-                offsets.len() - 1,
-                users.len()
-            )));
+            return Err(Error::ShapeMismatch {
+                what: format!("users (one per session; {} sessions)", offsets.len() - 1),
+                expected: offsets.len() - 1,
+                found: users.len(),
+            });
         }
         Ok(Sessions { flat, offsets, users, min_input: 1 })
     }

@@ -31,6 +31,7 @@
 
 mod adam;
 mod bigru;
+mod build;
 mod data;
 mod fusion;
 mod gru4rec;
@@ -40,6 +41,7 @@ mod train;
 
 pub use adam::{Adam, AdamConfig};
 pub use bigru::bigru;
+pub use build::{Pretrained, PretrainedRows};
 pub use data::{Batch, Example, Sessions};
 pub use fusion::{Fusion, FusionConfig, FusionInit, NamedGradients};
 pub use gru4rec::{Gru4Rec, Gru4RecConfig};

@@ -360,8 +360,11 @@ fn an_exploding_loss_stops_with_a_clear_error() {
     let s = Sessions::new(&flat, &offsets, &users).unwrap();
     let p = ModelParams { lr: 1e30, ..params(3) };
     let net = fusion(&p);
-    let e = train(&net, &s, None, &options(p, &flat), &NoProgress).unwrap_err().to_string();
-    assert!(e.contains("training loss is") && e.contains("epoch 1"), "{e}");
+    let e = train(&net, &s, None, &options(p, &flat), &NoProgress).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("training loss") && text.contains("epoch 1"), "{text}");
+    assert!(text.contains("try a smaller model.lr"), "{text}");
+    assert!(matches!(e, segue_core::Error::Diverged { epoch: 1, step: Some(_), .. }), "{e:?}");
 }
 
 #[test]

@@ -200,11 +200,13 @@ fn check_loss(value: f32, epoch: usize, step: usize) -> Result<()> {
     if value.is_finite() {
         return Ok(());
     }
-    Err(Error::Other(format!(
-        "the training loss is {value} at epoch {}, step {}: training stopped (try a smaller model.lr)",
-        epoch + 1,
-        step + 1
-    )))
+    Err(Error::Diverged {
+        what: "the model".into(),
+        loss: f64::from(value),
+        epoch: epoch + 1,
+        step: Some(step + 1),
+        lower: "model.lr".into(),
+    })
 }
 
 /// Trains `net` on `train`, validating on `valid` after every epoch when it has examples.

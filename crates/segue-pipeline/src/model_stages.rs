@@ -3,15 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use rand::SeedableRng;
 use segue_core::EmbeddingTable;
 use segue_model::{
-    E1Start, Fusion, FusionConfig, FusionInit, Gru4Rec, Gru4RecConfig, Modality, Network, SasRec,
-    SasRecConfig, Sessions, TrainOptions, Variant,
+    E1Start, Modality, Network, Pretrained, PretrainedRows, Sessions, TrainOptions, Variant,
 };
 use segue_sessions::{Split, SplitCorpus, TrackCounts};
 
 use crate::pipeline::Pipeline;
+use crate::stages::files;
 use segue_core::Progress;
 
 /// Bumped when training or evaluation changes its output for the same inputs (train v5: each
@@ -140,91 +139,57 @@ fn table(path: &Path, tracks: usize) -> Result<EmbeddingTable> {
     Ok(t)
 }
 
-/// Builds a variant's network: `E1` from Word2Vec or LSA where the variant says so (training
-/// tracks that have a vector), content tables from their stages.
+fn pretrained_rows<'a>(t: &'a EmbeddingTable, present: &'a [bool]) -> PretrainedRows<'a> {
+    PretrainedRows { rows: t.as_slice(), dim: t.dim(), present }
+}
+
+/// Builds a variant's network ([`Variant::build`]) from its stages' tables: `E1` from Word2Vec
+/// or LSA where the variant says so, kept for training tracks that have a vector (every track
+/// with a vector under `embeddings.sessions = "all"`), content tables from their stages.
 pub fn network(
     p: &Pipeline,
     v: Variant,
     inputs: &Inputs,
     dir_of: &dyn Fn(&str) -> Result<PathBuf>,
 ) -> Result<Network> {
-    let m = &p.model;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(m.seed);
-    if v == Variant::Gru4Rec {
-        let config = Gru4RecConfig {
-            tracks: inputs.tracks,
-            embedding_dim: m.embedding_dim,
-            hidden: m.hidden,
-            dropout: m.dropout,
-            negatives: m.gru4rec_negatives,
-        };
-        return Ok(Network::Gru4Rec(Gru4Rec::new(config, &mut rng)?));
-    }
-    if v == Variant::SasRec {
-        let config = SasRecConfig {
-            tracks: inputs.tracks,
-            max_len: m.max_input_len,
-            params: m.sasrec.clone(),
-        };
-        return Ok(Network::SasRec(SasRec::new(config, &mut rng)?));
-    }
-    let e1 = match v.e1() {
+    let present = |t: &EmbeddingTable| -> Vec<bool> {
+        (0..inputs.tracks).map(|i| t.is_present(segue_core::TrackId(i as u32))).collect()
+    };
+    let e1_table = match v.e1() {
         E1Start::Random => None,
-        start => {
-            let (stage, file) = match start {
-                E1Start::Lsa => ("lsa", "lsa.safetensors"),
-                _ => ("word2vec", "w2v.safetensors"),
-            };
-            let path = dir_of(stage)?.join(file);
-            let t = table(&path, inputs.tracks)?;
-            if t.dim() != m.embedding_dim {
-                bail!(
-                    "{} has {}-d vectors but model.embedding_dim = {}: make them equal",
-                    path.display(),
-                    t.dim(),
-                    m.embedding_dim
-                );
-            }
-            // Leak-free, only training tracks have vectors; with `embeddings.sessions = "all"`
-            // (the authors' code) test-only tracks have them too, and keep them.
-            let all = p.embeddings.sessions == crate::pipeline::EmbeddingSessions::All;
-            let take: Vec<bool> = (0..inputs.tracks)
-                .map(|i| {
-                    (all || inputs.counts.seen_in_train(i))
-                        && t.is_present(segue_core::TrackId(i as u32))
-                })
-                .collect();
-            let mut rows = t.as_slice().to_vec();
-            m.pretrained_scale.apply(&mut rows, &take, t.dim());
-            Some((rows, take))
+        E1Start::Lsa => Some(table(&dir_of("lsa")?.join(files::LSA_TABLE), inputs.tracks)?),
+        E1Start::Word2Vec => {
+            Some(table(&dir_of("word2vec")?.join(files::WORD2VEC_TABLE), inputs.tracks)?)
         }
     };
-    let mut content = Vec::new();
-    let mut content_dims = Vec::new();
+    // Leak-free, only training tracks keep their vectors; with `embeddings.sessions = "all"`
+    // (the authors' code) test-only tracks have them too, and keep them.
+    let all = p.embeddings.sessions == crate::pipeline::EmbeddingSessions::All;
+    let e1_present: Vec<bool> = match &e1_table {
+        Some(t) => present(t)
+            .into_iter()
+            .enumerate()
+            .map(|(i, has)| has && (all || inputs.counts.seen_in_train(i)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut content_tables = Vec::new();
     for &modality in v.modalities() {
         let stage = modality_stage(modality);
-        let t = table(&dir_of(stage)?.join(format!("{stage}.safetensors")), inputs.tracks)?;
-        content_dims.push(t.dim());
-        let mut rows = t.as_slice().to_vec();
-        if m.pretrained_scale == segue_model::PretrainedScale::RowMinMax {
-            // The authors' code rescales content rows as it does Word2Vec's.
-            let present: Vec<bool> =
-                (0..inputs.tracks).map(|i| t.is_present(segue_core::TrackId(i as u32))).collect();
-            m.pretrained_scale.apply(&mut rows, &present, t.dim());
-        }
-        content.push(rows);
+        content_tables
+            .push(table(&dir_of(stage)?.join(format!("{stage}.safetensors")), inputs.tracks)?);
     }
-    let config = FusionConfig {
-        tracks: inputs.tracks,
-        embedding_dim: m.embedding_dim,
-        hidden: m.hidden,
-        fc: m.fc,
-        dropout: m.dropout,
-        leaky_slope: m.leaky_slope,
-        content_dims,
-        repeat_positions: if m.repeat { m.max_input_len } else { 0 },
+    let content_present: Vec<Vec<bool>> = content_tables.iter().map(present).collect();
+    let pretrained = Pretrained {
+        e1: e1_table.as_ref().map(|t| pretrained_rows(t, &e1_present)),
+        content: content_tables
+            .iter()
+            .zip(&content_present)
+            .map(|(t, p)| pretrained_rows(t, p))
+            .collect(),
     };
-    Ok(Network::Fusion(Fusion::new(config, FusionInit { e1, content }, &mut rng)?))
+    v.build(&p.model, inputs.tracks, &pretrained)
+        .with_context(|| format!("building {} from its stages' tables", v.paper_name()))
 }
 
 /// Trains a variant into `dir` (model.safetensors, train.jsonl, train_report.json). Checkpoints

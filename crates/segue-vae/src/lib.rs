@@ -320,8 +320,15 @@ pub fn train_with_progress(
     progress: &dyn Progress,
 ) -> Result<Trained> {
     params.validate()?;
-    if width == 0 || !rows.len().is_multiple_of(width) {
-        return Err(Error::Other(format!("{} values do not make rows of {width}", rows.len())));
+    if width == 0 {
+        return Err(Error::Config("the feature rows are 0 values wide".into()));
+    }
+    if !rows.len().is_multiple_of(width) {
+        return Err(Error::ShapeMismatch {
+            what: format!("feature values (whole rows of {width})"),
+            expected: rows.len().div_ceil(width) * width,
+            found: rows.len(),
+        });
     }
     if let Some(i) = rows.iter().position(|x| !x.is_finite()) {
         return Err(Error::Other(format!(
@@ -379,10 +386,13 @@ pub fn train_with_progress(
             let (loss, _, _) = vae.loss(&x, Some(&eps), params.beta).map_err(err)?;
             let value = f64::from(loss.to_scalar::<f32>().map_err(err)?);
             if !value.is_finite() {
-                return Err(Error::Other(format!(
-                    "VAE loss became {value} in epoch {} (lower vae.lr?)",
-                    epoch + 1
-                )));
+                return Err(Error::Diverged {
+                    what: "the VAE".into(),
+                    loss: value,
+                    epoch: epoch + 1,
+                    step: None,
+                    lower: "vae.lr".into(),
+                });
             }
             opt.backward_step(&loss).map_err(err)?;
             total += value * batch.len() as f64;

@@ -1,6 +1,6 @@
 //! Listening logs in, sessions out: readers for Last.fm (1K and the exporters' CSVs), Spotify,
 //! ListenBrainz, Apple Music and YouTube Music exports and any table, a sniffer that picks the
-//! reader of each file ([`mod@sniff`]),
+//! reader of each file ([`sniff()`](crate::sniff())),
 //! track-identity normalisation, sessionization, the per-user chronological split, and the
 //! paper's Table I, on polars.
 //!

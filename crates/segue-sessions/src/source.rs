@@ -22,7 +22,7 @@ use segue_core::{Error, Result};
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
-    /// Each file is sniffed ([`mod@crate::sniff`]): JSON array, JSON Lines or a CSV/TSV/Parquet
+    /// Each file is sniffed ([`crate::sniff()`]): JSON array, JSON Lines or a CSV/TSV/Parquet
     /// table, by the keys or the header it has (or the layout of a headerless first row), and
     /// read with the reader that fits.
     #[default]
@@ -37,7 +37,7 @@ pub enum Format {
     SpotifyExtended,
     /// A Last.fm scrobble export as the exporters write it: a CSV/TSV with a header (a time
     /// column such as `uts`, `utc_time`, `played_at`, `date` or `timestamp`, an artist and a
-    /// track column), or one of the headerless layouts ([`mod@crate::sniff`] lists them).
+    /// track column), or one of the headerless layouts ([`crate::Reader`] lists them).
     LastfmScrobblesCsv,
     /// ListenBrainz listens: a JSON array or JSON Lines of `{listened_at, track_metadata}`.
     Listenbrainz,

@@ -727,3 +727,18 @@ fn segue_toml_in_the_working_folder_is_the_default_and_caches_beside_itself() {
     assert!(out.contains(&format!("({})", canonical.join("segue.toml").display())), "{out}{err}");
     assert!(out.contains("sessionize: fresh"), "{out}");
 }
+
+#[test]
+fn catalogue_limits_show_in_table_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = setup(dir.path());
+    // Songs 0-8 have 2 or 4 training plays; the 6 most played keep songs 0-5 (ties by title),
+    // so 6 plays of songs 6-8 leave each user's log, and each user's two sessions that held
+    // them fall to 3 plays and go: 2 sessions of 6 plays per user remain.
+    let o = xtask(&["run", "sessionize", "--pipeline", &p, "--set", "sessionize.max_tracks=6"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("| 2 | 4 | 6 | 24 | 6.00 |"), "{out}");
+    assert!(out.contains("beyond the 6 most played (of 9) | 0 / 3 |"), "{out}");
+    assert!(out.contains("| events of removed tracks (every split) | 12 |"), "{out}");
+}

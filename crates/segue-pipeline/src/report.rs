@@ -97,6 +97,33 @@ pub fn table1(
         }
     }
     writeln!(md, "| events after ingest | {} |", thousands(ingest.events))?;
+    if !stats["catalogue_limits"].is_null() {
+        let limits: segue_sessions::CatalogueLimits =
+            serde_json::from_value(stats["catalogue_limits"].clone())
+                .context("reading the catalogue limits of stats.json")?;
+        let o = &stats["options"];
+        writeln!(
+            md,
+            "| tracks removed: under {} training plays / beyond the {} most played (of {}) | {} / {} |",
+            o["min_track_plays"].as_u64().unwrap_or(0).max(1),
+            o["max_tracks"].as_u64().map_or("-".into(), |m| thousands(m)),
+            thousands(limits.tracks_before as u64),
+            thousands(limits.tracks_rare as u64),
+            thousands(limits.tracks_beyond_max as u64)
+        )?;
+        writeln!(
+            md,
+            "| events of removed tracks (every split) | {} |",
+            thousands(limits.events_removed as u64)
+        )?;
+        if limits.tracks_now_under_min > 0 {
+            writeln!(
+                md,
+                "| kept tracks the sessions cut again leave under that many training plays | {} |",
+                thousands(limits.tracks_now_under_min as u64)
+            )?;
+        }
+    }
     writeln!(
         md,
         "| sessions before the length filter | {} |",

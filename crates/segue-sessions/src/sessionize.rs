@@ -40,6 +40,17 @@ pub struct SessionOptions {
     /// examples read it.
     #[serde(skip_serializing_if = "is_one")]
     pub min_input_len: usize,
+    /// Catalogue limit (large logs): tracks played fewer times than this in the training
+    /// sessions are removed, their plays taken out of every session (test included, so a test
+    /// target never played in training is no longer a target), and the sessions are cut again
+    /// from what remains (0: off). Counted on training sessions only, so the test split does
+    /// not choose the catalogue. Table I reports what it removed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub min_track_plays: usize,
+    /// Catalogue limit: keep only the this many tracks most played in training (ties by
+    /// key), removed as `min_track_plays` removes (0: no limit).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_tracks: usize,
 }
 
 /// How kept sessions are assigned to training, validation and test.
@@ -87,6 +98,8 @@ impl Default for SessionOptions {
             split_seed: DEFAULT_SPLIT_SEED,
             chunk_len: 0,
             min_input_len: 1,
+            min_track_plays: 0,
+            max_tracks: 0,
         }
     }
 }
@@ -214,6 +227,9 @@ pub struct SessionStats {
     /// Events dropped as the remainders of `chunk_len` pieces.
     #[serde(default)]
     pub events_in_chunk_remainders: usize,
+    /// What the catalogue limits (`min_track_plays`, `max_tracks`) removed, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalogue_limits: Option<CatalogueLimits>,
     /// Training sessions.
     pub train_sessions: usize,
     /// Validation sessions.
@@ -236,6 +252,23 @@ pub struct SessionStats {
     pub per_user: Vec<UserStats>,
     /// The parameters used.
     pub options: SessionOptions,
+}
+
+/// What the catalogue limits removed (counted before the sessions were cut again).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CatalogueLimits {
+    /// Tracks of the first cut's sessions.
+    pub tracks_before: usize,
+    /// Tracks removed for fewer than `max(1, min_track_plays)` training plays: tracks never
+    /// played in training are always removed when a limit is set.
+    pub tracks_rare: usize,
+    /// Tracks removed beyond the `max_tracks` most played.
+    pub tracks_beyond_max: usize,
+    /// Plays of removed tracks taken out of the events.
+    pub events_removed: usize,
+    /// Tracks kept that the second cut leaves under `min_track_plays` training plays (their
+    /// sessions moved or were dropped); not removed again.
+    pub tracks_now_under_min: usize,
 }
 
 /// Sessions, vocabulary and statistics.
@@ -333,12 +366,78 @@ fn chunked(
 }
 
 /// Cuts sorted events (as written by ingest) into sessions, splits them and builds the vocab.
+/// With catalogue limits, a first cut counts training plays, the removed tracks' plays are
+/// taken out, and the sessions are cut again.
 pub fn sessionize(
     events: &DataFrame,
     keys: &DataFrame,
     options: &SessionOptions,
 ) -> Result<Sessionized> {
     options.validate()?;
+    if options.min_track_plays == 0 && options.max_tracks == 0 {
+        return Ok(cut(events, keys, options)?.0);
+    }
+    let (first, track_of_key) = cut(
+        events,
+        keys,
+        &SessionOptions { min_track_plays: 0, max_tracks: 0, ..options.clone() },
+    )?;
+    let key = parquet::u32_column(events, "track_key")?;
+    let (keep, mut limits) = catalogue(&first, &track_of_key, options)?;
+    let mask: BooleanChunked = key.iter().map(|&k| keep[k as usize]).collect();
+    limits.events_removed = key.len() - mask.sum().unwrap_or(0) as usize;
+    let filtered = events.filter(&mask).map_err(pl_err)?;
+    let (mut out, _) = cut(&filtered, keys, options)?;
+    let train = parquet::u32_column(&out.tracks, "train_count")?;
+    limits.tracks_now_under_min =
+        train.iter().filter(|&&c| (c as usize) < options.min_track_plays).count();
+    out.stats.events_before_sessionize = key.len();
+    out.stats.catalogue_limits = Some(limits);
+    Ok(out)
+}
+
+/// Which track keys the limits keep, from the first cut's training counts (`track_of_key`:
+/// its id of each key, `u32::MAX` for keys without plays).
+fn catalogue(
+    first: &Sessionized,
+    track_of_key: &[u32],
+    options: &SessionOptions,
+) -> Result<(Vec<bool>, CatalogueLimits)> {
+    let train = parquet::u32_column(&first.tracks, "train_count")?;
+    let mut track_key = vec![0u32; train.len()];
+    for (k, &id) in track_of_key.iter().enumerate().filter(|(_, id)| **id != u32::MAX) {
+        track_key[id as usize] = k as u32;
+    }
+    let mut keep = vec![false; track_of_key.len()];
+    let mut limits = CatalogueLimits {
+        tracks_before: track_key.len(),
+        tracks_rare: 0,
+        tracks_beyond_max: 0,
+        events_removed: 0,
+        tracks_now_under_min: 0,
+    };
+    // The tracks table is in vocabulary order: most training plays first, ties by key.
+    let mut kept = 0usize;
+    for (&k, &c) in track_key.iter().zip(&train) {
+        if (c as usize) < options.min_track_plays.max(1) {
+            limits.tracks_rare += 1;
+        } else if options.max_tracks > 0 && kept >= options.max_tracks {
+            limits.tracks_beyond_max += 1;
+        } else {
+            keep[k as usize] = true;
+            kept += 1;
+        }
+    }
+    Ok((keep, limits))
+}
+
+/// One cut of the events into sessions, the split and the vocabulary; with the track id of
+/// each key.
+fn cut(
+    events: &DataFrame,
+    keys: &DataFrame,
+    options: &SessionOptions,
+) -> Result<(Sessionized, Vec<u32>)> {
     let users_ca =
         events.column("user").and_then(|c| c.str()).map_err(pl_err)?.rechunk().into_owned();
     let user: Vec<&str> = users_ca.iter().map(|u| u.unwrap_or("")).collect();
@@ -382,6 +481,7 @@ pub fn sessionize(
         sessions_dropped_short: sessions_before_filter - whole_sessions,
         events_in_dropped_sessions: n - events_in_whole,
         events_in_chunk_remainders: events_in_whole - events_kept,
+        catalogue_limits: None,
         train_sessions: split_sessions[0],
         valid_sessions: split_sessions[1],
         test_sessions: split_sessions[2],
@@ -394,7 +494,7 @@ pub fn sessionize(
         per_user,
         options: options.clone(),
     };
-    Ok(Sessionized { sessions, tracks: vocab.tracks, stats })
+    Ok((Sessionized { sessions, tracks: vocab.tracks, stats }, vocab.track_of_key))
 }
 
 /// The first row of every session, then `n`: a new session starts at a new user or after a

@@ -106,7 +106,7 @@ pub fn table1(
             md,
             "| tracks removed: under {} training plays / beyond the {} most played (of {}) | {} / {} |",
             o["min_track_plays"].as_u64().unwrap_or(0).max(1),
-            o["max_tracks"].as_u64().map_or("-".into(), |m| thousands(m)),
+            o["max_tracks"].as_u64().map_or("-".into(), thousands),
             thousands(limits.tracks_before as u64),
             thousands(limits.tracks_rare as u64),
             thousands(limits.tracks_beyond_max as u64)

@@ -31,6 +31,24 @@ pub fn workspace_root() -> PathBuf {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Threads of every stage: a count or `auto` (every core). Default: the pipeline's
+    /// `pipeline.threads`, unless SEGUE_THREADS says otherwise.
+    #[arg(long, global = true, value_name = "N|auto")]
+    threads: Option<String>,
+}
+
+/// Loads a pipeline with `--set` overrides, then the thread count of `--threads` or
+/// SEGUE_THREADS where one is given.
+fn load(pipeline: &Path, set: &[String], threads: Option<&str>) -> Result<Pipeline> {
+    let from_env = std::env::var("SEGUE_THREADS").ok();
+    let mut sets = set.to_vec();
+    if let Some(t) = threads.or(from_env.as_deref()).map(str::trim).filter(|t| !t.is_empty()) {
+        if t != "auto" && t.parse::<usize>().map_or(true, |n| n == 0) {
+            anyhow::bail!("--threads / SEGUE_THREADS = {t:?}: give a positive count or `auto`");
+        }
+        sets.push(format!("pipeline.threads={t}"));
+    }
+    Pipeline::load(pipeline)?.with_sets(&sets)
 }
 
 #[derive(Subcommand)]
@@ -253,10 +271,11 @@ fn real_main() -> Result<()> {
             .after_help(segue_pipeline::registry_help())
     });
     let cli = Cli::from_arg_matches(&command.get_matches())?;
+    let threads = cli.threads.as_deref();
     match cli.command {
         Command::Run { stage, pipeline, force, set } => {
             check_stage(&stage)?;
-            let p = Pipeline::load(&pipeline)?.with_sets(&set)?;
+            let p = load(&pipeline, &set, threads)?;
             let bars = Bars::default();
             ensure_synth(&p, &bars)?;
             let mut runner = Runner::new(&p, &bars);
@@ -282,7 +301,7 @@ fn real_main() -> Result<()> {
             if let Some(f) = force.as_deref().filter(|f| *f != "all") {
                 check_stage(f)?;
             }
-            let p = Pipeline::load(&pipeline)?.with_sets(&set)?;
+            let p = load(&pipeline, &set, threads)?;
             let bars = Bars::default();
             ensure_synth(&p, &bars)?;
             let done = segue_pipeline::reproduce(&p, force.as_deref(), &bars)?;
@@ -290,13 +309,13 @@ fn real_main() -> Result<()> {
             println!("{}", done.timing);
         }
         Command::Status { pipeline, set } => {
-            for line in segue_pipeline::status(&Pipeline::load(&pipeline)?.with_sets(&set)?)? {
+            for line in segue_pipeline::status(&load(&pipeline, &set, threads)?)? {
                 println!("{line}");
             }
         }
         Command::Inspect { paths, format, strict, show } => inspect(paths, format, strict, show)?,
         Command::Recommend { pipeline, variant, seed, tracks, file, user, last, k, json, set } => {
-            let p = Pipeline::load(&pipeline)?.with_sets(&set)?;
+            let p = load(&pipeline, &set, threads)?;
             let source = match user {
                 Some(user) => segue_pipeline::SessionSource::User { user, last },
                 None => {
@@ -312,7 +331,7 @@ fn real_main() -> Result<()> {
             recommend::run(&p, variant, seed, source, k, json)?;
         }
         Command::Tune { pipeline, methods, grid } => {
-            let p = Pipeline::load(&pipeline)?;
+            let p = load(&pipeline, &[], threads)?;
             let bars = Bars::default();
             ensure_synth(&p, &bars)?;
             let axes =

@@ -63,6 +63,9 @@ pub struct Pipeline {
     /// pipeline.seed=N` moves them with it.
     #[serde(skip)]
     pub seeded_by_pipeline: Vec<&'static str>,
+    /// Whether `word2vec.threads` was `"auto"` (resolved to `pipeline.threads` on load).
+    #[serde(skip)]
+    pub word2vec_threads_auto: bool,
 }
 
 /// Which protocol a pipeline follows.
@@ -106,8 +109,9 @@ pub const AUTHORS_CODE: [(&str, &str); 12] = [
 /// like pipelines/default.toml (a test holds the two equal); `pipelines/paper-settings.toml`
 /// states the paper's values instead.
 pub const SEGUE_DEFAULTS: [(&str, &str); 7] = [
-    // segue-word2vec alone defaults to one (deterministic) thread.
-    ("word2vec.threads", "2"),
+    // segue-word2vec alone defaults to one (deterministic) thread; the pipeline to every core
+    // (Hogwild, as gensim).
+    ("word2vec.threads", "\"auto\""),
     ("model.epochs", "20"),
     ("model.patience", "1"),
     ("model.seeds", "3"),
@@ -168,6 +172,69 @@ pub struct PipelineMeta {
     /// Seed of every seeded stage.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Threads of every stage: `"auto"` (the default: every core this machine offers) or a
+    /// count. `word2vec.threads = "auto"` follows it. Not part of any cache key (results do not
+    /// depend on it, except Hogwild Word2Vec, whose own `threads` is in its key).
+    #[serde(default)]
+    pub threads: Threads,
+}
+
+/// A thread count: `"auto"` or a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Threads {
+    /// Every core ([`std::thread::available_parallelism`]).
+    #[default]
+    Auto,
+    /// This many.
+    Count(usize),
+}
+
+impl Threads {
+    /// The number of threads this means on this machine.
+    pub fn resolve(self) -> usize {
+        match self {
+            Threads::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Threads::Count(n) => n,
+        }
+    }
+
+    fn from_toml(value: &toml::Value) -> std::result::Result<Threads, String> {
+        match value {
+            toml::Value::String(s) if s == "auto" => Ok(Threads::Auto),
+            toml::Value::Integer(n) if *n > 0 => Ok(Threads::Count(*n as usize)),
+            other => Err(format!("threads = {other}: write \"auto\" or a positive count")),
+        }
+    }
+}
+
+impl Serialize for Threads {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Threads::Auto => s.serialize_str("auto"),
+            Threads::Count(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Threads {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Threads::from_toml(&toml::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Resolves `word2vec.threads = "auto"` to `pipeline.threads` on this machine; says whether it
+/// was `"auto"` (so a later `--set pipeline.threads` moves it too).
+fn resolve_word2vec_threads(doc: &mut toml::Table) -> Result<bool> {
+    let auto =
+        doc.get("word2vec").and_then(|w| w.get("threads")).and_then(|t| t.as_str()) == Some("auto");
+    if auto {
+        let threads = match doc.get("pipeline").and_then(|p| p.get("threads")) {
+            Some(v) => Threads::from_toml(v).map_err(|e| anyhow::anyhow!("pipeline.{e}"))?,
+            None => Threads::Auto,
+        };
+        set_key(doc, "word2vec.threads", toml::Value::Integer(threads.resolve() as i64), true)?;
+    }
+    Ok(auto)
 }
 
 fn default_seed() -> u64 {
@@ -233,11 +300,14 @@ impl Pipeline {
         let mut doc: toml::Table = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("pipeline file {}: {e}", path.display()))?;
         let seeded_by_pipeline = fill_defaults(&mut doc)?;
+        let word2vec_threads_auto = resolve_word2vec_threads(&mut doc)
+            .with_context(|| format!("pipeline file {}", path.display()))?;
         let mut p: Pipeline = toml::Value::Table(doc)
             .try_into()
             .map_err(|e| anyhow::anyhow!("pipeline file {}: {e}", path.display()))?;
         p.path = path.canonicalize().with_context(|| format!("resolving {}", path.display()))?;
         p.seeded_by_pipeline = seeded_by_pipeline;
+        p.word2vec_threads_auto = word2vec_threads_auto;
         p.validate().with_context(|| format!("pipeline file {}", path.display()))?;
         Ok(p)
     }
@@ -285,7 +355,14 @@ impl Pipeline {
                     }
                 }
             }
+            let word2vec_set = overrides.iter().any(|(k, _)| k == "word2vec.threads");
+            if key == "pipeline.threads" && self.word2vec_threads_auto && !word2vec_set {
+                set_key(&mut doc, "word2vec.threads", "auto".into(), true)?;
+            }
         }
+        let word2vec_threads_auto = resolve_word2vec_threads(&mut doc)?
+            || (self.word2vec_threads_auto
+                && !overrides.iter().any(|(k, _)| k == "word2vec.threads"));
         let mut p: Pipeline = toml::Value::Table(doc).try_into().map_err(|e| {
             anyhow::anyhow!(
                 "overriding {}: {e}",
@@ -294,6 +371,7 @@ impl Pipeline {
         })?;
         p.path = self.path.clone();
         p.seeded_by_pipeline = self.seeded_by_pipeline.clone();
+        p.word2vec_threads_auto = word2vec_threads_auto;
         p.validate()?;
         Ok(p)
     }
@@ -313,6 +391,11 @@ impl Pipeline {
             })
             .collect::<Result<Vec<_>>>()?;
         self.with_overrides(&overrides)
+    }
+
+    /// The threads stages run on ([`PipelineMeta::threads`] on this machine).
+    pub fn threads(&self) -> usize {
+        self.pipeline.threads.resolve()
     }
 
     /// The folder relative paths are resolved against.
@@ -393,6 +476,34 @@ mod tests {
     }
 
     const BASE: &str = "[pipeline]\nname = \"t\"\n[[dataset.sources]]\npaths = [\"x\"]\n";
+
+    #[test]
+    fn threads_default_to_every_core_and_word2vec_follows_them() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let p = load(BASE).unwrap();
+        assert_eq!((p.pipeline.threads, p.threads()), (Threads::Auto, cores));
+        assert_eq!(p.word2vec.threads, cores, "word2vec.threads = \"auto\" by default");
+        // Overriding the pipeline's threads moves Word2Vec's with them ...
+        let one = p.with_sets(&["pipeline.threads=1".into()]).unwrap();
+        assert_eq!((one.threads(), one.word2vec.threads), (1, 1));
+        let back = one.with_sets(&["pipeline.threads=\"auto\"".into()]).unwrap();
+        assert_eq!(back.word2vec.threads, cores);
+        // ... unless Word2Vec states its own, in the file or in the same overrides.
+        let own = load(&format!("{BASE}[word2vec]\nthreads = 3\n")).unwrap();
+        let moved = own.with_sets(&["pipeline.threads=1".into()]).unwrap();
+        assert_eq!((moved.threads(), moved.word2vec.threads), (1, 3));
+        let both =
+            p.with_sets(&["pipeline.threads=1".into(), "word2vec.threads=4".into()]).unwrap();
+        assert_eq!(both.word2vec.threads, 4);
+        let text = BASE.replace("name = \"t\"", "name = \"t\"\nthreads = 5");
+        let five = load(&text).unwrap();
+        assert_eq!((five.threads(), five.word2vec.threads), (5, 5));
+        for bad in ["0", "-2", "\"many\""] {
+            let text = BASE.replace("name = \"t\"", &format!("name = \"t\"\nthreads = {bad}"));
+            let e = format!("{:#}", load(&text).unwrap_err());
+            assert!(e.contains("\"auto\" or a positive count"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn authors_code_sets_its_departures_under_the_files_own_keys() {

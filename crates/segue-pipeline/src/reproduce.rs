@@ -75,10 +75,11 @@ pub fn ensure_synth(p: &Pipeline, log: &dyn Progress) -> Result<()> {
 pub fn reproduce(p: &Pipeline, force: Option<&str>, log: &dyn Progress) -> Result<Reproduced> {
     let started = Instant::now();
     log.note(&format!(
-        "reproduce: pipeline {} ({}), cache {}",
+        "reproduce: pipeline {} ({}), cache {}, {} threads",
         p.pipeline.name,
         p.path.display(),
-        p.cache_dir().display()
+        p.cache_dir().display(),
+        p.threads()
     ));
     let mut runner = Runner::new(p, log);
     let mut times = Vec::new();
@@ -163,8 +164,14 @@ pub fn reproduce(p: &Pipeline, force: Option<&str>, log: &dyn Progress) -> Resul
         None => user_study::Study::NotApplicable("the study did not run".into()),
     };
     md.push_str(&user_study::table4(&table4, &report_dir)?);
-    let mut timing = String::from(
-        "## Stage times\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n",
+    let threads = match p.pipeline.threads {
+        crate::pipeline::Threads::Auto => format!("{} (pipeline.threads = \"auto\")", p.threads()),
+        crate::pipeline::Threads::Count(n) => n.to_string(),
+    };
+    let mut timing = format!(
+        "## Stage times\n\nThreads: {threads}; Word2Vec: {} ({}).\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n",
+        p.word2vec.threads,
+        if p.word2vec.threads == 1 { "deterministic" } else { "Hogwild" }
     );
     for (stage, now, built) in &times {
         timing.push_str(&format!("| {stage} | {now:.2} | {built:.2} |\n"));

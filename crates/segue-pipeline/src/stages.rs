@@ -456,42 +456,61 @@ impl<'a> Runner<'a> {
             }
         }
         let started = Instant::now();
-        let manifest = match stage {
-            "ingest" => self.cache.build(&recipe, |dir| run_ingest(self.pipeline, dir, log)),
+        let threads = self.pipeline.threads();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .with_context(|| format!("starting {threads} threads for stage {shown}"))?;
+        let manifest = pool
+            .install(|| self.build_instance(stage, seed, &recipe, &key, force))
+            .with_context(|| format!("stage {shown}"))?;
+        log.note(&format!("{shown:>31}: done in {:.2} s", started.elapsed().as_secs_f64()));
+        Ok(manifest)
+    }
+
+    /// Computes one stage instance into the cache (its recipe resolved, not fresh).
+    fn build_instance(
+        &self,
+        stage: &str,
+        seed: Option<u64>,
+        recipe: &Recipe,
+        key: &str,
+        force: bool,
+    ) -> Result<Manifest> {
+        let log = self.log;
+        match stage {
+            "ingest" => self.cache.build(recipe, |dir| run_ingest(self.pipeline, dir, log)),
             "sessionize" => {
                 let ingest_dir = self.dir("ingest")?;
-                self.cache
-                    .build(&recipe, |dir| run_sessionize(self.pipeline, &ingest_dir, dir, log))
+                self.cache.build(recipe, |dir| run_sessionize(self.pipeline, &ingest_dir, dir, log))
             }
             "word2vec" => {
                 let sessions_dir = self.dir("sessionize")?;
-                self.cache
-                    .build(&recipe, |dir| run_word2vec(self.pipeline, &sessions_dir, dir, log))
+                self.cache.build(recipe, |dir| run_word2vec(self.pipeline, &sessions_dir, dir, log))
             }
             "lsa" => {
                 let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(&recipe, |dir| run_lsa(self.pipeline, &sessions_dir, dir, log))
+                self.cache.build(recipe, |dir| run_lsa(self.pipeline, &sessions_dir, dir, log))
             }
             "acoustic" => {
                 let sessions_dir = self.dir("sessionize")?;
-                self.cache
-                    .build(&recipe, |dir| run_acoustic(self.pipeline, &sessions_dir, dir, log))
+                self.cache.build(recipe, |dir| run_acoustic(self.pipeline, &sessions_dir, dir, log))
             }
             "lyrics" => {
                 let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(&recipe, |dir| {
+                self.cache.build(recipe, |dir| {
                     crate::content_stages::run_lyrics(self.pipeline, &sessions_dir, dir, log)
                 })
             }
             "tags" => {
                 let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(&recipe, |dir| {
+                self.cache.build(recipe, |dir| {
                     crate::content_stages::run_tags(self.pipeline, &sessions_dir, dir, log)
                 })
             }
             "user-groups" => {
                 let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(&recipe, |dir| {
+                self.cache.build(recipe, |dir| {
                     crate::user_study::run_groups(self.pipeline, &sessions_dir, dir, log)
                 })
             }
@@ -503,11 +522,11 @@ impl<'a> Runner<'a> {
                     if force {
                         let _ = std::fs::remove_dir_all(&partial);
                     }
-                    self.cache.build(&recipe, |dir| {
+                    self.cache.build(recipe, |dir| {
                         crate::user_study::run_train(&seeded, &dir_of, dir, &partial, log)
                     })
                 } else {
-                    self.cache.build(&recipe, |dir| {
+                    self.cache.build(recipe, |dir| {
                         crate::user_study::run_evaluate(&seeded, &dir_of, dir, log)
                     })
                 }
@@ -515,10 +534,10 @@ impl<'a> Runner<'a> {
             other if rule_of(other).is_some() => {
                 let dir_of = |s: &str| self.dir(s);
                 match rule_of(other).expect("checked") {
-                    (true, r) => self.cache.build(&recipe, |dir| {
+                    (true, r) => self.cache.build(recipe, |dir| {
                         crate::baseline_stages::run_fit(self.pipeline, r, &dir_of, dir, log)
                     }),
-                    (false, r) => self.cache.build(&recipe, |dir| {
+                    (false, r) => self.cache.build(recipe, |dir| {
                         crate::baseline_stages::run_evaluate(self.pipeline, r, &dir_of, dir, log)
                     }),
                 }
@@ -533,20 +552,16 @@ impl<'a> Runner<'a> {
                         if force {
                             let _ = std::fs::remove_dir_all(&partial);
                         }
-                        self.cache.build(&recipe, |dir| {
-                            run_train(&seeded, v, &dir_of, dir, &partial, log)
-                        })
+                        self.cache
+                            .build(recipe, |dir| run_train(&seeded, v, &dir_of, dir, &partial, log))
                     }
                     Some((false, v)) => {
-                        self.cache.build(&recipe, |dir| run_evaluate(&seeded, v, &dir_of, dir, log))
+                        self.cache.build(recipe, |dir| run_evaluate(&seeded, v, &dir_of, dir, log))
                     }
                     None => bail!("stage {other} cannot run"),
                 }
             }
         }
-        .with_context(|| format!("stage {shown}"))?;
-        log.note(&format!("{shown:>31}: done in {:.2} s", started.elapsed().as_secs_f64()));
-        Ok(manifest)
     }
 }
 

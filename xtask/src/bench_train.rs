@@ -147,13 +147,13 @@ fn segue_seed(p: &Pipeline, v: Variant) -> Result<(Vec<f64>, f64, u64)> {
     for stage in closure(&target) {
         runner.run(stage, false)?;
     }
-    let train: serde_json::Value = segue_pipeline::load_json(
-        &runner.dir(&format!("train-{}", v.id()))?.join("train_report.json"),
+    let train: segue_pipeline::TrainReport = segue_pipeline::load_json(
+        &runner.dir(&format!("train-{}", v.id()))?.join(segue_pipeline::TRAIN_REPORT),
     )?;
     let metrics: segue_eval::Report =
         segue_pipeline::load_json(&runner.dir(&target)?.join("metrics.json"))?;
     let hr = metrics.all.hit.iter().map(|h| 100.0 * h).collect();
-    let eps = train["examples_per_second"].as_f64().unwrap_or(0.0);
+    let eps = train.examples_per_second;
     Ok((hr, eps, metrics.all.count))
 }
 

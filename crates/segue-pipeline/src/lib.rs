@@ -93,6 +93,7 @@ mod stages;
 mod tune;
 mod user_study;
 
+pub use model_stages::{TRAIN_REPORT, TrainReport};
 pub use pipeline::Pipeline;
 pub use recommend::{Answer, Recommender, SessionSource, default_variant, read_lines};
 pub use report::{load as load_json, table1};

@@ -192,6 +192,38 @@ pub fn network(
         .with_context(|| format!("building {} from its stages' tables", v.paper_name()))
 }
 
+/// The report of a `train-<variant>` stage.
+pub const TRAIN_REPORT: &str = "train_report.json";
+
+/// What a `train-<variant>` stage did ([`TRAIN_REPORT`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainReport {
+    /// The variant's id.
+    pub variant: String,
+    /// Its name in the paper's tables.
+    pub name: String,
+    /// Training examples per epoch.
+    pub examples: usize,
+    /// Trainable parameters.
+    pub parameters: usize,
+    /// Epochs run (early stopping may end before `model.epochs`).
+    pub epochs_run: usize,
+    /// The epoch whose weights were kept (1-based).
+    pub best_epoch: usize,
+    /// Whether patience ran out.
+    pub stopped_early: bool,
+    /// The epoch a resumed run started after.
+    pub resumed_after: Option<usize>,
+    /// The last epoch's mean loss.
+    pub final_loss: f64,
+    /// Mean training throughput over the epochs.
+    pub examples_per_second: f64,
+    /// Every epoch.
+    pub history: Vec<segue_model::Epoch>,
+    /// The model settings it trained with.
+    pub params: segue_model::ModelParams,
+}
+
 /// Trains a variant into `dir` (model.safetensors, train.jsonl, train_report.json). Checkpoints
 /// go to `partial`, so an interrupted run resumes where it stopped.
 pub fn run_train(
@@ -230,23 +262,24 @@ pub fn run_train(
     net.save(&dir.join("model.safetensors"))?;
     std::fs::copy(partial.join("train.jsonl"), dir.join("train.jsonl"))?;
     let last = trained.history.last().context("no epoch ran")?;
-    let summary = serde_json::json!({
-        "variant": v.id(),
-        "name": v.paper_name(),
-        "examples": examples,
-        "parameters": parameters,
-        "epochs_run": trained.history.len(),
-        "best_epoch": trained.best_epoch,
-        "stopped_early": trained.stopped_early,
-        "resumed_after": trained.resumed_after,
-        "final_loss": last.loss,
-        "examples_per_second": trained.history.iter().map(|e| e.examples_per_second).sum::<f64>() / trained.history.len() as f64,
-        "history": trained.history,
-        "params": p.model,
-    });
-    std::fs::write(dir.join("train_report.json"), serde_json::to_vec_pretty(&summary)?)?;
+    let summary = TrainReport {
+        variant: v.id().to_string(),
+        name: v.paper_name().to_string(),
+        examples,
+        parameters,
+        epochs_run: trained.history.len(),
+        best_epoch: trained.best_epoch,
+        stopped_early: trained.stopped_early,
+        resumed_after: trained.resumed_after,
+        final_loss: last.loss,
+        examples_per_second: trained.history.iter().map(|e| e.examples_per_second).sum::<f64>()
+            / trained.history.len() as f64,
+        history: trained.history.clone(),
+        params: p.model.clone(),
+    };
+    std::fs::write(dir.join(TRAIN_REPORT), serde_json::to_vec_pretty(&summary)?)?;
     std::fs::remove_dir_all(partial).with_context(|| format!("removing {}", partial.display()))?;
-    Ok(summary)
+    Ok(serde_json::to_value(summary)?)
 }
 
 /// Evaluates a trained variant on the test sessions (metrics.json).

@@ -137,11 +137,8 @@ pub fn tune(
 
 /// The best validation HR@10 of a training and its epoch (1-based), from its report.
 fn best_validation(train_dir: &Path) -> Result<(f64, usize)> {
-    #[derive(serde::Deserialize)]
-    struct TrainReport {
-        history: Vec<segue_model::Epoch>,
-    }
-    let report: TrainReport = crate::report::load(&train_dir.join("train_report.json"))?;
+    let report: crate::model_stages::TrainReport =
+        crate::report::load(&train_dir.join(crate::model_stages::TRAIN_REPORT))?;
     report
         .history
         .iter()

@@ -65,8 +65,7 @@ pub fn run_lyrics(
     dir: &Path,
     log: &dyn Progress,
 ) -> Result<serde_json::Value> {
-    let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
-    let counts = segue_sessions::TrackCounts::read(&sessions_dir.join("tracks.parquet"))?;
+    let (vocab, counts) = crate::stages::catalogue(sessions_dir)?;
     let dim = p.lyrics.dim;
     let mut table = EmbeddingTable::zeros(vocab.len(), dim, vocab.hash());
     let Some(file) = p.content_file(&p.dataset.lyrics) else {
@@ -195,8 +194,7 @@ pub fn run_tags(
     dir: &Path,
     log: &dyn Progress,
 ) -> Result<serde_json::Value> {
-    let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
-    let counts = segue_sessions::TrackCounts::read(&sessions_dir.join("tracks.parquet"))?;
+    let (vocab, counts) = crate::stages::catalogue(sessions_dir)?;
     let Some(file) = p.content_file(&p.dataset.tags) else {
         let table = EmbeddingTable::zeros(vocab.len(), p.tags.dim, vocab.hash());
         let why = "the dataset has no tags (dataset.tags): every track is masked";

@@ -119,8 +119,8 @@ pub fn sessions<'a>(p: &Pipeline, c: &'a SplitCorpus) -> Result<Sessions<'a>> {
 
 impl Inputs {
     pub fn read(sessions_dir: &Path) -> Result<Inputs> {
-        let counts = TrackCounts::read(&sessions_dir.join("tracks.parquet"))?;
-        let file = sessions_dir.join("sessions.parquet");
+        let counts = TrackCounts::read(&sessions_dir.join(crate::files::TRACKS))?;
+        let file = sessions_dir.join(crate::files::SESSIONS);
         Ok(Inputs {
             tracks: counts.total.len(),
             train: segue_sessions::read_split(&file, Split::Train)?,

@@ -149,7 +149,7 @@ impl Recommender {
         };
         let sessions_dir = runner.dir("sessionize")?;
         let inputs = Inputs::read(&sessions_dir)?;
-        let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
+        let vocab = segue_sessions::read_vocab(&sessions_dir.join(crate::files::TRACKS))?;
         let net = network(&seeded, variant, &inputs, &dir_of)?;
         let model_file = runner.dir(&instance)?.join("model.safetensors");
         net.load(&model_file)?;

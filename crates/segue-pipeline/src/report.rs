@@ -281,7 +281,7 @@ pub struct TestSessions {
 impl TestSessions {
     pub fn read(sessions_dir: &Path) -> Result<TestSessions> {
         let test = segue_sessions::read_split(
-            &sessions_dir.join("sessions.parquet"),
+            &sessions_dir.join(crate::files::SESSIONS),
             segue_sessions::Split::Test,
         )?;
         let session_of = test

@@ -183,7 +183,7 @@ pub fn reproduce(p: &Pipeline, force: Option<&str>, log: &dyn Progress) -> Resul
     let report = format!("# segue report: {}\n\n{md}\n{timing}", p.pipeline.name);
     segue_core::fs::write_bytes_atomic(&report_dir.join("report.md"), report.as_bytes())?;
     let sessions = segue_sessions::read_splits(
-        &runner.dir("sessionize")?.join("sessions.parquet"),
+        &runner.dir("sessionize")?.join(crate::files::SESSIONS),
         &[Split::Train, Split::Valid, Split::Test],
     )?;
     let page = html_report::write(

@@ -468,6 +468,16 @@ impl<'a> Runner<'a> {
         Ok(manifest)
     }
 
+    /// Where a training stage keeps its epoch checkpoints until it finishes (resumed after an
+    /// interruption); `force` starts it over.
+    fn partial_dir(&self, stage: &str, key: &str, force: bool) -> PathBuf {
+        let partial = self.cache.stage_dir(stage, &format!("{key}.partial"));
+        if force {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+        partial
+    }
+
     /// Computes one stage instance into the cache (its recipe resolved, not fresh).
     fn build_instance(
         &self,
@@ -478,50 +488,19 @@ impl<'a> Runner<'a> {
         force: bool,
     ) -> Result<Manifest> {
         let log = self.log;
+        if stage == "ingest" {
+            return self.cache.build(recipe, |dir| run_ingest(self.pipeline, dir, log));
+        }
+        if let Some((upstream, run)) = from_one_folder(stage) {
+            let input = self.dir(upstream)?;
+            return self.cache.build(recipe, |dir| run(self.pipeline, &input, dir, log));
+        }
         match stage {
-            "ingest" => self.cache.build(recipe, |dir| run_ingest(self.pipeline, dir, log)),
-            "sessionize" => {
-                let ingest_dir = self.dir("ingest")?;
-                self.cache.build(recipe, |dir| run_sessionize(self.pipeline, &ingest_dir, dir, log))
-            }
-            "word2vec" => {
-                let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(recipe, |dir| run_word2vec(self.pipeline, &sessions_dir, dir, log))
-            }
-            "lsa" => {
-                let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(recipe, |dir| run_lsa(self.pipeline, &sessions_dir, dir, log))
-            }
-            "acoustic" => {
-                let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(recipe, |dir| run_acoustic(self.pipeline, &sessions_dir, dir, log))
-            }
-            "lyrics" => {
-                let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(recipe, |dir| {
-                    crate::content_stages::run_lyrics(self.pipeline, &sessions_dir, dir, log)
-                })
-            }
-            "tags" => {
-                let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(recipe, |dir| {
-                    crate::content_stages::run_tags(self.pipeline, &sessions_dir, dir, log)
-                })
-            }
-            "user-groups" => {
-                let sessions_dir = self.dir("sessionize")?;
-                self.cache.build(recipe, |dir| {
-                    crate::user_study::run_groups(self.pipeline, &sessions_dir, dir, log)
-                })
-            }
             "train-user-study" | "evaluate-user-study" => {
                 let dir_of = |s: &str| self.dir(&Self::upstream_instance(s, seed));
                 let seeded = self.pipeline.for_model_seed(seed);
                 if stage == "train-user-study" {
-                    let partial = self.cache.stage_dir(stage, &format!("{key}.partial"));
-                    if force {
-                        let _ = std::fs::remove_dir_all(&partial);
-                    }
+                    let partial = self.partial_dir(stage, key, force);
                     self.cache.build(recipe, |dir| {
                         crate::user_study::run_train(&seeded, &dir_of, dir, &partial, log)
                     })
@@ -548,10 +527,7 @@ impl<'a> Runner<'a> {
                 let seeded = self.pipeline.for_model_seed(seed);
                 match variant_of(other) {
                     Some((true, v)) => {
-                        let partial = self.cache.stage_dir(stage, &format!("{key}.partial"));
-                        if force {
-                            let _ = std::fs::remove_dir_all(&partial);
-                        }
+                        let partial = self.partial_dir(stage, key, force);
                         self.cache
                             .build(recipe, |dir| run_train(&seeded, v, &dir_of, dir, &partial, log))
                     }
@@ -684,6 +660,24 @@ pub fn reader_lines(choices: &[segue_sessions::ReaderChoice]) -> Vec<String> {
         .collect()
 }
 
+/// A stage computed from one upstream stage's folder alone (its name, then the stage's code).
+type FromOneFolder = fn(&Pipeline, &Path, &Path, &dyn Progress) -> Result<serde_json::Value>;
+
+/// The stages that read a single upstream folder, with that upstream stage.
+fn from_one_folder(stage: &str) -> Option<(&'static str, FromOneFolder)> {
+    let run: FromOneFolder = match stage {
+        "sessionize" => return Some(("ingest", run_sessionize)),
+        "word2vec" => run_word2vec,
+        "lsa" => run_lsa,
+        "acoustic" => run_acoustic,
+        "lyrics" => crate::content_stages::run_lyrics,
+        "tags" => crate::content_stages::run_tags,
+        "user-groups" => crate::user_study::run_groups,
+        _ => return None,
+    };
+    Some(("sessionize", run))
+}
+
 fn run_ingest(p: &Pipeline, dir: &Path, log: &dyn Progress) -> Result<serde_json::Value> {
     let mut out = ingest(&p.dataset.sources, p.base_dir(), &p.ingest, log)?;
     out.write(dir)?;
@@ -755,17 +749,35 @@ fn run_sessionize(
     }))
 }
 
+/// The vocabulary of a sessionize folder and the sessions the embeddings learn from
+/// (`embeddings.sessions`).
+fn embedding_corpus(
+    p: &Pipeline,
+    sessions_dir: &Path,
+) -> Result<(segue_core::Vocab, segue_sessions::SplitCorpus)> {
+    let vocab = segue_sessions::read_vocab(&sessions_dir.join(files::TRACKS))?;
+    let corpus = segue_sessions::read_splits(
+        &sessions_dir.join(files::SESSIONS),
+        p.embeddings.sessions.splits(),
+    )?;
+    Ok((vocab, corpus))
+}
+
+/// The vocabulary of a sessionize folder and each track's play counts per split.
+pub(crate) fn catalogue(
+    sessions_dir: &Path,
+) -> Result<(segue_core::Vocab, segue_sessions::TrackCounts)> {
+    let tracks = sessions_dir.join(files::TRACKS);
+    Ok((segue_sessions::read_vocab(&tracks)?, segue_sessions::TrackCounts::read(&tracks)?))
+}
+
 fn run_word2vec(
     p: &Pipeline,
     sessions_dir: &Path,
     dir: &Path,
     log: &dyn Progress,
 ) -> Result<serde_json::Value> {
-    let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
-    let corpus = segue_sessions::read_splits(
-        &sessions_dir.join("sessions.parquet"),
-        p.embeddings.sessions.splits(),
-    )?;
+    let (vocab, corpus) = embedding_corpus(p, sessions_dir)?;
     let model = segue_word2vec::train_with_progress(
         &segue_word2vec::Corpus::new(&corpus.flat, &corpus.offsets, vocab.len())?,
         &p.word2vec,
@@ -805,11 +817,7 @@ fn run_lsa(
     dir: &Path,
     log: &dyn Progress,
 ) -> Result<serde_json::Value> {
-    let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
-    let corpus = segue_sessions::read_splits(
-        &sessions_dir.join("sessions.parquet"),
-        p.embeddings.sessions.splits(),
-    )?;
+    let (vocab, corpus) = embedding_corpus(p, sessions_dir)?;
     // Training tracks come first in the vocabulary: the columns are ids 0..train_tracks (every
     // track of the corpus, with `embeddings.sessions = "all"`).
     let train_tracks = corpus.flat.iter().max().map_or(0, |&m| m as usize + 1);
@@ -912,8 +920,7 @@ fn run_acoustic(
     dir: &Path,
     log: &dyn Progress,
 ) -> Result<serde_json::Value> {
-    let vocab = segue_sessions::read_vocab(&sessions_dir.join("tracks.parquet"))?;
-    let counts = segue_sessions::TrackCounts::read(&sessions_dir.join("tracks.parquet"))?;
+    let (vocab, counts) = catalogue(sessions_dir)?;
     let latent = p.vae.latent;
     let mut table = segue_core::EmbeddingTable::zeros(vocab.len(), latent, vocab.hash());
     let Some(file) = p.content_file(&p.dataset.audio_features) else {

@@ -98,6 +98,8 @@ fn models_learn_the_planted_sessions_of_the_tiny_preset() {
             untrained.all.hit[0]
         );
         // Every prediction is counted once as seen or unseen in training.
-        assert_eq!(report.seen.count + report.unseen.count, report.all.count);
+        let count = |group| report.group(group).map_or(0, |m| m.count);
+        assert_eq!(count("seen") + count("unseen"), report.all.count);
+        assert_eq!(count("repeat") + count("new"), report.all.count);
     }
 }

@@ -5,8 +5,9 @@
 //! scores everything equal ranks every target last, never first). From ranks come
 //! HitRatio@k, MRR@k and NDCG@k (one relevant item: `1 / log2(rank + 1)` when `rank <= k`),
 //! averaged over all predictions (the paper's figure) and per user (each user's mean, then
-//! the mean over users), and broken down by whether the target was seen in training and
-//! whether it already occurred earlier in the session.
+//! the mean over users), and broken down by any named groups of predictions the caller
+//! chooses ([`Evaluator::with_groups`]; a recommender might use "seen in training" and
+//! "repeat in the session").
 //!
 //! Works on any score matrix: [`Evaluator::add_scores`] takes a row-major block of scores,
 //! [`evaluate`] pulls batches from a scoring function in parallel. Sums are accumulated in
@@ -15,14 +16,15 @@
 //! ```
 //! use segue_eval::{Evaluator, Query};
 //!
-//! let mut eval = Evaluator::new(&[1, 2], 4).unwrap();
-//! let q = |user, target| Query { user, target, seen_in_train: true, repeat: false };
-//! // Target 1 ties with item 2: rank 2. Target 0 is last: rank 4.
-//! eval.add_scores(&[q(0, 1), q(1, 0)], &[0.1, 0.5, 0.5, 0.2, 0.0, 0.3, 0.2, 0.1]).unwrap();
+//! let mut eval = Evaluator::with_groups(&[1, 2], 4, &["cold"]).unwrap();
+//! // Target 1 ties with item 2: rank 2. Target 0 is last: rank 4, and a "cold" item.
+//! let queries = [Query::new(0, 1), Query::new(1, 0).in_group(0)];
+//! eval.add_scores(&queries, &[0.1, 0.5, 0.5, 0.2, 0.0, 0.3, 0.2, 0.1]).unwrap();
 //! let r = eval.report();
 //! assert_eq!(r.all.hit, vec![0.0, 0.5]);
 //! assert_eq!(r.all.mrr, vec![0.0, 0.25]);
 //! assert_eq!((r.hit_at(2), r.mrr_at(2), r.ndcg_at(3)), (Some(0.5), Some(0.25), None));
+//! assert_eq!(r.group("cold").map(|m| (m.count, m.hit[1])), Some((1, 0.0)));
 //! ```
 #![deny(missing_docs)]
 
@@ -40,17 +42,40 @@ use serde::{Deserialize, Serialize};
 /// The cut-offs the paper reports.
 pub const PAPER_KS: [usize; 5] = [10, 20, 30, 40, 50];
 
+/// The most groups an evaluator breaks its predictions down by (one bit each in [`Query`]).
+pub const MAX_GROUPS: usize = 64;
+
 /// What is known about one prediction besides its scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Query {
-    /// The user the session belongs to.
+    /// The user the prediction belongs to (for the per-user means).
     pub user: u32,
     /// The item to be predicted.
     pub target: u32,
-    /// Whether the target occurs in the training data.
-    pub seen_in_train: bool,
-    /// Whether the target already occurred earlier in the same session.
-    pub repeat: bool,
+    /// The breakdown groups it belongs to: bit `i` set for the evaluator's group `i`
+    /// ([`Evaluator::with_groups`]); a prediction may be in any number of them, or none.
+    pub groups: u64,
+}
+
+impl Query {
+    /// A prediction of `target` for `user`, in no group.
+    pub fn new(user: u32, target: u32) -> Self {
+        Query { user, target, groups: 0 }
+    }
+
+    /// The same prediction, also in group `i` (an index into the evaluator's group names,
+    /// below [`MAX_GROUPS`]; larger indices are ignored).
+    pub fn in_group(mut self, i: usize) -> Self {
+        if i < MAX_GROUPS {
+            self.groups |= 1 << i;
+        }
+        self
+    }
+
+    /// Whether it is in group `i`.
+    pub fn is_in(&self, i: usize) -> bool {
+        i < MAX_GROUPS && self.groups & (1 << i) != 0
+    }
 }
 
 /// The 1-based rank of `target`: one plus the number of other items scoring at least as high.
@@ -149,16 +174,30 @@ pub struct Report {
     pub all: Metrics,
     /// Mean over users of each user's mean; `count` is the number of users.
     pub per_user: Metrics,
-    /// Targets seen in training.
-    pub seen: Metrics,
-    /// Targets never seen in training (cold items).
-    pub unseen: Metrics,
-    /// Targets that already occurred earlier in the session.
-    pub repeat: Metrics,
-    /// Targets new to the session.
-    pub new: Metrics,
     /// Each user's mean.
+    #[serde(deserialize_with = "users_from_text_keys")]
     pub users: BTreeMap<u32, Metrics>,
+    /// The mean over each named group's predictions (every group the evaluator was given, an
+    /// empty one with `count` 0). Serialized beside the fields above, one key per group.
+    #[serde(flatten)]
+    pub groups: BTreeMap<String, Metrics>,
+}
+
+/// Reads the per-user map back. Beside a flattened field, serde buffers the report and hands
+/// map keys over as text, which a `u32` key does not accept (serde-rs/serde#1183): read text
+/// keys and parse them.
+fn users_from_text_keys<'de, D>(d: D) -> std::result::Result<BTreeMap<u32, Metrics>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = BTreeMap::<String, Metrics>::deserialize(d)?;
+    text.into_iter()
+        .map(|(k, m)| {
+            k.parse::<u32>().map(|u| (u, m)).map_err(|_| {
+                serde::de::Error::custom(format!("user key \"{k}\" is not a user number"))
+            })
+        })
+        .collect()
 }
 
 impl Report {
@@ -175,6 +214,11 @@ impl Report {
     /// NDCG at cut-off `k`, over all predictions, if `k` was evaluated.
     pub fn ndcg_at(&self, k: usize) -> Option<f64> {
         self.at(&self.all, k).map(|m| m.ndcg)
+    }
+
+    /// The metrics of the predictions in group `name`, if the evaluator had such a group.
+    pub fn group(&self, name: &str) -> Option<&Metrics> {
+        self.groups.get(name)
     }
 
     /// The three metrics of `metrics` (one of this report's groups: `all`, `per_user`, `seen`,
@@ -202,16 +246,24 @@ pub struct Evaluator {
     ks: Vec<usize>,
     items: usize,
     all: Sums,
-    seen: Sums,
-    unseen: Sums,
-    repeat: Sums,
-    new: Sums,
+    names: Vec<String>,
+    groups: Vec<Sums>,
     users: BTreeMap<u32, Sums>,
 }
 
+/// Keys of a serialized [`Report`] that a group name would collide with.
+const REPORT_FIELDS: [&str; 5] = ["ks", "items", "all", "per_user", "users"];
+
 impl Evaluator {
-    /// An evaluator at cut-offs `ks` over a catalogue of `items`.
+    /// An evaluator at cut-offs `ks` over a catalogue of `items`, without breakdowns.
     pub fn new(ks: &[usize], items: usize) -> Result<Self> {
+        Self::with_groups(ks, items, &[])
+    }
+
+    /// An evaluator that also reports the predictions of each named group on their own:
+    /// `names[i]` is the group of the queries with bit `i` set ([`Query::in_group`]). Names
+    /// are distinct, at most [`MAX_GROUPS`], and none of the report's own fields.
+    pub fn with_groups(ks: &[usize], items: usize, names: &[&str]) -> Result<Self> {
         if ks.is_empty() || ks.contains(&0) {
             return Err(Error::Config(format!(
                 "cut-offs must be positive and at least one: {ks:?}"
@@ -220,15 +272,26 @@ impl Evaluator {
         if items == 0 {
             return Err(Error::Config("an evaluation needs at least one item".into()));
         }
+        if names.len() > MAX_GROUPS {
+            return Err(Error::Config(format!(
+                "{} groups: at most {MAX_GROUPS} can be told apart",
+                names.len()
+            )));
+        }
+        for (i, name) in names.iter().enumerate() {
+            if REPORT_FIELDS.contains(name) || names[..i].contains(name) {
+                return Err(Error::Config(format!(
+                    "group name \"{name}\" is repeated or one of the report's fields {REPORT_FIELDS:?}"
+                )));
+            }
+        }
         let n = ks.len();
         Ok(Evaluator {
             ks: ks.to_vec(),
             items,
             all: Sums::new(n),
-            seen: Sums::new(n),
-            unseen: Sums::new(n),
-            repeat: Sums::new(n),
-            new: Sums::new(n),
+            names: names.iter().map(|s| s.to_string()).collect(),
+            groups: vec![Sums::new(n); names.len()],
             users: BTreeMap::new(),
         })
     }
@@ -242,8 +305,11 @@ impl Evaluator {
         }
         let ks = &self.ks;
         self.all.add(ks, rank);
-        if q.seen_in_train { &mut self.seen } else { &mut self.unseen }.add(ks, rank);
-        if q.repeat { &mut self.repeat } else { &mut self.new }.add(ks, rank);
+        for (i, sums) in self.groups.iter_mut().enumerate() {
+            if q.is_in(i) {
+                sums.add(ks, rank);
+            }
+        }
         self.users.entry(q.user).or_insert_with(|| Sums::new(ks.len())).add(ks, rank);
         Ok(())
     }
@@ -282,11 +348,8 @@ impl Evaluator {
             items: self.items,
             all: self.all.mean(),
             per_user,
-            seen: self.seen.mean(),
-            unseen: self.unseen.mean(),
-            repeat: self.repeat.mean(),
-            new: self.new.mean(),
             users,
+            groups: self.names.iter().cloned().zip(self.groups.iter().map(Sums::mean)).collect(),
         }
     }
 }
@@ -320,32 +383,26 @@ fn ranks(
 
 /// Scores `queries` in batches of `batch` through `score` (given the index of the batch's first
 /// query and the batch, it returns a row-major `batch.len() x items` block), batches in
-/// parallel, and reports.
-pub fn evaluate<F>(
-    queries: &[Query],
-    items: usize,
-    ks: &[usize],
-    batch: usize,
-    score: F,
-) -> Result<Report>
+/// parallel, adds them to `eval` (which says the cut-offs, the catalogue and the groups) and
+/// reports.
+pub fn evaluate<F>(eval: Evaluator, queries: &[Query], batch: usize, score: F) -> Result<Report>
 where
     F: Fn(usize, &[Query]) -> Result<Vec<f32>> + Sync,
 {
-    Ok(evaluate_ranked(queries, items, ks, batch, score)?.0)
+    Ok(evaluate_ranked(eval, queries, batch, score)?.0)
 }
 
 /// [`evaluate`], also returning each query's rank (for paired tests between methods).
 pub fn evaluate_ranked<F>(
+    mut eval: Evaluator,
     queries: &[Query],
-    items: usize,
-    ks: &[usize],
     batch: usize,
     score: F,
 ) -> Result<(Report, Vec<usize>)>
 where
     F: Fn(usize, &[Query]) -> Result<Vec<f32>> + Sync,
 {
-    let mut eval = Evaluator::new(ks, items)?;
+    let items = eval.items;
     let batch = batch.max(1);
     // The error reported is the first failing batch in order, whatever the threads' timing:
     // batches after a known failure are skipped, and results are checked in batch order.

@@ -1,8 +1,19 @@
 use super::*;
 use proptest::prelude::*;
 
+/// Breakdowns as a recommender uses them: seen in training or not, repeated in the session or not.
+const GROUPS: [&str; 4] = ["seen", "unseen", "repeat", "new"];
+
 fn q(user: u32, target: u32, seen_in_train: bool, repeat: bool) -> Query {
-    Query { user, target, seen_in_train, repeat }
+    Query::new(user, target).in_group(if seen_in_train { 0 } else { 1 }).in_group(if repeat {
+        2
+    } else {
+        3
+    })
+}
+
+fn grouped(ks: &[usize], items: usize) -> Evaluator {
+    Evaluator::with_groups(ks, items, &GROUPS).unwrap()
 }
 
 #[test]
@@ -25,7 +36,7 @@ fn ties_count_against_the_model() {
 /// Three predictions worked by hand at k = 1, 2, 3 over 4 items.
 #[test]
 fn metrics_by_hand() {
-    let mut e = Evaluator::new(&[1, 2, 3], 4).unwrap();
+    let mut e = grouped(&[1, 2, 3], 4);
     e.add_rank(&q(7, 0, true, false), 1).unwrap();
     e.add_rank(&q(7, 1, true, true), 2).unwrap();
     e.add_rank(&q(9, 2, false, false), 4).unwrap();
@@ -41,10 +52,12 @@ fn metrics_by_hand() {
     assert!(close(&r.per_user.hit, &[0.25, 0.5, 0.5]));
     assert!(close(&r.users[&7].mrr, &[0.5, 0.75, 0.75]));
     // Breakdowns.
-    assert_eq!((r.seen.count, r.unseen.count, r.repeat.count, r.new.count), (2, 1, 1, 2));
-    assert!(close(&r.unseen.hit, &[0.0, 0.0, 0.0]));
-    assert!(close(&r.repeat.hit, &[0.0, 1.0, 1.0]));
-    assert!(close(&r.new.hit, &[0.5, 0.5, 0.5]));
+    let g = |name| r.group(name).unwrap();
+    assert_eq!(GROUPS.map(|name| g(name).count), [2, 1, 1, 2]);
+    assert!(close(&g("unseen").hit, &[0.0, 0.0, 0.0]));
+    assert!(close(&g("repeat").hit, &[0.0, 1.0, 1.0]));
+    assert!(close(&g("new").hit, &[0.5, 0.5, 0.5]));
+    assert_eq!(r.group("cold"), None);
     assert_eq!(r.hit_at(2), Some(2.0 / 3.0));
     assert_eq!(r.hit_at(5), None);
 }
@@ -85,16 +98,16 @@ fn batched_parallel_evaluation_equals_one_block() {
         (0..items).map(|j| ((j * 31 + qq.target * 17 + qq.user) % 23) as f32).collect()
     };
     let all: Vec<f32> = queries.iter().flat_map(score_row).collect();
-    let mut one = Evaluator::new(&PAPER_KS, items as usize).unwrap();
+    let mut one = grouped(&PAPER_KS, items as usize);
     one.add_scores(&queries, &all).unwrap();
-    let batched = evaluate(&queries, items as usize, &PAPER_KS, 8, |_, qs| {
+    let batched = evaluate(grouped(&PAPER_KS, items as usize), &queries, 8, |_, qs| {
         Ok(qs.iter().flat_map(score_row).collect())
     })
     .unwrap();
     assert_eq!(one.report(), batched);
     assert!(batched.all.hit[0] > 0.0 && batched.all.hit[0] < 1.0);
     // A scoring error names its batch.
-    let err = evaluate(&queries, items as usize, &PAPER_KS, 8, |_, qs| {
+    let err = evaluate(grouped(&PAPER_KS, items as usize), &queries, 8, |_, qs| {
         Ok(qs.iter().flat_map(|_| vec![0.0; 3]).collect())
     })
     .unwrap_err()
@@ -102,7 +115,7 @@ fn batched_parallel_evaluation_equals_one_block() {
     assert!(err.starts_with("scores of batch 0 (8 queries over 50 items): expected 400"), "{err}");
     // Several failing batches: the first in order is named, however the threads ran.
     for _ in 0..20 {
-        let err = evaluate(&queries, items as usize, &PAPER_KS, 8, |start, qs| {
+        let err = evaluate(grouped(&PAPER_KS, items as usize), &queries, 8, |start, qs| {
             let n = if start >= 24 { 1 } else { items as usize };
             Ok(qs.iter().flat_map(|_| vec![0.0; n]).collect())
         })
@@ -129,11 +142,31 @@ fn ranks_outside_the_catalogue_are_errors() {
 
 #[test]
 fn report_serialises() {
-    let mut e = Evaluator::new(&PAPER_KS, 100).unwrap();
+    let mut e = grouped(&PAPER_KS, 100);
     e.add_rank(&q(1, 3, true, false), 12).unwrap();
+    e.add_rank(&q(70_000, 5, false, true), 2).unwrap();
     let json = serde_json::to_string(&e.report()).unwrap();
     let back: Report = serde_json::from_str(&json).unwrap();
     assert_eq!(back, e.report());
+    // Each group is a key of its own beside the report's fields (the metrics.json format).
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["unseen"]["count"], 1);
+    assert_eq!(value["users"]["70000"]["count"], 1);
+}
+
+#[test]
+fn group_names_are_checked() {
+    assert!(Evaluator::with_groups(&[10], 5, &["a", "a"]).is_err());
+    assert!(Evaluator::with_groups(&[10], 5, &["users"]).is_err());
+    let many: Vec<String> = (0..=MAX_GROUPS).map(|i| format!("g{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert!(Evaluator::with_groups(&[10], 5, &many).is_err());
+    assert!(Evaluator::with_groups(&[10], 5, &many[..MAX_GROUPS]).is_ok());
+    // A query outside every group counts in the means only.
+    let mut e = Evaluator::with_groups(&[1], 2, &["a"]).unwrap();
+    e.add_rank(&Query::new(0, 1), 1).unwrap();
+    let r = e.report();
+    assert_eq!((r.all.count, r.group("a").unwrap().count), (1, 0));
 }
 
 proptest! {
@@ -168,7 +201,7 @@ proptest! {
         items in 1usize..60,
         ranks in prop::collection::vec(0usize..80, 1..40),
     ) {
-        let mut e = Evaluator::new(&PAPER_KS, items).unwrap();
+        let mut e = grouped(&PAPER_KS, items);
         let mut accepted = 0u64;
         for (i, &r) in ranks.iter().enumerate() {
             let result = e.add_rank(&q(i as u32 % 4, 0, i % 2 == 0, i % 3 == 0), r);
@@ -182,7 +215,7 @@ proptest! {
         }
         let rep = e.report();
         prop_assert_eq!(rep.all.count, accepted);
-        for m in [&rep.all, &rep.per_user, &rep.seen, &rep.unseen, &rep.repeat, &rep.new] {
+        for m in [&rep.all, &rep.per_user].into_iter().chain(rep.groups.values()) {
             for v in m.hit.iter().chain(&m.mrr).chain(&m.ndcg) {
                 prop_assert!(v.is_finite() && (0.0..=1.0).contains(v));
             }

@@ -47,8 +47,8 @@ pub use fusion::{Fusion, FusionConfig, FusionInit, NamedGradients};
 pub use gru4rec::{Gru4Rec, Gru4RecConfig};
 pub use sasrec::{SasRec, SasRecConfig, SasRecParams, SasRecScratch};
 pub use train::{
-    Epoch, Network, TrainOptions, Trained, checkpoint_epochs, evaluate, evaluate_ranked,
-    evaluate_scorer, train,
+    BREAKDOWNS, Epoch, Network, TrainOptions, Trained, checkpoint_epochs, evaluate,
+    evaluate_ranked, evaluate_scorer, train,
 };
 
 use candle_core::{Device, Tensor};

@@ -547,6 +547,11 @@ pub fn evaluate_ranked(
     })
 }
 
+/// The groups every evaluation here breaks its predictions down by, in [`Report::groups`]:
+/// targets seen in training or never seen there (cold tracks), and targets that already occurred
+/// earlier in the session (repeats) or are new to it.
+pub const BREAKDOWNS: [&str; 4] = ["seen", "unseen", "repeat", "new"];
+
 /// Full-ranking evaluation of any scorer over every example of `sessions`, as [`evaluate`]:
 /// `score` gets a batch of inputs (the previous `max_len` tracks of each example, targets set)
 /// and returns a row-major `batch x items` block. Returns the report and every prediction's
@@ -569,15 +574,14 @@ where
         .map(|e| {
             let target = sessions.target(e);
             let before = &sessions.flat[e.start..e.start + e.t as usize];
-            Query {
-                user: e.user,
-                target,
-                seen_in_train: seen_in_train.get(target as usize).copied().unwrap_or(true),
-                repeat: before.contains(&target),
-            }
+            let seen = seen_in_train.get(target as usize).copied().unwrap_or(true);
+            Query::new(e.user, target)
+                .in_group(if seen { 0 } else { 1 })
+                .in_group(if before.contains(&target) { 2 } else { 3 })
         })
         .collect();
-    segue_eval::evaluate_ranked(&queries, items, ks, batch, |start, qs| {
+    let eval = segue_eval::Evaluator::with_groups(ks, items, &BREAKDOWNS)?;
+    segue_eval::evaluate_ranked(eval, &queries, batch, |start, qs| {
         score(&sessions.batch(&examples[start..start + qs.len()], max_len))
     })
 }

@@ -347,19 +347,22 @@ fn per_user(results: &BTreeMap<Method, Outcome>, user_names: &[String]) -> Resul
 /// HR@10 on targets seen / unseen in training and repeated / new in their session.
 fn breakdown(results: &BTreeMap<Method, Outcome>) -> Result<Figure> {
     let methods = ran(results);
-    type Pick = fn(&segue_eval::Report) -> f64;
-    let parts: [(&str, Pick); 4] = [
-        ("seen in training", |r| r.seen.hit[0]),
-        ("never seen in training", |r| r.unseen.hit[0]),
-        ("repeat in the session", |r| r.repeat.hit[0]),
-        ("new to the session", |r| r.new.hit[0]),
+    // The labels of segue_model::BREAKDOWNS, in its order.
+    let labels = [
+        "seen in training",
+        "never seen in training",
+        "repeat in the session",
+        "new to the session",
     ];
-    let series = parts
+    let series = segue_model::BREAKDOWNS
         .iter()
-        .map(|(label, pick)| {
+        .zip(labels)
+        .map(|(group, label)| {
             let values = methods
                 .iter()
                 .map(|(_, runs)| {
+                    // A report without the group (none of its predictions) has no hit there.
+                    let pick = |r: &segue_eval::Report| r.group(group).map_or(0.0, |m| m.hit[0]);
                     let iv = over_seeds(runs, pick);
                     (iv.mean, iv.half_width)
                 })
@@ -591,15 +594,14 @@ mod tests {
 
     /// A run whose predictions hit at rank `rank` for user 0 and miss for user 1.
     fn run(seed: u64, rank: usize) -> Run {
-        let mut e = segue_eval::Evaluator::new(&segue_eval::PAPER_KS, 100).unwrap();
+        let groups = segue_model::BREAKDOWNS;
+        let mut e =
+            segue_eval::Evaluator::with_groups(&segue_eval::PAPER_KS, 100, &groups).unwrap();
         let mut ranks = Vec::new();
         for i in 0..20u32 {
-            let q = segue_eval::Query {
-                user: i % 2,
-                target: i,
-                seen_in_train: i % 3 != 0,
-                repeat: i % 4 == 0,
-            };
+            let q = segue_eval::Query::new(i % 2, i)
+                .in_group(if i % 3 != 0 { 0 } else { 1 })
+                .in_group(if i % 4 == 0 { 2 } else { 3 });
             let r = if i % 2 == 0 { rank } else { 60 };
             e.add_rank(&q, r).unwrap();
             ranks.push(r);

@@ -50,17 +50,24 @@ impl EmbeddingTable {
     pub fn set_row(&mut self, id: TrackId, values: &[f32]) -> Result<()> {
         let i = id.index();
         if i >= self.rows {
-            return Err(Error::Other(format!("track {id} outside a table of {} rows", self.rows)));
+            return Err(Error::OutOfRange {
+                what: "an embedding table's rows".into(),
+                index: i,
+                len: self.rows,
+            });
         }
         if values.len() != self.dim {
-            return Err(Error::Other(format!(
-                "row of width {} in a table of width {}",
-                values.len(),
-                self.dim
-            )));
+            return Err(Error::ShapeMismatch {
+                what: format!("the row of track {id}"),
+                expected: self.dim,
+                found: values.len(),
+            });
         }
         if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Other(format!("track {id}: value {bad} is {}", values[bad])));
+            return Err(Error::NonFinite {
+                what: format!("value {bad} of the row of track {id}"),
+                value: f64::from(values[bad]),
+            });
         }
         self.data[i * self.dim..(i + 1) * self.dim].copy_from_slice(values);
         self.mask[i] = 1;

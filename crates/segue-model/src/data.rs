@@ -33,13 +33,13 @@ impl<'a> Sessions<'a> {
     /// Checks the boundaries and the users against the track ids.
     pub fn new(flat: &'a [u32], offsets: &'a [usize], users: &'a [u32]) -> Result<Self> {
         if offsets.first() != Some(&0) || offsets.last() != Some(&flat.len()) {
-            return Err(Error::Other(format!(
+            return Err(Error::InvalidArgument(format!(
                 "session offsets must run from 0 to {} (the number of tracks)",
                 flat.len()
             )));
         }
         if offsets.windows(2).any(|w| w[0] > w[1]) {
-            return Err(Error::Other("session offsets must not decrease".into()));
+            return Err(Error::InvalidArgument("session offsets must not decrease".into()));
         }
         if users.len() + 1 != offsets.len() {
             return Err(Error::ShapeMismatch {

@@ -380,7 +380,9 @@ impl Fusion {
         rng: &mut ChaCha8Rng,
         adam: &mut crate::Adam,
     ) -> Result<f32> {
-        let mut scratch = self.scratch.lock().map_err(|_| Error::Other("poisoned".into()))?;
+        let mut scratch = self.scratch.lock().map_err(|_| {
+            Error::backend("std", "the training scratch", "a thread panicked holding it")
+        })?;
         // Begun first: the output weights may be updated inside the backward pass. (A
         // non-finite loss leaves the parameters alone and stops training.)
         adam.begin_step();

@@ -58,7 +58,7 @@ use segue_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 pub(crate) fn err(e: candle_core::Error) -> Error {
-    Error::Other(format!("candle: {e}"))
+    Error::backend("candle", "", e)
 }
 
 /// Settings of the models and their training; the defaults are DESIGN.md's.

@@ -98,11 +98,12 @@ fn save_tensors(path: &Path, tensors: impl Iterator<Item = (String, Tensor)>) ->
         .map(|(n, shape, bytes)| {
             TensorView::new(Dtype::F32, shape.clone(), bytes)
                 .map(|v| (n.as_str(), v))
-                .map_err(|e| Error::Other(format!("tensor {n}: {e}")))
+                .map_err(|e| Error::backend("safetensors", &format!("tensor {n}"), e))
         })
         .collect::<Result<Vec<_>>>()?;
-    let out = safetensors::serialize(views, None)
-        .map_err(|e| Error::Other(format!("serialising {}: {e}", path.display())))?;
+    let out = safetensors::serialize(views, None).map_err(|e| {
+        Error::backend("safetensors", &format!("serialising {}", path.display()), e)
+    })?;
     segue_core::fs::write_bytes_atomic(path, &out)
 }
 
@@ -228,7 +229,7 @@ pub fn train(
     let mut adam = Adam::new(vars.clone(), AdamConfig { lr, ..AdamConfig::default() });
     let examples = train.examples();
     if examples.is_empty() {
-        return Err(Error::Other("no training examples (no training session has 2 tracks)".into()));
+        return Err(Error::no_data("no training examples (no training session has 2 tracks)"));
     }
     let valid = valid.filter(|v| !v.examples().is_empty());
     let sampler = Sampler::from_counts(&opts.train_counts, 0.75)?;
@@ -259,7 +260,10 @@ pub fn train(
         // The log holds the epochs the weights have seen: rewrite it from the history.
         let mut text = String::new();
         for e in &state.history {
-            text.push_str(&serde_json::to_string(e).map_err(|e| Error::Other(e.to_string()))?);
+            text.push_str(
+                &serde_json::to_string(e)
+                    .map_err(|e| Error::backend("serde_json", "train.jsonl", e))?,
+            );
             text.push('\n');
         }
         segue_core::fs::write_bytes_atomic(&dir.join("train.jsonl"), text.as_bytes())?;
@@ -436,14 +440,16 @@ impl Checkpoint {
         };
         segue_core::fs::write_bytes_atomic(
             &self.meta,
-            &serde_json::to_vec_pretty(&m).map_err(|e| Error::Other(e.to_string()))?,
+            &serde_json::to_vec_pretty(&m)
+                .map_err(|e| Error::backend("serde_json", "the checkpoint's metadata", e))?,
         )
     }
 }
 
 /// Appends one epoch's record to `train.jsonl`.
 fn append_epoch_log(dir: &Path, record: &Epoch) -> Result<()> {
-    let mut line = serde_json::to_string(record).map_err(|e| Error::Other(e.to_string()))?;
+    let mut line = serde_json::to_string(record)
+        .map_err(|e| Error::backend("serde_json", "train.jsonl", e))?;
     line.push('\n');
     let log = dir.join("train.jsonl");
     std::fs::OpenOptions::new()

@@ -88,7 +88,7 @@ impl Pca {
         let centred = Mat::<f64>::from_fn(n, dim, |r, c| f64::from(data[r * dim + c]) - mean[c]);
         let svd = centred
             .thin_svd()
-            .map_err(|e| Error::Other(format!("the SVD of the centred data failed: {e:?}")))?;
+            .map_err(|e| Error::backend("faer", "the SVD of the centred data", format!("{e:?}")))?;
         let s: Vec<f64> = (0..n.min(dim)).map(|i| svd.S()[i]).collect();
         let v = svd.V();
         let mut axes = vec![0f64; components * dim];

@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use segue_baselines::Rule;
 use segue_model::Variant;
 
-use crate::stages::IngestReport;
+use segue_sessions::{SessionStats, SplitRule, UserStats};
+
+use crate::stages::{IngestReport, files};
 
 /// Reads a JSON file of the cache (a stage's report, metrics) into `T`; the error names the
 /// file.
@@ -20,7 +22,8 @@ pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn thousands(n: u64) -> String {
+/// An unsigned count with thousands separators.
+fn thousands(n: impl std::fmt::Display) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -39,10 +42,8 @@ pub fn table1(
     sessions_dir: &Path,
     out_dir: &Path,
 ) -> Result<String> {
-    let stats: serde_json::Value = load(&sessions_dir.join("stats.json"))?;
-    let ingest: IngestReport = load(&ingest_dir.join("ingest_report.json"))?;
-    let g = |k: &str| stats[k].as_u64().unwrap_or(0);
-    let mean = stats["mean_session_length"].as_f64().unwrap_or(0.0);
+    let stats: SessionStats = load(&sessions_dir.join(files::SESSION_STATS))?;
+    let ingest: IngestReport = load(&ingest_dir.join(files::INGEST_REPORT))?;
     let mut md = String::new();
     writeln!(md, "## Table I: dataset statistics ({pipeline_name})\n")?;
     writeln!(md, "| users | sessions | unique songs | listening events | mean session length |")?;
@@ -50,152 +51,144 @@ pub fn table1(
     writeln!(
         md,
         "| {} | {} | {} | {} | {:.2} |\n",
-        thousands(g("users")),
-        thousands(g("sessions")),
-        thousands(g("unique_songs")),
-        thousands(g("events")),
-        mean
+        thousands(stats.users),
+        thousands(stats.sessions),
+        thousands(stats.unique_songs),
+        thousands(stats.events),
+        stats.mean_session_length
     )?;
-    let o = &stats["options"];
-    let split = if o["split"].as_str() == Some("random-sessions") {
-        format!(
+    writeln!(md, "{}\n", protocol_sentence(&stats))?;
+    table1_counts(&mut md, &stats, &ingest)?;
+    let csv_users = table1_users(&mut md, &stats.per_user)?;
+    std::fs::create_dir_all(out_dir)?;
+    let csv = format!(
+        "users,sessions,unique_songs,events,mean_session_length\n{},{},{},{},{:.4}\n",
+        stats.users, stats.sessions, stats.unique_songs, stats.events, stats.mean_session_length
+    );
+    segue_core::fs::write_bytes_atomic(&out_dir.join("table1.md"), md.as_bytes())?;
+    segue_core::fs::write_bytes_atomic(&out_dir.join("table1.csv"), csv.as_bytes())?;
+    segue_core::fs::write_bytes_atomic(&out_dir.join("table1_users.csv"), csv_users.as_bytes())?;
+    Ok(md)
+}
+
+/// How sessions were cut and split, in one sentence.
+fn protocol_sentence(stats: &SessionStats) -> String {
+    let o = &stats.options;
+    let split = match o.split {
+        SplitRule::RandomSessions => format!(
             "every user's sessions pooled and drawn at random (seed {}, the authors' code: a leak), floor({} n) of them train",
-            o["split_seed"].as_u64().unwrap_or(42),
-            o["train_share"]
+            o.split_seed, o.train_share
+        ),
+        SplitRule::PerUserChronological => {
+            format!("per user the first floor({} n) sessions train", o.train_share)
+        }
+    };
+    let chunks = if o.chunk_len > 0 {
+        format!(
+            "; after the split each session is cut into pieces of {} plays, each a session ({} events in shorter remainders dropped)",
+            o.chunk_len,
+            thousands(stats.events_in_chunk_remainders)
         )
     } else {
-        format!("per user the first floor({} n) sessions train", o["train_share"])
+        String::new()
     };
-    let chunks = match o["chunk_len"].as_u64() {
-        Some(n) if n > 0 => format!(
-            "; after the split each session is cut into pieces of {n} plays, each a session ({} events in shorter remainders dropped)",
-            thousands(stats["events_in_chunk_remainders"].as_u64().unwrap_or(0))
-        ),
-        _ => String::new(),
+    let first = if o.min_input_len > 1 {
+        format!(
+            "; only targets with at least {} plays before them in their session are predicted, in training and test alike",
+            o.min_input_len
+        )
+    } else {
+        String::new()
     };
-    let first = match o["min_input_len"].as_u64() {
-        Some(n) if n > 1 => format!(
-            "; only targets with at least {n} plays before them in their session are predicted, in training and test alike"
-        ),
-        _ => String::new(),
-    };
-    writeln!(
-        md,
-        "Sessions: a gap of {} s or more starts a new one; sessions shorter than {} events are dropped; {split}, a {} share of those is held out for validation{chunks}{first}.\n",
-        o["gap_seconds"], o["min_session_len"], o["validation_share"]
-    )?;
+    format!(
+        "Sessions: a gap of {} s or more starts a new one; sessions shorter than {} events are dropped; {split}, a {} share of those is held out for validation{chunks}{first}.",
+        o.gap_seconds, o.min_session_len, o.validation_share
+    )
+}
+
+/// The counts behind Table I: what ingest dropped, what the catalogue limits and the length
+/// filter removed, the split.
+fn table1_counts(md: &mut String, stats: &SessionStats, ingest: &IngestReport) -> Result<()> {
     writeln!(md, "| what | count |\n|---|---:|")?;
     writeln!(md, "| records read | {} |", thousands(ingest.records))?;
     if let Some(reasons) = ingest.skipped["reasons"].as_object() {
         for (reason, c) in reasons {
-            writeln!(
-                md,
-                "| records dropped: {} | {} |",
-                reason.replace('_', " "),
-                thousands(c["count"].as_u64().unwrap_or(0))
-            )?;
+            let count = c["count"].as_u64().with_context(|| {
+                format!("{}: skipped.reasons.{reason} has no count", files::INGEST_REPORT)
+            })?;
+            let reason = reason.replace('_', " ");
+            writeln!(md, "| records dropped: {reason} | {} |", thousands(count))?;
         }
     }
     writeln!(md, "| events after ingest | {} |", thousands(ingest.events))?;
-    if !stats["catalogue_limits"].is_null() {
-        let limits: segue_sessions::CatalogueLimits =
-            serde_json::from_value(stats["catalogue_limits"].clone())
-                .context("reading the catalogue limits of stats.json")?;
-        let o = &stats["options"];
+    if let Some(limits) = &stats.catalogue_limits {
+        let o = &stats.options;
+        let max = if o.max_tracks > 0 { thousands(o.max_tracks) } else { "-".into() };
         writeln!(
             md,
-            "| tracks removed: under {} training plays / beyond the {} most played (of {}) | {} / {} |",
-            o["min_track_plays"].as_u64().unwrap_or(0).max(1),
-            o["max_tracks"].as_u64().map_or("-".into(), thousands),
-            thousands(limits.tracks_before as u64),
-            thousands(limits.tracks_rare as u64),
-            thousands(limits.tracks_beyond_max as u64)
+            "| tracks removed: under {} training plays / beyond the {max} most played (of {}) | {} / {} |",
+            o.min_track_plays.max(1),
+            thousands(limits.tracks_before),
+            thousands(limits.tracks_rare),
+            thousands(limits.tracks_beyond_max)
         )?;
-        writeln!(
-            md,
-            "| events of removed tracks (every split) | {} |",
-            thousands(limits.events_removed as u64)
-        )?;
+        let removed = thousands(limits.events_removed);
+        writeln!(md, "| events of removed tracks (every split) | {removed} |")?;
         if limits.tracks_now_under_min > 0 {
             writeln!(
                 md,
                 "| kept tracks the sessions cut again leave under that many training plays | {} |",
-                thousands(limits.tracks_now_under_min as u64)
+                thousands(limits.tracks_now_under_min)
             )?;
         }
     }
-    writeln!(
-        md,
-        "| sessions before the length filter | {} |",
-        thousands(g("sessions_before_filter"))
-    )?;
-    writeln!(md, "| sessions dropped (too short) | {} |", thousands(g("sessions_dropped_short")))?;
-    writeln!(
-        md,
-        "| events in dropped sessions | {} |",
-        thousands(g("events_in_dropped_sessions"))
-    )?;
-    for what in ["sessions", "events"] {
-        let [tr, va, te] = ["train", "valid", "test"].map(|p| thousands(g(&format!("{p}_{what}"))));
+    let before = thousands(stats.sessions_before_filter);
+    writeln!(md, "| sessions before the length filter | {before} |")?;
+    writeln!(md, "| sessions dropped (too short) | {} |", thousands(stats.sessions_dropped_short))?;
+    let dropped = thousands(stats.events_in_dropped_sessions);
+    writeln!(md, "| events in dropped sessions | {dropped} |")?;
+    let sessions = [stats.train_sessions, stats.valid_sessions, stats.test_sessions];
+    let events = [stats.train_events, stats.valid_events, stats.test_events];
+    for (what, [tr, va, te]) in [("sessions", sessions), ("events", events)] {
+        let [tr, va, te] = [tr, va, te].map(thousands);
         writeln!(md, "| train / valid / test {what} | {tr} / {va} / {te} |")?;
     }
     writeln!(
         md,
         "| tracks seen in training / only outside it | {} / {} |",
-        thousands(g("train_tracks")),
-        thousands(g("unseen_tracks"))
+        thousands(stats.train_tracks),
+        thousands(stats.unseen_tracks)
     )?;
-    writeln!(
-        md,
-        "| share of repeats within sessions | {:.1}% |\n",
-        100.0 * stats["repeat_share"].as_f64().unwrap_or(0.0)
-    )?;
-    let per_user = stats["per_user"].as_array().cloned().unwrap_or_default();
-    let mut csv_users = String::from(
+    writeln!(md, "| share of repeats within sessions | {:.1}% |\n", 100.0 * stats.repeat_share)?;
+    Ok(())
+}
+
+/// The per-user table (in the markdown up to 20 users) and its CSV.
+fn table1_users(md: &mut String, per_user: &[UserStats]) -> Result<String> {
+    let mut csv = String::from(
         "user,sessions,train_sessions,valid_sessions,test_sessions,events,unique_tracks,repeat_share\n",
     );
-    const COUNTS: [&str; 6] = [
-        "sessions",
-        "train_sessions",
-        "valid_sessions",
-        "test_sessions",
-        "events",
-        "unique_tracks",
-    ];
-    let counts = |u: &serde_json::Value, sep: &str| {
-        COUNTS.map(|k| u[k].as_u64().unwrap_or(0).to_string()).join(sep)
+    let counts = |u: &UserStats, sep: &str| {
+        [u.sessions, u.train_sessions, u.valid_sessions, u.test_sessions, u.events, u.unique_tracks]
+            .map(|n| n.to_string())
+            .join(sep)
     };
-    for u in &per_user {
-        let (name, repeats) =
-            (u["user"].as_str().unwrap_or(""), u["repeat_share"].as_f64().unwrap_or(0.0));
-        writeln!(csv_users, "{},{},{repeats:.4}", csv_field(name), counts(u, ","))?;
+    for u in per_user {
+        writeln!(csv, "{},{},{:.4}", csv_field(&u.user), counts(u, ","), u.repeat_share)?;
     }
     if per_user.len() <= 20 {
         writeln!(
             md,
             "| user | sessions | train | valid | test | events | unique tracks | repeats |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         )?;
-        for u in &per_user {
-            let (name, repeats) =
-                (u["user"].as_str().unwrap_or(""), u["repeat_share"].as_f64().unwrap_or(0.0));
-            writeln!(md, "| {name} | {} | {:.1}% |", counts(u, " | "), 100.0 * repeats)?;
+        for u in per_user {
+            let repeats = 100.0 * u.repeat_share;
+            writeln!(md, "| {} | {} | {repeats:.1}% |", u.user, counts(u, " | "))?;
         }
     } else {
         writeln!(md, "Per-user counts for {} users: table1_users.csv.", per_user.len())?;
     }
-    std::fs::create_dir_all(out_dir)?;
-    let csv = format!(
-        "users,sessions,unique_songs,events,mean_session_length\n{},{},{},{},{:.4}\n",
-        g("users"),
-        g("sessions"),
-        g("unique_songs"),
-        g("events"),
-        mean
-    );
-    segue_core::fs::write_bytes_atomic(&out_dir.join("table1.md"), md.as_bytes())?;
-    segue_core::fs::write_bytes_atomic(&out_dir.join("table1.csv"), csv.as_bytes())?;
-    segue_core::fs::write_bytes_atomic(&out_dir.join("table1_users.csv"), csv_users.as_bytes())?;
-    Ok(md)
+    Ok(csv)
 }
 
 fn csv_field(s: &str) -> String {

@@ -557,6 +557,8 @@ pub mod files {
     pub const SESSIONS: &str = "sessions.parquet";
     /// sessionize: the vocabulary (training tracks first) with play counts per split.
     pub const TRACKS: &str = "tracks.parquet";
+    /// sessionize: Table I and what lies behind it ([`segue_sessions::SessionStats`]).
+    pub const SESSION_STATS: &str = segue_sessions::Sessionized::STATS;
     /// word2vec: one row per vocabulary track (zero where it has no vector).
     pub const WORD2VEC_TABLE: &str = "w2v.safetensors";
     /// word2vec: the vectors in word2vec's binary format (gensim reads it).

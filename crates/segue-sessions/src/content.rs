@@ -187,7 +187,7 @@ fn column(df: &DataFrame, name: &str, file: &Path) -> Result<StringChunked> {
     let col = col
         .cast(&DataType::String)
         .map_err(|e| Error::input(file, Position::File, format!("column `{name}`: {e}")))?;
-    Ok(col.str().map_err(|e| Error::Other(e.to_string()))?.rechunk().into_owned())
+    Ok(col.str().map_err(crate::ingest::pl_err)?.rechunk().into_owned())
 }
 
 /// A track left without features, for the end-of-stage report.

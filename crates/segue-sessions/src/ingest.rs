@@ -592,7 +592,7 @@ pub fn ingest(
 
 /// A polars error as a segue error.
 pub(crate) fn pl_err(e: PolarsError) -> Error {
-    Error::Other(format!("polars: {e}"))
+    Error::backend("polars", "", e)
 }
 
 impl Ingested {

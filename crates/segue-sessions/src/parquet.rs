@@ -64,8 +64,7 @@ pub fn str_column(df: &DataFrame, name: &str) -> Result<Vec<String>> {
     c.iter()
         .enumerate()
         .map(|(i, v)| {
-            v.map(str::to_owned)
-                .ok_or_else(|| Error::Other(format!("column `{name}` is null at row {i}")))
+            v.map(str::to_owned).ok_or_else(|| Error::NullValue { column: name.to_owned(), row: i })
         })
         .collect()
 }

@@ -180,7 +180,7 @@ impl Split {
 }
 
 /// Statistics of one user.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UserStats {
     /// User id.
     pub user: String,
@@ -200,8 +200,8 @@ pub struct UserStats {
     pub repeat_share: f64,
 }
 
-/// The paper's Table I and what lies behind it.
-#[derive(Debug, Clone, serde::Serialize)]
+/// The paper's Table I and what lies behind it (`stats.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SessionStats {
     /// Users with at least one kept session.
     pub users: usize,
@@ -505,7 +505,7 @@ fn session_starts(user: &[&str], ts: &[i64], gap_seconds: i64) -> Result<Vec<usi
     for i in 0..n {
         let new = i == 0 || user[i] != user[i - 1] || ts[i] - ts[i - 1] >= gap_seconds;
         if i > 0 && (user[i] < user[i - 1] || (user[i] == user[i - 1] && ts[i] < ts[i - 1])) {
-            return Err(Error::Other(format!(
+            return Err(Error::InvalidArgument(format!(
                 "events are not sorted by (user, time) at row {i}; they must come from ingest"
             )));
         }
@@ -542,9 +542,11 @@ fn vocabulary(
         for &k in &key[a..b] {
             let k = k as usize;
             if k >= n_keys {
-                return Err(Error::Other(format!(
-                    "track_key {k} is not in the keys table ({n_keys} keys)"
-                )));
+                return Err(Error::OutOfRange {
+                    what: "the keys table (track_key)".into(),
+                    index: k,
+                    len: n_keys,
+                });
             }
             total_count[k] += 1;
             if split[s] == Split::Train {
@@ -751,13 +753,16 @@ impl Sessionized {
         )))
     }
 
+    /// The file name of [`SessionStats`] in the folder [`Sessionized::write`] fills.
+    pub const STATS: &str = "stats.json";
+
     /// Writes `sessions.parquet`, `tracks.parquet` and `stats.json` into `dir`, atomically each.
     pub fn write(&mut self, dir: &std::path::Path) -> Result<()> {
         parquet::write(&dir.join("sessions.parquet"), &mut self.sessions)?;
         parquet::write(&dir.join("tracks.parquet"), &mut self.tracks)?;
-        let json =
-            serde_json::to_vec_pretty(&self.stats).map_err(|e| Error::Other(e.to_string()))?;
-        segue_core::fs::write_bytes_atomic(&dir.join("stats.json"), &json)
+        let json = serde_json::to_vec_pretty(&self.stats)
+            .map_err(|e| Error::backend("serde_json", "the sessionize stats", e))?;
+        segue_core::fs::write_bytes_atomic(&dir.join(Self::STATS), &json)
     }
 }
 

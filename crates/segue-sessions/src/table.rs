@@ -191,13 +191,13 @@ pub(crate) fn string_column(
                     format!("{key} = {i}, but the table has {} columns", df.width()),
                 )
             })?;
-            df.column(name.as_str()).map_err(|e| Error::Other(e.to_string()))?
+            df.column(name.as_str()).map_err(crate::ingest::pl_err)?
         }
     };
     let col = col
         .cast(&DataType::String)
         .map_err(|e| Error::input(file, Position::File, format!("{key} column: {e}")))?;
-    Ok(col.str().map_err(|e| Error::Other(e.to_string()))?.rechunk().into_owned())
+    Ok(col.str().map_err(crate::ingest::pl_err)?.rechunk().into_owned())
 }
 
 /// Reads one table file through a column mapping into `out`.

@@ -727,7 +727,8 @@ impl Dataset {
         let meta = serde_json::json!({ "config": cfg, "summary": summary, "planted_sessions": self.planted_sessions });
         w(
             "synth.json",
-            &serde_json::to_string_pretty(&meta).map_err(|e| Error::Other(e.to_string()))?,
+            &serde_json::to_string_pretty(&meta)
+                .map_err(|e| Error::backend("serde_json", "synth.json", e))?,
         )?;
         Ok(summary)
     }

@@ -486,7 +486,8 @@ fn parquet_words(vocab: &Path) -> Result<Vec<Option<String>>> {
         .iter()
         .find(|c| c.dtype() == &DataType::String)
         .ok_or_else(|| Error::input(vocab, Position::File, "no text column"))?;
-    let words = column.str().map_err(|e| Error::Other(e.to_string()))?;
+    let words =
+        column.str().map_err(|e| Error::backend("polars", "the vocabulary's text column", e))?;
     Ok((0..words.len()).map(|i| words.get(i).map(str::to_string)).collect())
 }
 

@@ -168,7 +168,7 @@ impl Standardizer {
 }
 
 fn err(e: candle_core::Error) -> Error {
-    Error::Other(format!("VAE: {e}"))
+    Error::backend("candle", "VAE", e)
 }
 
 /// The network.
@@ -331,15 +331,13 @@ pub fn train_with_progress(
         });
     }
     if let Some(i) = rows.iter().position(|x| !x.is_finite()) {
-        return Err(Error::Other(format!(
-            "feature {} of row {} is {} (mask such tracks before training)",
-            i % width,
-            i / width,
-            rows[i]
-        )));
+        return Err(Error::NonFinite {
+            what: format!("feature {} of row {}", i % width, i / width),
+            value: f64::from(rows[i]),
+        });
     }
     if fit.is_empty() {
-        return Err(Error::Other("no training track has features: nothing to fit".into()));
+        return Err(Error::no_data("no training track has features: nothing to fit"));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     let standardizer = Standardizer::fit(rows, width, fit);
@@ -350,7 +348,7 @@ pub fn train_with_progress(
     let (held, train_rows) = order.split_at(n_held);
     let mut train_rows = train_rows.to_vec();
     if train_rows.is_empty() {
-        return Err(Error::Other(
+        return Err(Error::Config(
             "every training track is held out: lower vae.holdout_share".into(),
         ));
     }

@@ -104,8 +104,9 @@ fn early_stopping_keeps_the_best_epoch() {
 fn bad_input_is_named() {
     let mut rows = data(10, 3, 3);
     rows[7] = f32::NAN;
-    let e = train(&rows, 3, &[0, 1, 2], &VaeParams::default()).unwrap_err().to_string();
-    assert!(e.contains("feature 1 of row 2 is NaN"), "{e}");
+    let e = train(&rows, 3, &[0, 1, 2], &VaeParams::default()).unwrap_err();
+    assert!(matches!(e, Error::NonFinite { value, .. } if value.is_nan()), "{e}");
+    assert!(e.to_string().contains("feature 1 of row 2 is NaN"), "{e}");
     let rows = data(10, 3, 3);
     let e = train(&rows, 3, &[], &VaeParams::default()).unwrap_err().to_string();
     assert!(e.contains("no training track has features"), "{e}");

@@ -794,7 +794,7 @@ fn train_in_jobs(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(params.threads)
         .build()
-        .map_err(|e| Error::Other(format!("word2vec thread pool: {e}")))?;
+        .map_err(|e| Error::backend("rayon", "the word2vec thread pool", e))?;
     progress.start(
         "word2vec (CBOW)",
         Some(corpus.flat.len() as u64 * params.epochs as u64),

@@ -200,6 +200,30 @@ impl Grid<'_> {
     }
 }
 
+/// What the output layer hands back to the rest of the backward pass.
+struct OutputGradients {
+    loss: f32,
+    d_features: Vec<f32>,
+    d_repeat: Vec<f32>,
+    fused: bool,
+}
+
+/// A batch whose sizes agree: targets and ids for its rows, lengths in `1..=width`.
+fn check_batch(batch: &Batch) -> Result<()> {
+    let (nb, nt) = (batch.len(), batch.width);
+    if nb == 0 || batch.targets.len() != nb || batch.ids.len() != nb * nt {
+        return Err(Error::InvalidArgument(format!(
+            "a training batch of {nb} rows with {} targets and {} ids for width {nt}",
+            batch.targets.len(),
+            batch.ids.len()
+        )));
+    }
+    if let Some(bad) = batch.lengths.iter().find(|&&l| l == 0 || l > nt) {
+        return Err(Error::InvalidArgument(format!("sequence length {bad} outside 1..={nt}")));
+    }
+    Ok(())
+}
+
 impl Fusion {
     /// Each table's rows at the real positions, dropped out (masks drawn in table order, as
     /// `features` draws them, so both paths see the same dropout).
@@ -252,19 +276,10 @@ impl Fusion {
         scratch: &mut Scratch,
         adam: Option<&mut crate::Adam>,
     ) -> Result<(f32, NamedGradients, bool)> {
+        check_batch(batch)?;
         let c = &self.config;
         let (nb, nt, h, e, fc) = (batch.len(), batch.width, c.hidden, c.embedding_dim, c.fc);
         let (g6, bt) = (6 * h, nb * nt);
-        if nb == 0 || batch.targets.len() != nb || batch.ids.len() != bt {
-            return Err(Error::Other(format!(
-                "a training batch of {nb} rows with {} targets and {} ids for width {nt}",
-                batch.targets.len(),
-                batch.ids.len()
-            )));
-        }
-        if let Some(bad) = batch.lengths.iter().find(|&&l| l == 0 || l > nt) {
-            return Err(Error::Other(format!("sequence length {bad} outside 1..={nt}")));
-        }
         let lengths = &batch.lengths;
         let is_real = |g: usize| g % nt < lengths[g / nt];
         let real = batch.real_ids();
@@ -312,49 +327,10 @@ impl Fusion {
             return Err(super::repeat_needs_full_softmax());
         }
 
-        // Output layer and loss.
-        let fused = adam.is_some() && matches!(softmax, Softmax::Full);
-        let mut d_features = vec![0.0f32; nb * fc];
-        let loss = {
-            let (w_guard, w_layout) = self.get("out.w").storage_and_layout();
-            let (b_guard, b_layout) = self.get("out.b").storage_and_layout();
-            let layer = Layer {
-                w: cpu_f32(&w_guard, w_layout).map_err(crate::err)?,
-                b: cpu_f32(&b_guard, b_layout).map_err(crate::err)?,
-                v: c.tracks,
-                f: fc,
-            };
-            if fused {
-                full_softmax(&layer, &features, &batch.targets, &repeat.extra, &mut scratch.output)
-            } else {
-                cross_entropy(
-                    &layer,
-                    &features,
-                    &batch.targets,
-                    &repeat.extra,
-                    softmax,
-                    rng,
-                    &mut scratch.output,
-                    &mut d_features,
-                )
-            }
-        };
+        let out = self.output_backward(batch, softmax, rng, scratch, adam, &features, &repeat)?;
+        let OutputGradients { loss, d_features, d_repeat, fused } = out;
         if !loss.is_finite() {
             return Ok((loss, Vec::new(), false));
-        }
-        // The repeat scores' gradient: their logits' (left transposed in the scratch).
-        let d_repeat: Vec<f32> = repeat
-            .extra
-            .iter()
-            .map(|&(col, track, _)| scratch.output.logits[track as usize * nb + col])
-            .collect();
-        if let (true, Some(adam)) = (fused, adam) {
-            let (dlogits, d_feat) = (&scratch.output.logits, &mut d_features);
-            adam.update_var_with(self.index("out.w"), |w, m, v, consts| {
-                full_backward_fused(w, m, v, consts, dlogits, &features, d_feat, fc)
-            })
-            .map_err(crate::err)?;
-            bias_gradient(&mut scratch.output, nb);
         }
 
         // Backward: FC.
@@ -404,6 +380,69 @@ impl Fusion {
         ];
         dense.extend(repeat_grads);
         Ok((loss, dense.into_iter().map(|(n, g)| (n.to_string(), g)).collect(), fused))
+    }
+
+    /// The output layer (full or sampled softmax, plus the repeat scores) forward and back:
+    /// the loss and the gradients of the features and of the repeat scores. When the loss is
+    /// not finite nothing is updated and the gradients are not computed. With `adam` and the full softmax the output
+    /// weights are updated here, piece by piece (`fused`).
+    #[allow(clippy::too_many_arguments)]
+    fn output_backward(
+        &self,
+        batch: &Batch,
+        softmax: &Softmax,
+        rng: &mut ChaCha8Rng,
+        scratch: &mut Scratch,
+        adam: Option<&mut crate::Adam>,
+        features: &[f32],
+        repeat: &Repeat,
+    ) -> Result<OutputGradients> {
+        let (nb, fc) = (batch.len(), self.config.fc);
+        let c = &self.config;
+        let fused = adam.is_some() && matches!(softmax, Softmax::Full);
+        let mut d_features = vec![0.0f32; nb * fc];
+        let loss = {
+            let (w_guard, w_layout) = self.get("out.w").storage_and_layout();
+            let (b_guard, b_layout) = self.get("out.b").storage_and_layout();
+            let layer = Layer {
+                w: cpu_f32(&w_guard, w_layout).map_err(crate::err)?,
+                b: cpu_f32(&b_guard, b_layout).map_err(crate::err)?,
+                v: c.tracks,
+                f: fc,
+            };
+            if fused {
+                full_softmax(&layer, features, &batch.targets, &repeat.extra, &mut scratch.output)
+            } else {
+                cross_entropy(
+                    &layer,
+                    features,
+                    &batch.targets,
+                    &repeat.extra,
+                    softmax,
+                    rng,
+                    &mut scratch.output,
+                    &mut d_features,
+                )
+            }
+        };
+        if !loss.is_finite() {
+            return Ok(OutputGradients { loss, d_features, d_repeat: Vec::new(), fused: false });
+        }
+        // The repeat scores' gradient: their logits' (left transposed in the scratch).
+        let d_repeat: Vec<f32> = repeat
+            .extra
+            .iter()
+            .map(|&(col, track, _)| scratch.output.logits[track as usize * nb + col])
+            .collect();
+        if let (true, Some(adam)) = (fused, adam) {
+            let (dlogits, d_feat) = (&scratch.output.logits, &mut d_features);
+            adam.update_var_with(self.index("out.w"), |w, m, v, consts| {
+                full_backward_fused(w, m, v, consts, dlogits, features, d_feat, fc)
+            })
+            .map_err(crate::err)?;
+            bias_gradient(&mut scratch.output, nb);
+        }
+        Ok(OutputGradients { loss, d_features, d_repeat, fused })
     }
 
     /// The repeat path's scores: one per real input position (grid index `g`), added to the

@@ -24,11 +24,17 @@ pub struct AdamConfig {
     pub beta2: f64,
     /// Added to the denominator.
     pub eps: f64,
+    /// Lazy (sparse) Adam for the fused model's catalogue-sized parameters: an embedding
+    /// table's row, and with a sampled softmax an output row and bias, is updated (moments
+    /// included) only at the steps whose batch touches it, as TensorFlow's `LazyAdam`; the
+    /// bias corrections still follow the global step. Time per step then does not grow with
+    /// the catalogue. Dense parameters, and the output layer of a full softmax, stay dense.
+    pub lazy: bool,
 }
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, lazy: false }
     }
 }
 
@@ -142,6 +148,38 @@ impl InplaceOp1 for FromSlice<'_> {
     }
 }
 
+/// Updates only some rows of a parameter from their gradient rows (lazy Adam).
+struct RowsFromSlice<'a> {
+    g: &'a [f32],
+    rows: &'a [u32],
+    width: usize,
+    m: RefCell<&'a mut [f32]>,
+    v: RefCell<&'a mut [f32]>,
+    c: StepConsts,
+}
+
+impl InplaceOp1 for RowsFromSlice<'_> {
+    fn name(&self) -> &'static str {
+        "lazy-adam"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout) -> candle_core::Result<()> {
+        let p = param_slice(dst, dst_l)?;
+        let (mut m, mut v) = (self.m.borrow_mut(), self.v.borrow_mut());
+        check(p.len(), self.g.len(), m.len())?;
+        let w = self.width;
+        for &r in self.rows {
+            let s = r as usize * w;
+            if s + w > p.len() {
+                candle_core::bail!("lazy-adam: row {r} outside {} rows of {w}", p.len() / w);
+            }
+            let (p, g) = (&mut p[s..s + w], &self.g[s..s + w]);
+            update_serial(p, g, &mut m[s..s + w], &mut v[s..s + w], self.c);
+        }
+        Ok(())
+    }
+}
+
 /// Hands a parameter and its moments to a closure that computes the gradient and applies
 /// the update itself (a gradient too large to keep: see [`Adam::update_var_with`]).
 struct WithClosure<'a, F> {
@@ -226,6 +264,32 @@ impl Adam {
         let (m, v) = &mut self.moments[index];
         let op =
             WithClosure { f: RefCell::new(Some(f)), m: RefCell::new(m), v: RefCell::new(v), c };
+        self.vars[index].as_tensor().inplace_op1(&op)
+    }
+
+    /// Updates only `rows` (each once: sorted and deduplicated) of variable `index`, a matrix
+    /// of rows `width` wide, from the same rows of `grad` (after [`Adam::begin_step`]). The
+    /// other rows and their moments are left as they are: [`AdamConfig::lazy`].
+    pub fn update_rows(
+        &mut self,
+        index: usize,
+        grad: &[f32],
+        rows: &[u32],
+        width: usize,
+    ) -> candle_core::Result<()> {
+        if width == 0 || rows.windows(2).any(|w| w[0] >= w[1]) {
+            candle_core::bail!("lazy-adam: rows must be sorted and distinct, width above 0");
+        }
+        let c = self.consts();
+        let (m, v) = &mut self.moments[index];
+        let op = RowsFromSlice {
+            g: grad,
+            rows,
+            width,
+            m: RefCell::new(m),
+            v: RefCell::new(v),
+            c,
+        };
         self.vars[index].as_tensor().inplace_op1(&op)
     }
 

@@ -137,6 +137,13 @@ pub(crate) fn dropout_values(rng: &mut ChaCha8Rng, n: usize, p: f64) -> Option<V
     Some((0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect())
 }
 
+/// The ids, sorted, each once.
+fn sorted_distinct(mut ids: Vec<u32>) -> Vec<u32> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 impl Fusion {
     /// A model with PyTorch's initialisation from `rng`, `E1` and the content tables from
     /// `init`.
@@ -395,18 +402,33 @@ impl Fusion {
         for (name, g) in &dense {
             adam.update_var(index(name), g).map_err(crate::err)?;
         }
+        let lazy = adam.config.lazy;
+        let touched = if lazy { sorted_distinct(batch.real_ids()) } else { Vec::new() };
         for (k, name) in self.table_names().iter().enumerate() {
-            adam.update_var(index(name), &scratch.d_tables[k]).map_err(crate::err)?;
-            // Clear the rows this batch touched for the next step.
             let dim = scratch.d_tables[k].len() / self.config.tracks;
+            if lazy {
+                adam.update_rows(index(name), &scratch.d_tables[k], &touched, dim)
+            } else {
+                adam.update_var(index(name), &scratch.d_tables[k])
+            }
+            .map_err(crate::err)?;
+            // Clear the rows this batch touched for the next step.
             for &id in &batch.ids {
                 scratch.d_tables[k][id as usize * dim..(id as usize + 1) * dim].fill(0.0);
             }
         }
-        if !out_w_applied {
-            adam.update_var(index("out.w"), &scratch.output.d_w).map_err(crate::err)?;
+        let (out_w, out_b) = (index("out.w"), index("out.b"));
+        let output = &scratch.output;
+        if lazy && matches!(softmax, Softmax::Sampled { .. }) {
+            let rows = sorted_distinct(output.rows.clone());
+            adam.update_rows(out_w, &output.d_w, &rows, self.config.fc).map_err(crate::err)?;
+            adam.update_rows(out_b, &output.d_b, &rows, 1).map_err(crate::err)?;
+            return Ok(loss);
         }
-        adam.update_var(index("out.b"), &scratch.output.d_b).map_err(crate::err)?;
+        if !out_w_applied {
+            adam.update_var(out_w, &output.d_w).map_err(crate::err)?;
+        }
+        adam.update_var(out_b, &output.d_b).map_err(crate::err)?;
         Ok(loss)
     }
 

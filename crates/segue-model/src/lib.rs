@@ -107,6 +107,21 @@ pub struct ModelParams {
     /// SASRec's own settings (`[model.sasrec]`).
     #[serde(skip_serializing_if = "SasRecParams::is_default")]
     pub sasrec: SasRecParams,
+    /// Lazy (sparse) Adam for the fused model's embedding tables, and its output layer with a
+    /// sampled softmax: a row is updated only at the steps whose batch touches it
+    /// ([`AdamConfig::lazy`]), so a step's time does not grow with the catalogue (large
+    /// catalogues; off: dense Adam, as PyTorch's).
+    #[serde(skip_serializing_if = "is_false")]
+    pub lazy_adam: bool,
+    /// Stop training after this many steps (batches) in all, mid-epoch if need be; the last,
+    /// partial epoch is validated and logged like the others (0: no cap). The fused model and
+    /// SASRec; GRU4Rec trains whole epochs.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_steps: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn is_false(b: &bool) -> bool {
@@ -198,6 +213,8 @@ impl Default for ModelParams {
             repeat: false,
             pretrained_scale: PretrainedScale::None,
             sasrec: SasRecParams::default(),
+            lazy_adam: false,
+            max_steps: 0,
         }
     }
 }

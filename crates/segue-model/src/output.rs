@@ -25,8 +25,9 @@ pub(crate) struct OutputScratch {
     pub d_w: Vec<f32>,
     /// Gradient of the biases, `V`.
     pub d_b: Vec<f32>,
-    /// Rows written by the last sampled step (zeroed before the next).
-    rows: Vec<u32>,
+    /// Rows written by the last sampled step (zeroed before the next), in the order written,
+    /// with repeats.
+    pub rows: Vec<u32>,
 }
 
 /// Shapes of one call.

@@ -354,6 +354,34 @@ fn resume_continues_exactly_and_early_stopping_keeps_the_best() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `max_steps` stops mid-epoch: 200 planted sessions of batches of 16 make many steps per
+/// epoch; a cap of one and a half epochs trains one whole epoch and half of the next.
+#[test]
+fn max_steps_caps_training_mid_epoch() {
+    let (flat, offsets, users) = planted(200, 4);
+    let s = Sessions::new(&flat, &offsets, &users).unwrap();
+    let p = params(5);
+    let net = fusion(&p);
+    let whole = train(&net, &s, None, &options(p.clone(), &flat), &NoProgress).unwrap();
+    let per_epoch = whole.history[0].examples.div_ceil(p.batch_size);
+    assert!(per_epoch >= 4, "{per_epoch} steps per epoch");
+    let cap = per_epoch + per_epoch / 2;
+    let capped = ModelParams { max_steps: cap, ..p.clone() };
+    let net = fusion(&capped);
+    let t = train(&net, &s, None, &options(capped, &flat), &NoProgress).unwrap();
+    assert_eq!(t.history.len(), 2);
+    assert_eq!(t.history[0].examples, whole.history[0].examples);
+    assert_eq!(t.history[1].examples, (per_epoch / 2) * p.batch_size);
+    // The first epoch is the uncapped run's, bit for bit.
+    assert_eq!(t.history[0].loss, whole.history[0].loss);
+    // GRU4Rec trains whole epochs: a cap is refused, and says so.
+    let gru = ModelParams { max_steps: 3, ..p };
+    let c = Gru4RecConfig { tracks: 30, embedding_dim: 8, hidden: 8, dropout: 0.0, negatives: 10 };
+    let net = Network::Gru4Rec(Gru4Rec::new(c, &mut rng(0)).unwrap());
+    let e = train(&net, &s, None, &options(gru, &flat), &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("GRU4Rec trains whole epochs"), "{e}");
+}
+
 #[test]
 fn an_exploding_loss_stops_with_a_clear_error() {
     let (flat, offsets, users) = planted(50, 9);
@@ -504,6 +532,62 @@ fn fused_output_update_equals_adam_on_the_whole_gradients() {
             assert!(d < 1e-6, "{name} after step {}: {d}", i + 1);
         }
     }
+}
+
+/// Lazy Adam (sampled softmax): the first step equals dense Adam (rows without a gradient do
+/// not move from zero moments); at the second, a table row the first batch touched and the
+/// second did not stays where it was while dense Adam's momentum moves it, the rows the second
+/// batch touches move, and the dense parameters stay equal to dense Adam's.
+#[test]
+fn lazy_adam_updates_only_the_rows_a_batch_touches() {
+    let config = FusionConfig { tracks: 300, dropout: 0.0, ..small_config(vec![]) };
+    let make = || Fusion::new(config.clone(), FusionInit::default(), &mut rng(4)).unwrap();
+    let (lazy, dense) = (make(), make());
+    let adam_over = |m: &Fusion, lazy: bool| {
+        let vars = m.vars().iter().map(|(_, v)| v.clone()).collect();
+        Adam::new(vars, AdamConfig { lazy, ..AdamConfig::default() })
+    };
+    let (mut adam_l, mut adam_d) = (adam_over(&lazy, true), adam_over(&dense, false));
+    let sampled =
+        Softmax::Sampled { negatives: 5, sampler: Sampler::from_counts(&[1; 300], 0.75).unwrap() };
+    let e1 = |m: &Fusion| {
+        let (_, v) = m.vars().iter().find(|(n, _)| n == "e1").unwrap();
+        v.as_tensor().to_vec2::<f32>().unwrap()
+    };
+    let batches = [
+        Batch::new(&[&[1, 2, 3], &[4, 5]], vec![6, 7]),
+        Batch::new(&[&[10, 11], &[12, 2]], vec![13, 14]),
+    ];
+    let step = |m: &Fusion, adam: &mut Adam, i: usize| {
+        m.step(&batches[i], &sampled, &mut rng(i as u64), adam).unwrap()
+    };
+    let (before, l1, d1) = (e1(&lazy), step(&lazy, &mut adam_l, 0), step(&dense, &mut adam_d, 0));
+    assert_eq!(l1, d1);
+    for ((name, a), (_, b)) in lazy.vars().iter().zip(dense.vars()) {
+        assert!(max_diff(a.as_tensor(), b.as_tensor()) < 1e-7, "{name} after the first step");
+    }
+    let after_first = e1(&lazy);
+    assert_ne!(after_first[1], before[1], "a touched row moves");
+    assert_eq!(after_first[20], before[20], "an untouched row stays");
+    step(&lazy, &mut adam_l, 1);
+    step(&dense, &mut adam_d, 1);
+    let (lazy_e1, dense_e1) = (e1(&lazy), e1(&dense));
+    // Row 1: first batch only. Lazy leaves it; dense Adam's momentum moves it.
+    assert_eq!(lazy_e1[1], after_first[1]);
+    assert_ne!(dense_e1[1], after_first[1]);
+    // Row 10: second batch only; row 2: both. Lazy moves them.
+    assert_ne!(lazy_e1[10], after_first[10]);
+    assert_ne!(lazy_e1[2], after_first[2]);
+    assert_eq!(lazy_e1[20], before[20]);
+    for ((name, a), (_, b)) in lazy.vars().iter().zip(dense.vars()) {
+        if name.starts_with("gru.") || name.starts_with("att.") || name.starts_with("fc.") {
+            // The second step read the same rows (equal after the first): same gradients.
+            let d = max_diff(a.as_tensor(), b.as_tensor());
+            assert!(d < 1e-7, "{name} after the second step: {d}");
+        }
+    }
+    // Rows must come sorted and distinct.
+    assert!(adam_l.update_rows(0, &[0.0; 4], &[1, 1], 1).is_err());
 }
 
 /// `match` scales the taken rows by one factor to a mean length of sqrt(dim); the others and

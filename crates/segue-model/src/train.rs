@@ -226,7 +226,13 @@ pub fn train(
         Network::SasRec(m) => (m.config.params.lr, m.config.params.batch_size),
         _ => (p.lr, p.batch_size),
     };
-    let mut adam = Adam::new(vars.clone(), AdamConfig { lr, ..AdamConfig::default() });
+    if p.max_steps > 0 && matches!(net, Network::Gru4Rec(_)) {
+        return Err(Error::Config(
+            "model.max_steps caps the fused model and SASRec; GRU4Rec trains whole epochs (set model.max_steps = 0 or model.epochs)".into(),
+        ));
+    }
+    let lazy = p.lazy_adam;
+    let mut adam = Adam::new(vars.clone(), AdamConfig { lr, lazy, ..AdamConfig::default() });
     let examples = train.examples();
     if examples.is_empty() {
         return Err(Error::no_data("no training examples (no training session has 2 tracks)"));
@@ -271,6 +277,9 @@ pub fn train(
     for epoch in state.start..p.epochs {
         if p.patience > 0 && state.best.1.is_some() && epoch >= state.best.0 + p.patience {
             stopped_early = true;
+            break;
+        }
+        if p.max_steps > 0 && epoch * examples.len().div_ceil(batch_size) >= p.max_steps {
             break;
         }
         let mut rng = epoch_rng(p.seed, epoch);
@@ -480,34 +489,42 @@ impl EpochPass<'_> {
         progress: &dyn Progress,
     ) -> Result<(f64, usize)> {
         let &EpochPass { train, examples, p, batch_size, epoch } = self;
+        // The steps left under `max_steps` (all of the epoch without a cap).
+        let per_epoch = examples.len().div_ceil(batch_size);
+        let steps = match p.max_steps {
+            0 => per_epoch,
+            cap => cap.saturating_sub(epoch * per_epoch).min(per_epoch),
+        };
         Ok(match net {
             Network::Fusion(m) => {
                 let mut order = examples.to_vec();
                 order.shuffle(rng);
-                let mut total = 0.0;
-                for (i, chunk) in order.chunks(p.batch_size).enumerate() {
+                let (mut total, mut seen) = (0.0, 0);
+                for (i, chunk) in order.chunks(batch_size).take(steps).enumerate() {
                     let batch = train.batch(chunk, p.max_input_len);
                     let loss = m.step(&batch, softmax, rng, adam)?;
                     check_loss(loss, epoch, i)?;
                     progress.advance(chunk.len() as u64);
                     total += loss as f64 * chunk.len() as f64;
+                    seen += chunk.len();
                 }
-                (total, order.len())
+                (total, seen)
             }
             Network::SasRec(m) => {
                 let mut order = examples.to_vec();
                 order.shuffle(rng);
-                let mut total = 0.0;
+                let (mut total, mut seen) = (0.0, 0);
                 let mut scratch = crate::sasrec::SasRecScratch::default();
-                for (i, chunk) in order.chunks(batch_size).enumerate() {
+                for (i, chunk) in order.chunks(batch_size).take(steps).enumerate() {
                     let batch = train.batch(chunk, p.max_input_len);
                     let (value, grads) = m.gradients(&batch, rng, &mut scratch)?;
                     check_loss(value, epoch, i)?;
                     adam.step(&grads).map_err(err)?;
                     progress.advance(chunk.len() as u64);
                     total += value as f64 * chunk.len() as f64;
+                    seen += chunk.len();
                 }
-                (total, order.len())
+                (total, seen)
             }
             Network::Gru4Rec(m) => {
                 let mut i = 0;

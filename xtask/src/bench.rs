@@ -68,6 +68,12 @@ pub enum BenchCommand {
     /// `recommend`'s latency on a trained model: loading it, one session's top 10, the whole
     /// command.
     Recommend(crate::bench_recommend::RecommendArgs),
+    /// Training steps of the fused model at catalogue sizes up to millions of tracks: dense
+    /// beside lazy Adam, sampled (and full) softmax; step time and peak memory.
+    Catalogue(crate::bench_catalogue::CatalogueArgs),
+    /// (internal) one configuration of `bench catalogue` in this process; prints a JSON line.
+    #[command(hide = true)]
+    CatalogueWorker(crate::bench_catalogue::CatalogueWorkerArgs),
     /// (internal) one timed segue run in this process; prints a JSON line.
     #[command(hide = true)]
     SessionsWorker {
@@ -91,7 +97,7 @@ pub fn bench_dir() -> PathBuf {
 }
 
 /// Peak resident memory of this process in bytes (Linux).
-fn peak_rss() -> u64 {
+pub(crate) fn peak_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -111,6 +117,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Lyrics(args) => crate::bench_lyrics::run(args),
         BenchCommand::Vae(args) => crate::bench_vae::run(args),
         BenchCommand::Recommend(args) => crate::bench_recommend::run(args),
+        BenchCommand::Catalogue(args) => crate::bench_catalogue::run(args),
+        BenchCommand::CatalogueWorker(args) => crate::bench_catalogue::worker(args),
         BenchCommand::Sessions { listens, builtin, repeat, python, peers } => {
             sessions(listens, builtin, repeat.max(1), &python, &peers)
         }

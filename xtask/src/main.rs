@@ -2,6 +2,7 @@
 //! the paper's tables, reports what is fresh or stale, and benchmarks against the Python peers.
 
 mod bench;
+mod bench_catalogue;
 mod bench_embed;
 mod bench_lyrics;
 mod bench_recommend;

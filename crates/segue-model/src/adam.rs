@@ -282,14 +282,7 @@ impl Adam {
         }
         let c = self.consts();
         let (m, v) = &mut self.moments[index];
-        let op = RowsFromSlice {
-            g: grad,
-            rows,
-            width,
-            m: RefCell::new(m),
-            v: RefCell::new(v),
-            c,
-        };
+        let op = RowsFromSlice { g: grad, rows, width, m: RefCell::new(m), v: RefCell::new(v), c };
         self.vars[index].as_tensor().inplace_op1(&op)
     }
 

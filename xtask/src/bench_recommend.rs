@@ -20,6 +20,9 @@ pub struct RecommendArgs {
     /// Runs of the whole command (fresh processes).
     #[arg(long, default_value_t = 5)]
     pub commands: usize,
+    /// Override a pipeline key, as `recommend --set` (passed on to the command's runs).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// Median and 95th percentile of a sample, in milliseconds.
@@ -30,7 +33,7 @@ fn quantiles(mut ms: Vec<f64>) -> (f64, f64, f64) {
 }
 
 pub fn run(args: RecommendArgs) -> Result<()> {
-    let p = Pipeline::load(&args.pipeline)?;
+    let p = Pipeline::load(&args.pipeline)?.with_sets(&args.set)?;
     let variant = match args.variant {
         Some(v) => v,
         None => default_variant(&p)?,
@@ -62,6 +65,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
             .args(["recommend", "--variant", variant.id(), "--user", &user, "--json"])
             .arg("--pipeline")
             .arg(&p.path)
+            .args(args.set.iter().flat_map(|s| ["--set", s.as_str()]))
             .output()
             .context("running recommend")?;
         commands.push(t.elapsed().as_secs_f64() * 1e3);

@@ -76,11 +76,11 @@ fn protocol_sentence(stats: &SessionStats) -> String {
     let o = &stats.options;
     let split = match o.split {
         SplitRule::RandomSessions => format!(
-            "every user's sessions pooled and drawn at random (seed {}, the authors' code: a leak), floor({} n) of them train",
+            "every user's sessions pooled and drawn at random (seed {}, the authors' code: a leak), floor({:?} n) of them train",
             o.split_seed, o.train_share
         ),
         SplitRule::PerUserChronological => {
-            format!("per user the first floor({} n) sessions train", o.train_share)
+            format!("per user the first floor({:?} n) sessions train", o.train_share)
         }
     };
     let chunks = if o.chunk_len > 0 {
@@ -101,7 +101,7 @@ fn protocol_sentence(stats: &SessionStats) -> String {
         String::new()
     };
     format!(
-        "Sessions: a gap of {} s or more starts a new one; sessions shorter than {} events are dropped; {split}, a {} share of those is held out for validation{chunks}{first}.",
+        "Sessions: a gap of {} s or more starts a new one; sessions shorter than {} events are dropped; {split}, a {:?} share of those is held out for validation{chunks}{first}.",
         o.gap_seconds, o.min_session_len, o.validation_share
     )
 }

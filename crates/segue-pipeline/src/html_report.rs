@@ -13,6 +13,8 @@ use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 use segue_model::Epoch;
 
+use segue_model::Variant;
+
 use crate::report::{Method, Outcome, over_seeds};
 use crate::user_study::Study;
 
@@ -44,11 +46,16 @@ pub struct Inputs<'a> {
     pub study: &'a Study,
 }
 
-const WIDTH: u32 = 860;
+/// The plot's width; the legend is drawn beside it, [`LEGEND_WIDTH`] more.
+const WIDTH: u32 = 800;
 const HEIGHT: u32 = 440;
+/// The legend's column to the right of a plot (outside it: a legend inside covers data).
+const LEGEND_WIDTH: u32 = 250;
 
+/// Sixteen colours told apart at a glance (Tableau's ten, then six darker ones): every series
+/// of a figure gets its own (the methods of Table II are 14 at most).
 fn palette(i: usize) -> RGBColor {
-    const COLORS: [RGBColor; 12] = [
+    const COLORS: [RGBColor; 16] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
         RGBColor(44, 160, 44),
@@ -60,9 +67,54 @@ fn palette(i: usize) -> RGBColor {
         RGBColor(188, 189, 34),
         RGBColor(23, 190, 207),
         RGBColor(0, 0, 0),
-        RGBColor(255, 187, 120),
+        RGBColor(0, 0, 128),
+        RGBColor(128, 0, 0),
+        RGBColor(0, 110, 110),
+        RGBColor(110, 110, 0),
+        RGBColor(200, 0, 200),
     ];
     COLORS[i % COLORS.len()]
+}
+
+/// How a legend entry shows its series.
+#[derive(Clone, Copy)]
+enum Mark {
+    Line,
+    Block,
+}
+
+/// The figure's drawing area split into the plot and the legend's column beside it.
+type Areas<'a> = (
+    DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+);
+
+/// A white figure of `(width, height)` plus the legend column, split.
+fn canvas(svg: &mut String, (width, height): (u32, u32)) -> Result<Areas<'_>> {
+    let root = SVGBackend::with_string(svg, (width + LEGEND_WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    Ok(root.split_horizontally(width))
+}
+
+/// The legend in its column: one entry per series, its mark then its name.
+fn side_legend(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    entries: &[(&str, RGBColor)],
+    mark: Mark,
+) -> Result<()> {
+    let font = ("sans-serif", 13).into_font();
+    for (i, &(name, color)) in entries.iter().enumerate() {
+        let y = 48 + 20 * i as i32;
+        match mark {
+            Mark::Line => {
+                area.draw(&PathElement::new(vec![(4, y), (26, y)], color.stroke_width(3)))
+            }
+            Mark::Block => area.draw(&Rectangle::new([(9, y - 6), (21, y + 6)], color.filled())),
+        }
+        .map_err(plot_err)?;
+        area.draw(&Text::new(name, (34, y - 7), font.clone())).map_err(plot_err)?;
+    }
+    Ok(())
 }
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -99,9 +151,8 @@ fn hr_at_k(results: &BTreeMap<Method, Outcome>) -> Result<Figure> {
     let top = curves.iter().flat_map(|(_, p)| p.iter().map(|q| q.1 + q.2)).fold(1.0, f64::max);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT + 80)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
+        let (plot, key) = canvas(&mut svg, (WIDTH, HEIGHT + 80))?;
+        let mut chart = ChartBuilder::on(&plot)
             .caption("HitRatio@k on the test sessions", ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
@@ -113,28 +164,29 @@ fn hr_at_k(results: &BTreeMap<Method, Outcome>) -> Result<Figure> {
             .x_desc("k")
             .y_desc("HR@k (%)")
             .x_labels(5)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(plot_err)?;
-        for (i, (name, points)) in curves.iter().enumerate() {
+        for (i, (_, points)) in curves.iter().enumerate() {
             let color = palette(i);
             chart
                 .draw_series(LineSeries::new(
                     points.iter().map(|p| (p.0, p.1)),
                     color.stroke_width(2),
                 ))
-                .map_err(plot_err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .map_err(plot_err)?;
+            chart
+                .draw_series(points.iter().map(|p| Circle::new((p.0, p.1), 3, color.filled())))
+                .map_err(plot_err)?;
             chart
                 .draw_series(points.iter().filter(|p| p.2 > 0.0).map(|p| {
                     ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, color.stroke_width(1), 6)
                 }))
                 .map_err(plot_err)?;
         }
-        legend(&mut chart)?;
-        root.present().map_err(plot_err)?;
+        side_legend(&key, &entries(curves.iter().map(|c| c.0.as_str())), Mark::Line)?;
+        plot.present().map_err(plot_err)?;
     }
     Ok(Figure {
         file: "hr_at_k.svg".into(),
@@ -145,17 +197,9 @@ fn hr_at_k(results: &BTreeMap<Method, Outcome>) -> Result<Figure> {
     })
 }
 
-fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-) -> Result<()> {
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(plot_err)
+/// Series names with their palette colours, in order.
+fn entries<'a>(names: impl Iterator<Item = &'a str>) -> Vec<(&'a str, RGBColor)> {
+    names.enumerate().map(|(i, n)| (n, palette(i))).collect()
 }
 
 /// One value per epoch per variant: the mean over the seeds that reached that epoch.
@@ -193,9 +237,8 @@ fn training(
     let pad = ((hi - lo) * 0.08).max(1e-3);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
+        let (plot, key) = canvas(&mut svg, (WIDTH, HEIGHT))?;
+        let mut chart = ChartBuilder::on(&plot)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
@@ -210,21 +253,17 @@ fn training(
             .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()
             .map_err(plot_err)?;
-        for (i, (name, points)) in curves.iter().enumerate() {
+        for (i, (_, points)) in curves.iter().enumerate() {
             let color = palette(i);
             chart
                 .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .map_err(plot_err)?;
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(plot_err)?;
         }
-        legend(&mut chart)?;
-        root.present().map_err(plot_err)?;
+        side_legend(&key, &entries(curves.iter().map(|c| c.0.as_str())), Mark::Line)?;
+        plot.present().map_err(plot_err)?;
     }
     Ok(Some(Figure {
         file: file.into(),
@@ -244,62 +283,100 @@ struct Bars<'a> {
     categories: Vec<String>,
     /// (series name, one (value, half width) per category).
     series: Vec<(String, Vec<(f64, f64)>)>,
+    /// Categories down the side, bars across (long category names stay readable).
+    horizontal: bool,
 }
 
 fn bars(b: Bars<'_>) -> Result<Figure> {
     let n_cat = b.categories.len().max(1);
     let n_ser = b.series.len().max(1);
     let top = b.series.iter().flat_map(|s| s.1.iter().map(|v| v.0 + v.1)).fold(1.0, f64::max);
-    let width = WIDTH.max((n_cat * n_ser * 14 + 300) as u32);
+    let slot = 0.8 / n_ser as f64;
+    // Category c's bar of series j spans [x0, x0 + width) on the category axis.
+    let x0 = |c: usize, j: usize| c as f64 + 0.1 + j as f64 * slot;
+    let width = slot * 0.9;
+    let cats = b.categories.clone();
+    let label = move |x: &f64| {
+        let i = (x - 0.5).round();
+        if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+            cats.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (width, HEIGHT + 60)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(b.title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(60)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..n_cat as f64, 0f64..top * 1.15)
-            .map_err(plot_err)?;
-        let cats = b.categories.clone();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .y_desc(b.y_desc)
-            .x_labels(n_cat * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = (x - 0.5).round();
-                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                    cats.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .draw()
-            .map_err(plot_err)?;
-        let slot = 0.8 / n_ser as f64;
-        for (j, (name, values)) in b.series.iter().enumerate() {
-            let color = palette(j);
-            let x0 = |c: usize| c as f64 + 0.1 + j as f64 * slot;
-            chart
-                .draw_series(values.iter().enumerate().map(|(c, v)| {
-                    Rectangle::new([(x0(c), 0.0), (x0(c) + slot * 0.9, v.0)], color.filled())
-                }))
-                .map_err(plot_err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-                });
-            chart
-                .draw_series(values.iter().enumerate().filter(|(_, v)| v.1 > 0.0).map(|(c, v)| {
-                    let x = x0(c) + slot * 0.45;
-                    ErrorBar::new_vertical(x, v.0 - v.1, v.0, v.0 + v.1, BLACK.stroke_width(1), 4)
-                }))
+        let height = if b.horizontal { (n_cat * (n_ser * 7 + 14) + 120) as u32 } else { HEIGHT };
+        let (plot, key) = canvas(&mut svg, (WIDTH, height.max(HEIGHT)))?;
+        let longest = b.categories.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+        let mut builder = ChartBuilder::on(&plot);
+        builder.caption(b.title, ("sans-serif", 18)).margin(12);
+        if b.horizontal {
+            builder.x_label_area_size(40).y_label_area_size((longest * 7 + 20).min(260) as u32);
+            let mut chart = builder
+                .build_cartesian_2d(0f64..top * 1.1, 0f64..n_cat as f64)
                 .map_err(plot_err)?;
+            // The first category at the top.
+            let flip = |y: &f64| label(&(n_cat as f64 - y));
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .x_desc(b.y_desc)
+                .y_labels(n_cat * 2 + 1)
+                .y_label_formatter(&flip)
+                .draw()
+                .map_err(plot_err)?;
+            for (j, (_, values)) in b.series.iter().enumerate() {
+                let color = palette(j);
+                let y0 = |c: usize| n_cat as f64 - x0(c, j) - width;
+                chart
+                    .draw_series(values.iter().enumerate().map(|(c, v)| {
+                        Rectangle::new([(0.0, y0(c)), (v.0, y0(c) + width)], color.filled())
+                    }))
+                    .map_err(plot_err)?;
+                chart
+                    .draw_series(values.iter().enumerate().filter(|(_, v)| v.1 > 0.0).map(
+                        |(c, v)| {
+                            let y = y0(c) + width / 2.0;
+                            let style = BLACK.stroke_width(1);
+                            ErrorBar::new_horizontal(y, v.0 - v.1, v.0, v.0 + v.1, style, 4)
+                        },
+                    ))
+                    .map_err(plot_err)?;
+            }
+        } else {
+            builder.x_label_area_size(60).y_label_area_size(50);
+            let mut chart = builder
+                .build_cartesian_2d(0f64..n_cat as f64, 0f64..top * 1.15)
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .y_desc(b.y_desc)
+                .x_labels(n_cat * 2 + 1)
+                .x_label_formatter(&label)
+                .draw()
+                .map_err(plot_err)?;
+            for (j, (_, values)) in b.series.iter().enumerate() {
+                let color = palette(j);
+                chart
+                    .draw_series(values.iter().enumerate().map(|(c, v)| {
+                        Rectangle::new([(x0(c, j), 0.0), (x0(c, j) + width, v.0)], color.filled())
+                    }))
+                    .map_err(plot_err)?;
+                chart
+                    .draw_series(values.iter().enumerate().filter(|(_, v)| v.1 > 0.0).map(
+                        |(c, v)| {
+                            let x = x0(c, j) + width / 2.0;
+                            let style = BLACK.stroke_width(1);
+                            ErrorBar::new_vertical(x, v.0 - v.1, v.0, v.0 + v.1, style, 4)
+                        },
+                    ))
+                    .map_err(plot_err)?;
+            }
         }
-        legend(&mut chart)?;
-        root.present().map_err(plot_err)?;
+        side_legend(&key, &entries(b.series.iter().map(|s| s.0.as_str())), Mark::Block)?;
+        plot.present().map_err(plot_err)?;
     }
     Ok(Figure {
         file: b.file.into(),
@@ -310,15 +387,29 @@ fn bars(b: Bars<'_>) -> Result<Figure> {
     })
 }
 
-/// HR@10 per user, one bar per method (mean over seeds).
+/// The methods the per-user figure shows: ANN (the paper's base), then the three best others
+/// by HR@10 over every prediction (14 series over every user would be unreadable).
+fn per_user_methods<'a>(
+    methods: &[(Method, &'a [crate::report::Run])],
+) -> Vec<(Method, &'a [crate::report::Run])> {
+    let hr10 = |runs: &[crate::report::Run]| over_seeds(runs, |r| r.all.hit[0]).mean;
+    let mut others: Vec<_> =
+        methods.iter().filter(|(m, _)| *m != Method::Model(Variant::Ann)).copied().collect();
+    others.sort_by(|a, b| hr10(b.1).total_cmp(&hr10(a.1)));
+    let ann = methods.iter().find(|(m, _)| *m == Method::Model(Variant::Ann)).copied();
+    ann.into_iter().chain(others.into_iter().take(3)).collect()
+}
+
+/// HR@10 per user for ANN and the best three other methods (mean over seeds): bars per user
+/// up to 12 users, else one point per user, users in the order of the first method's HR@10.
 fn per_user(results: &BTreeMap<Method, Outcome>, user_names: &[String]) -> Result<Figure> {
-    let methods = ran(results);
+    let methods = per_user_methods(&ran(results));
     let users: Vec<u32> = methods
         .first()
         .map(|(_, runs)| runs[0].report.users.keys().copied().collect())
         .unwrap_or_default();
     let name = |u: u32| user_names.get(u as usize).cloned().unwrap_or_else(|| format!("user {u}"));
-    let series = methods
+    let series: Vec<(String, Vec<(f64, f64)>)> = methods
         .iter()
         .map(|(m, runs)| {
             let values = users
@@ -334,13 +425,78 @@ fn per_user(results: &BTreeMap<Method, Outcome>, user_names: &[String]) -> Resul
             (m.name().to_string(), values)
         })
         .collect();
-    bars(Bars {
-        file: "per_user.svg",
-        title: "HitRatio@10 per user",
-        caption: "Each user's HR@10 over their own test predictions, mean over seeds.".into(),
-        y_desc: "HR@10 (%)",
-        categories: users.into_iter().map(name).collect(),
-        series,
+    let shown = series.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ");
+    if users.len() <= 12 {
+        return bars(Bars {
+            file: "per_user.svg",
+            title: "HitRatio@10 per user",
+            caption: format!(
+                "Each user's HR@10 over their own test predictions, mean over seeds: {shown} (ANN and the three best other methods)."
+            ),
+            y_desc: "HR@10 (%)",
+            categories: users.into_iter().map(name).collect(),
+            series,
+            horizontal: true,
+        });
+    }
+    user_points(
+        &series,
+        &format!(
+            "Each user's HR@10 over their own test predictions, mean over seeds, {} users sorted by {}'s: {shown} (ANN and the three best other methods).",
+            users.len(),
+            series[0].0
+        ),
+    )
+}
+
+/// [`per_user`] for many users: one point per user and method, users sorted by the first
+/// series.
+fn user_points(series: &[(String, Vec<(f64, f64)>)], caption: &str) -> Result<Figure> {
+    let n = series.first().map_or(0, |s| s.1.len());
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| series[0].1[a].0.total_cmp(&series[0].1[b].0));
+    let top = series.iter().flat_map(|s| s.1.iter().map(|v| v.0)).fold(1.0, f64::max);
+    let mut svg = String::new();
+    {
+        let (plot, key) = canvas(&mut svg, (WIDTH, HEIGHT))?;
+        let mut chart = ChartBuilder::on(&plot)
+            .caption("HitRatio@10 per user", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..n as f64 + 1.0, 0f64..top * 1.08)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("users, sorted by {}'s HR@10", series[0].0))
+            .y_desc("HR@10 (%)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()
+            .map_err(plot_err)?;
+        for (j, (_, values)) in series.iter().enumerate() {
+            let color = palette(j);
+            let points: Vec<(f64, f64)> =
+                order.iter().enumerate().map(|(x, &u)| (x as f64 + 1.0, values[u].0)).collect();
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.mix(0.5).stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(plot_err)?;
+        }
+        side_legend(&key, &entries(series.iter().map(|s| s.0.as_str())), Mark::Line)?;
+        plot.present().map_err(plot_err)?;
+    }
+    Ok(Figure {
+        file: "per_user.svg".into(),
+        title: "HitRatio@10 per user".into(),
+        caption: caption.into(),
+        series: series.iter().map(|s| s.0.clone()).collect(),
+        svg,
     })
 }
 
@@ -377,6 +533,7 @@ fn breakdown(results: &BTreeMap<Method, Outcome>) -> Result<Figure> {
         y_desc: "HR@10 (%)",
         categories: methods.iter().map(|(m, _)| m.name().to_string()).collect(),
         series,
+        horizontal: true,
     })
 }
 
@@ -406,6 +563,7 @@ fn table4(study: &Study) -> Result<Option<Figure>> {
         y_desc: "HR@k (%)",
         categories: ks.iter().map(|k| format!("HR@{k}")).collect(),
         series,
+        horizontal: false,
     })?))
 }
 
@@ -420,23 +578,26 @@ fn session_lengths(lengths: &[usize]) -> Result<Figure> {
     let top = counts.iter().copied().max().unwrap_or(1).max(1);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
+        let (plot, key) = canvas(&mut svg, (WIDTH, HEIGHT))?;
+        let mut chart = ChartBuilder::on(&plot)
             .caption("Session lengths (Table I)", ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(
-                (0u32..(BINS * BIN) as u32).into_segmented(),
-                0u32..top + top / 10 + 1,
-            )
+            .build_cartesian_2d((0u32..BINS as u32).into_segmented(), 0u32..top + top / 10 + 1)
             .map_err(plot_err)?;
+        // One segment per bin, labelled by its first length.
+        let bin_label = |v: &SegmentValue<u32>| match v {
+            SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => (*i as usize * BIN).to_string(),
+            SegmentValue::Last => String::new(),
+        };
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .x_labels(BINS / 4)
+            .x_label_formatter(&bin_label)
             .x_desc(format!(
-                "plays per session (bins of {BIN}; the last: {} or more)",
+                "plays per session (bins of {BIN}, labelled by their first length; the last: {} or more)",
                 (BINS - 1) * BIN
             ))
             .y_desc("sessions")
@@ -447,13 +608,11 @@ fn session_lengths(lengths: &[usize]) -> Result<Figure> {
                 Histogram::vertical(&chart)
                     .style(palette(0).filled())
                     .margin(1)
-                    .data(counts.iter().enumerate().map(|(i, &c)| ((i * BIN) as u32, c))),
+                    .data(counts.iter().enumerate().map(|(i, &c)| (i as u32, c))),
             )
-            .map_err(plot_err)?
-            .label("sessions")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], palette(0).filled()));
-        legend(&mut chart)?;
-        root.present().map_err(plot_err)?;
+            .map_err(plot_err)?;
+        side_legend(&key, &[("sessions", palette(0))], Mark::Block)?;
+        plot.present().map_err(plot_err)?;
     }
     Ok(Figure {
         file: "session_lengths.svg".into(),
@@ -496,6 +655,15 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// A table cell's text as HTML: escaped, and a cell wholly in `*...*` (a block's name, such
+/// as *beyond the paper*) in italics.
+fn inline(cell: &str) -> String {
+    match cell.strip_prefix('*').and_then(|c| c.strip_suffix('*')) {
+        Some(inner) if !inner.is_empty() => format!("<em>{}</em>", escape(inner)),
+        _ => escape(cell),
+    }
+}
+
 /// The markdown report's headings, tables and paragraphs as HTML (what the report writes, no
 /// general markdown).
 fn markdown_html(md: &str) -> String {
@@ -510,7 +678,7 @@ fn markdown_html(md: &str) -> String {
             let tag = if i == 0 { "th" } else { "td" };
             html.push_str("<tr>");
             for cell in row {
-                let _ = write!(html, "<{tag}>{}</{tag}>", escape(cell.trim()));
+                let _ = write!(html, "<{tag}>{}</{tag}>", inline(cell.trim()));
             }
             html.push_str("</tr>\n");
         }
@@ -707,6 +875,26 @@ mod tests {
             .collect();
         assert_eq!(cells, ["ANN", "5.0"], "the markdown table as HTML");
         assert!(!html.contains("<script"));
+    }
+
+    /// Past 12 users the per-user figure is one point per user, users in the first
+    /// series' order.
+    #[test]
+    fn many_users_are_points_in_order() {
+        let series: Vec<(String, Vec<(f64, f64)>)> = ["ANN", "SR"]
+            .iter()
+            .enumerate()
+            .map(|(j, n)| (n.to_string(), (0..15).map(|u| ((15 - u + j) as f64, 0.0)).collect()))
+            .collect();
+        let f = user_points(&series, "caption").unwrap();
+        let doc = roxmltree::Document::parse(&f.svg).unwrap();
+        let texts = texts(&doc);
+        for s in ["ANN", "SR", "users, sorted by ANN's HR@10"] {
+            assert!(texts.iter().any(|t| t == s), "{s} in {texts:?}");
+        }
+        // One marker per user and series.
+        let circles = doc.descendants().filter(|n| n.tag_name().name() == "circle").count();
+        assert_eq!(circles, 30);
     }
 
     #[test]

@@ -60,11 +60,10 @@ pub(crate) fn cross_entropy(
     scratch: &mut OutputScratch,
     d_features: &mut [f32],
 ) -> f32 {
-    let Layer { w, b: bias, v, f } = *layer;
+    let Layer { w, v, f, .. } = *layer;
     let nb = targets.len();
     scratch.d_w.resize(v * f, 0.0);
     scratch.d_b.resize(v, 0.0);
-    let scale = 1.0 / nb as f32;
     match softmax {
         Softmax::Full => {
             let loss = full_softmax(layer, features, targets, extra, scratch);
@@ -84,58 +83,85 @@ pub(crate) fn cross_entropy(
         }
         Softmax::Sampled { negatives, sampler } => {
             debug_assert!(extra.is_empty(), "extra scores need the full softmax");
-            for &r in &scratch.rows {
-                let r = r as usize;
-                scratch.d_w[r * f..(r + 1) * f].fill(0.0);
-                scratch.d_b[r] = 0.0;
-            }
-            scratch.rows.clear();
             let neg = sampler.draw(*negatives, rng);
-            let ln_n = (*negatives as f32).ln();
-            let q = |t: u32| sampler.log_q[t as usize] + ln_n;
-            let dot = |a: &[f32], r: u32| -> f32 {
-                a.iter().zip(&w[r as usize * f..(r as usize + 1) * f]).map(|(x, y)| x * y).sum()
-            };
-            d_features.fill(0.0);
-            let mut loss = 0.0f64;
-            let mut scores = vec![0.0f32; neg.len() + 1];
-            for (bi, &y) in targets.iter().enumerate() {
-                let fb = &features[bi * f..(bi + 1) * f];
-                scores[0] = dot(fb, y) + bias[y as usize] - q(y);
-                for (s, &n) in scores[1..].iter_mut().zip(&neg) {
-                    // logQ correction; an accidental hit is not a negative.
-                    *s = if n == y {
-                        f32::NEG_INFINITY
-                    } else {
-                        dot(fb, n) + bias[n as usize] - q(n)
-                    };
-                }
-                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f32 = scores.iter().map(|s| (s - max).exp()).sum();
-                loss += (sum.ln() + max - scores[0]) as f64;
-                let df = &mut d_features[bi * f..(bi + 1) * f];
-                for (k, &s) in scores.iter().enumerate() {
-                    let p = (s - max).exp() / sum;
-                    let g = scale * (p - if k == 0 { 1.0 } else { 0.0 });
-                    if g == 0.0 {
-                        continue;
-                    }
-                    let r = if k == 0 { y } else { neg[k - 1] } as usize;
-                    let wr = &w[r * f..(r + 1) * f];
-                    for j in 0..f {
-                        df[j] += g * wr[j];
-                    }
-                    let dw = &mut scratch.d_w[r * f..(r + 1) * f];
-                    for j in 0..f {
-                        dw[j] += g * fb[j];
-                    }
-                    scratch.d_b[r] += g;
-                    scratch.rows.push(r as u32);
-                }
-            }
-            (loss / nb as f64) as f32
+            sampled_softmax(layer, features, targets, &neg, &sampler.log_q, scratch, d_features)
         }
     }
+}
+
+/// The sampled softmax with logQ correction: every example scores its target and the batch's
+/// shared negatives `neg` (an accidental hit is not a negative). The negatives' rows are
+/// gathered once and scored with matrix products; the gradients of the rows touched land in
+/// `scratch` (listed in `scratch.rows`).
+fn sampled_softmax(
+    layer: &Layer,
+    features: &[f32],
+    targets: &[u32],
+    neg: &[u32],
+    log_q: &[f32],
+    scratch: &mut OutputScratch,
+    d_features: &mut [f32],
+) -> f32 {
+    let Layer { w, b: bias, f, .. } = *layer;
+    let (nb, nn) = (targets.len(), neg.len());
+    let scale = 1.0 / nb as f32;
+    for &r in &scratch.rows {
+        let r = r as usize;
+        scratch.d_w[r * f..(r + 1) * f].fill(0.0);
+        scratch.d_b[r] = 0.0;
+    }
+    scratch.rows.clear();
+    let ln_n = (nn as f32).ln();
+    let shift = |t: u32| bias[t as usize] - (log_q[t as usize] + ln_n);
+    let row = |t: u32| &w[t as usize * f..(t as usize + 1) * f];
+    let mut wn = vec![0.0f32; nn * f];
+    for (dst, &n) in wn.chunks_exact_mut(f).zip(neg) {
+        dst.copy_from_slice(row(n));
+    }
+    // Scores of the negatives (B x N), then in place their gradient (softmax / B).
+    let mut g = vec![0.0f32; nb * nn];
+    matmul_par(&mut g, false, features, false, &wn, true, nb, nn, f);
+    let neg_shift: Vec<f32> = neg.iter().map(|&n| shift(n)).collect();
+    let per_example: Vec<(f64, f32)> = g
+        .par_chunks_mut(nn.max(1))
+        .zip(targets.par_iter())
+        .enumerate()
+        .map(|(bi, (scores, &y))| {
+            let fb = &features[bi * f..(bi + 1) * f];
+            let t = fb.iter().zip(row(y)).map(|(x, w)| x * w).sum::<f32>() + shift(y);
+            for ((x, &n), sh) in scores.iter_mut().zip(neg).zip(&neg_shift) {
+                *x = if n == y { f32::NEG_INFINITY } else { *x + sh };
+            }
+            let max = scores.iter().copied().fold(t, f32::max);
+            let sum = (t - max).exp() + scores.iter().map(|s| (s - max).exp()).sum::<f32>();
+            for x in scores.iter_mut() {
+                *x = scale * ((*x - max).exp() / sum);
+            }
+            ((sum.ln() + max - t) as f64, scale * ((t - max).exp() / sum - 1.0))
+        })
+        .collect();
+    let loss: f64 = per_example.iter().map(|p| p.0).sum();
+    // d_features = G Wn + g_target w_y; d_Wn = G^T F.
+    matmul_par(d_features, false, &g, false, &wn, false, nb, f, nn);
+    let mut d_wn = vec![0.0f32; nn * f];
+    matmul_par(&mut d_wn, false, &g, true, features, false, nn, f, nb);
+    for (k, &n) in neg.iter().enumerate() {
+        let r = n as usize;
+        let dw = &mut scratch.d_w[r * f..(r + 1) * f];
+        dw.iter_mut().zip(&d_wn[k * f..(k + 1) * f]).for_each(|(o, x)| *o += x);
+        scratch.d_b[r] += (0..nb).map(|bi| g[bi * nn + k]).sum::<f32>();
+        scratch.rows.push(n);
+    }
+    for (bi, (&y, &(_, gt))) in targets.iter().zip(&per_example).enumerate() {
+        let fb = &features[bi * f..(bi + 1) * f];
+        let df = &mut d_features[bi * f..(bi + 1) * f];
+        df.iter_mut().zip(row(y)).for_each(|(o, x)| *o += gt * x);
+        let r = y as usize;
+        scratch.d_w[r * f..(r + 1) * f].iter_mut().zip(fb).for_each(|(o, x)| *o += gt * x);
+        scratch.d_b[r] += gt;
+        scratch.rows.push(y);
+    }
+    (loss / nb as f64) as f32
 }
 
 /// The full softmax's mean cross-entropy, `extra` scores added to their logits; leaves the

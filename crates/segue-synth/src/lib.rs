@@ -27,6 +27,7 @@
 //! | tiny | 8 | 400 | 4,000 | 3,000 to 3,900 | 11 to 17 | 250 to 400 |
 //! | small | 50 | 3,000 | 100,000 | 80,000 to 95,000 | 12.5 to 15.5 | 2,000 to 3,000 |
 //! | paper | 541 | 414,000 | 5,500,000 | about 5.05 million | about 14 | about 380,000 |
+//! | large | 20,000 | 2,000,000 | 50,000,000 | | | |
 //!
 //! The paper preset (seed 0) gave 360,735 sessions, 380,421 unique songs, 5,051,754 events and
 //! a mean session length of 14.00; the paper's Table I has 394,057, 413,819, 5,492,139 and 13.9.
@@ -64,6 +65,9 @@ pub enum Preset {
     Small,
     /// The paper's size: about 5.5 million listens, 541 users, 414,000 tracks: benchmarks.
     Paper,
+    /// Past the paper, at the scale of the public logs' subsets: about 50 million listens,
+    /// 20,000 users, 2 million tracks (scale benchmarks; several GB of files).
+    Large,
 }
 
 impl std::str::FromStr for Preset {
@@ -73,8 +77,9 @@ impl std::str::FromStr for Preset {
             "tiny" => Ok(Preset::Tiny),
             "small" => Ok(Preset::Small),
             "paper" => Ok(Preset::Paper),
+            "large" => Ok(Preset::Large),
             other => Err(Error::Config(format!(
-                "unknown preset {other:?}; expected tiny, small or paper"
+                "unknown preset {other:?}; expected tiny, small, paper or large"
             ))),
         }
     }
@@ -167,6 +172,17 @@ impl SynthConfig {
                 tracks: 414_000,
                 genres: 40,
                 listens: 5_500_000,
+                zipf_exponent: 0.75,
+                mean_gap_hours: 4.0,
+                ..base
+            },
+            // The paper preset's structure with 37x the users, 5x the tracks, 9x the listens:
+            // about 2,500 listens per user (the paper: about 10,000).
+            Preset::Large => SynthConfig {
+                users: 20_000,
+                tracks: 2_000_000,
+                genres: 200,
+                listens: 50_000_000,
                 zipf_exponent: 0.75,
                 mean_gap_hours: 4.0,
                 ..base
@@ -642,6 +658,9 @@ fn respell(s: &str, how: u64) -> String {
     }
 }
 
+/// Users whose lines [`Dataset::write`] formats before writing them.
+const USERS_PER_WRITE: usize = 256;
+
 impl Dataset {
     /// Writes `listens.tsv` (Last.fm 1K, per user in reverse time order as Last.fm 1K is),
     /// `audio_features.csv`, `lyrics.csv`, `tags.csv`, `users.csv`, `truth.csv` and
@@ -649,40 +668,40 @@ impl Dataset {
     pub fn write(&self, dir: &Path) -> Result<WriteSummary> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let cfg = &self.config;
-        let chunks: Vec<Vec<u8>> = self
-            .listens
-            .par_iter()
-            .enumerate()
-            .map(|(u, plays)| {
-                let mut buf = Vec::with_capacity(plays.len() * 120);
-                let user = &self.users[u].id;
-                for (i, &(track, ts)) in plays.iter().enumerate().rev() {
-                    let tr = &self.tracks[track as usize];
-                    let h = (u as u64) << 32 | i as u64;
-                    let mixed = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
-                    let respelled = (mixed % 1_000_000) as f64 / 1e6 < cfg.respelled_share;
-                    let (artist, title) = if respelled {
-                        (respell(&tr.artist, mixed), respell(&tr.title, mixed >> 8))
-                    } else {
-                        (tr.artist.clone(), tr.title.clone())
-                    };
-                    let _ = writeln!(
-                        buf,
-                        "{user}\t{}\t\t{artist}\t\t{title}",
-                        segue_core::format_utc(ts)
-                    );
-                }
-                buf
-            })
-            .collect();
+        let user_lines = |u: usize, plays: &[Listen]| {
+            let mut buf = Vec::with_capacity(plays.len() * 120);
+            let user = &self.users[u].id;
+            for (i, &(track, ts)) in plays.iter().enumerate().rev() {
+                let tr = &self.tracks[track as usize];
+                let h = (u as u64) << 32 | i as u64;
+                let mixed = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+                let respelled = (mixed % 1_000_000) as f64 / 1e6 < cfg.respelled_share;
+                let (artist, title) = if respelled {
+                    (respell(&tr.artist, mixed), respell(&tr.title, mixed >> 8))
+                } else {
+                    (tr.artist.clone(), tr.title.clone())
+                };
+                let _ =
+                    writeln!(buf, "{user}\t{}\t\t{artist}\t\t{title}", segue_core::format_utc(ts));
+            }
+            buf
+        };
         let listens: usize = self.listens.iter().map(Vec::len).sum();
+        // Users formatted in parallel a group at a time, so the text held in memory stays a
+        // group's (the large preset's whole file is several GB).
         segue_core::fs::write_atomic(&dir.join("listens.tsv"), |out| {
-            for c in &chunks {
-                out.write_all(c).map_err(|e| Error::io(dir.join("listens.tsv"), e))?;
+            for (g, group) in self.listens.chunks(USERS_PER_WRITE).enumerate() {
+                let chunks: Vec<Vec<u8>> = group
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, plays)| user_lines(g * USERS_PER_WRITE + i, plays))
+                    .collect();
+                for c in &chunks {
+                    out.write_all(c).map_err(|e| Error::io(dir.join("listens.tsv"), e))?;
+                }
             }
             Ok(())
         })?;
-        drop(chunks);
 
         let mut features = format!("artist_name,track_name,{}\n", FEATURES.join(","));
         let mut lyrics = String::from("artist_name,track_name,lyrics\n");

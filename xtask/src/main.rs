@@ -155,7 +155,7 @@ enum Command {
     },
     /// Write a synthetic dataset with planted structure (segue-synth).
     Synth {
-        /// tiny (unit tests), small (~100,000 listens) or paper (~5.5 million).
+        /// tiny (unit tests), small (~100,000 listens), paper (~5.5 million) or large (~50 million).
         #[arg(long)]
         preset: segue_synth::Preset,
         #[arg(long, default_value_t = 0)]

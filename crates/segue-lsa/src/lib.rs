@@ -170,12 +170,17 @@ impl CountMatrix {
 
     /// `out = self * x`, both row-major with `width` columns.
     fn mul_dense_into(&self, x: &[f64], width: usize, out: &mut [f64]) {
-        debug_assert_eq!(x.len(), self.cols * width);
         debug_assert_eq!(out.len(), self.rows * width);
+        self.mul_dense_rows(x, width, 0, out);
+    }
+
+    /// Rows `first..` of `self * x` into `out` (as many rows as it holds).
+    fn mul_dense_rows(&self, x: &[f64], width: usize, first: usize, out: &mut [f64]) {
+        debug_assert_eq!(x.len(), self.cols * width);
         out.par_chunks_mut(width * 64).enumerate().for_each(|(block, out)| {
             for (i, out_row) in out.chunks_mut(width).enumerate() {
                 out_row.fill(0.0);
-                let r = block * 64 + i;
+                let r = first + block * 64 + i;
                 for k in self.indptr[r]..self.indptr[r + 1] {
                     let a = self.values[k];
                     let x_row = &x[self.indices[k] as usize * width..][..width];
@@ -347,8 +352,38 @@ fn lu_basis(y: &[f64], rows: usize, width: usize) -> Vec<f64> {
     out
 }
 
-fn qr_basis(y: &[f64], rows: usize, width: usize) -> Vec<f64> {
-    to_row_major(as_mat(y, rows, width).qr().compute_thin_Q().as_ref())
+/// An orthonormal basis of `y`'s columns. `y` is dropped once factorised, and each copy as
+/// soon as the next exists: at the large synthetic preset's size each is 2.5 GB.
+fn qr_basis(y: Vec<f64>, rows: usize, width: usize) -> Vec<f64> {
+    let qr = as_mat(&y, rows, width).qr();
+    drop(y);
+    let q = qr.compute_thin_Q();
+    drop(qr);
+    to_row_major(q.as_ref())
+}
+
+/// The share of `x`'s total variance along each of the `k` directions `v` (row-major,
+/// `x.cols x k`). The projection `x v` is computed a block of rows at a time and its sums
+/// taken in row order, as over the whole projection at once, so a large `x` never holds it
+/// whole.
+fn explained_variance_ratio(x: &CountMatrix, v: &[f64], k: usize) -> Vec<f64> {
+    const ROWS: usize = 1 << 16;
+    let (mut sum, mut sq) = (vec![0f64; k], vec![0f64; k]);
+    let mut block = vec![0f64; ROWS.min(x.rows) * k];
+    for first in (0..x.rows).step_by(ROWS) {
+        let n = ROWS.min(x.rows - first);
+        let out = &mut block[..n * k];
+        x.mul_dense_rows(v, k, first, out);
+        for row in out.chunks_exact(k) {
+            for c in 0..k {
+                sum[c] += row[c];
+                sq[c] += row[c] * row[c];
+            }
+        }
+    }
+    let total = x.total_variance();
+    let n = x.rows as f64;
+    (0..k).map(|c| (sq[c] / n - (sum[c] / n) * (sum[c] / n)) / total).collect()
 }
 
 /// The randomized truncated SVD of `x` to `params.dim` components.
@@ -394,7 +429,8 @@ pub fn randomized_svd_with_progress(
     }
     drop((z, y_basis, scratch));
     a.mul_dense_into(&q, width, &mut y);
-    let q = qr_basis(&y, a.rows, width);
+    drop(q);
+    let q = qr_basis(y, a.rows, width);
     progress.advance(1);
     // B = Q^T A; its SVD comes from the thin SVD of the tall B^T = A^T Q.
     let bt = at.mul_dense(&q, width);
@@ -428,22 +464,9 @@ pub fn randomized_svd_with_progress(
             }
         }
     }
-    let projected = x.mul_dense(&v, k);
+    let explained_variance_ratio = explained_variance_ratio(x, &v, k);
     progress.advance(1);
     progress.finish();
-    let total = x.total_variance();
-    let n = x.rows as f64;
-    let explained_variance_ratio = (0..k)
-        .map(|c| {
-            let (mut sum, mut sq) = (0f64, 0f64);
-            for r in 0..x.rows {
-                let p = projected[r * k + c];
-                sum += p;
-                sq += p * p;
-            }
-            (sq / n - (sum / n) * (sum / n)) / total
-        })
-        .collect();
     Ok(TruncatedSvd {
         singular_values: s,
         right_vectors: v,

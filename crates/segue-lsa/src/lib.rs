@@ -312,13 +312,15 @@ fn transpose_into(src: &[f64], rows: usize, width: usize, dst: &mut [f64]) {
 }
 
 /// `P L` of `y = P L U` (scipy's `lu(y, permute_l=True)[0]`): a well-conditioned basis of
-/// `y`'s column space, cheaper than QR. `y` is row-major; faer factorises a column-major copy
-/// in `scratch` (its LU is faster on columns); the basis goes to row-major `out`.
-fn lu_basis_into(y: &[f64], rows: usize, width: usize, scratch: &mut [f64], out: &mut [f64]) {
+/// `y`'s column space, cheaper than QR, written over `y`. `y` is row-major; faer factorises a
+/// column-major copy in `scratch` (its LU is faster on columns), so `y` is free for the basis
+/// and no third buffer of its size is needed.
+fn lu_basis_in_place(y: &mut [f64], rows: usize, width: usize, scratch: &mut [f64]) {
     use faer::dyn_stack::{MemBuffer, MemStack};
     use faer::linalg::lu::partial_pivoting::factor;
     let par = faer::get_global_parallelism();
     transpose_into(y, rows, width, scratch);
+    let out = y;
     let mut forward = vec![0usize; rows];
     let mut inverse = vec![0usize; rows];
     let need = factor::lu_in_place_scratch::<usize, f64>(rows, width, par, Default::default());
@@ -347,8 +349,8 @@ fn lu_basis_into(y: &[f64], rows: usize, width: usize, scratch: &mut [f64], out:
 #[cfg(test)]
 fn lu_basis(y: &[f64], rows: usize, width: usize) -> Vec<f64> {
     let mut scratch = vec![0f64; rows * width];
-    let mut out = vec![0f64; rows * width];
-    lu_basis_into(y, rows, width, &mut scratch, &mut out);
+    let mut out = y.to_vec();
+    lu_basis_in_place(&mut out, rows, width, &mut scratch);
     out
 }
 
@@ -414,20 +416,21 @@ pub fn randomized_svd_with_progress(
 
     progress.start("randomized SVD", Some(2 * params.n_iter as u64 + 3), "steps");
     // Buffers reused across iterations: fresh 100-MB allocations cost page faults each time.
+    // Each basis is written over the product it comes from, and the new q swapped in.
     let mut q = gaussian(a.cols, width, params.seed);
     let mut z = vec![0f64; a.cols * width];
     let mut y = vec![0f64; a.rows * width];
-    let mut y_basis = vec![0f64; a.rows * width];
     let mut scratch = vec![0f64; a.rows.max(a.cols) * width];
     for _ in 0..params.n_iter {
         a.mul_dense_into(&q, width, &mut y);
-        lu_basis_into(&y, a.rows, width, &mut scratch[..a.rows * width], &mut y_basis);
+        lu_basis_in_place(&mut y, a.rows, width, &mut scratch[..a.rows * width]);
         progress.advance(1);
-        at.mul_dense_into(&y_basis, width, &mut z);
-        lu_basis_into(&z, at.rows, width, &mut scratch[..at.rows * width], &mut q);
+        at.mul_dense_into(&y, width, &mut z);
+        lu_basis_in_place(&mut z, at.rows, width, &mut scratch[..at.rows * width]);
+        std::mem::swap(&mut q, &mut z);
         progress.advance(1);
     }
-    drop((z, y_basis, scratch));
+    drop((z, scratch));
     a.mul_dense_into(&q, width, &mut y);
     drop(q);
     let q = qr_basis(y, a.rows, width);

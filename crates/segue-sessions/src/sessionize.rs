@@ -384,6 +384,8 @@ pub fn sessionize(
     )?;
     let key = parquet::u32_column(events, "track_key")?;
     let (keep, mut limits) = catalogue(&first, &track_of_key, options)?;
+    // The first cut's tables are as large as the events: gone before the second cut.
+    drop(first);
     let mask: BooleanChunked = key.iter().map(|&k| keep[k as usize]).collect();
     limits.events_removed = key.len() - mask.sum().unwrap_or(0) as usize;
     let filtered = events.filter(&mask).map_err(pl_err)?;

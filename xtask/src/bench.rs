@@ -68,6 +68,9 @@ pub enum BenchCommand {
     /// `recommend`'s latency on a trained model: loading it, one session's top 10, the whole
     /// command.
     Recommend(crate::bench_recommend::RecommendArgs),
+    /// Ingest + sessionize at 0.5, 5.5 and 50 million synthetic listens (one structure,
+    /// scaled): seconds and peak memory per size, each in its own process.
+    Scale(crate::bench_scale::ScaleArgs),
     /// Training steps of the fused model at catalogue sizes up to millions of tracks: dense
     /// beside lazy Adam, sampled (and full) softmax; step time and peak memory.
     Catalogue(crate::bench_catalogue::CatalogueArgs),
@@ -118,6 +121,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Vae(args) => crate::bench_vae::run(args),
         BenchCommand::Recommend(args) => crate::bench_recommend::run(args),
         BenchCommand::Catalogue(args) => crate::bench_catalogue::run(args),
+        BenchCommand::Scale(args) => crate::bench_scale::run(args),
         BenchCommand::CatalogueWorker(args) => crate::bench_catalogue::worker(args),
         BenchCommand::Sessions { listens, builtin, repeat, python, peers } => {
             sessions(listens, builtin, repeat.max(1), &python, &peers)
@@ -191,7 +195,7 @@ fn finish_worker(
     Ok(())
 }
 
-fn last_json_line(stdout: &[u8]) -> Result<serde_json::Value> {
+pub(crate) fn last_json_line(stdout: &[u8]) -> Result<serde_json::Value> {
     let text = String::from_utf8_lossy(stdout);
     let line = text
         .lines()

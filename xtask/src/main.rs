@@ -6,6 +6,7 @@ mod bench_catalogue;
 mod bench_embed;
 mod bench_lyrics;
 mod bench_recommend;
+mod bench_scale;
 mod bench_train;
 mod bench_vae;
 mod progress;

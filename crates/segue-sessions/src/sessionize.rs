@@ -285,8 +285,35 @@ pub struct Sessionized {
     pub stats: SessionStats,
 }
 
+/// Each event's user as a code into the distinct names (a code per run of equal ids, in
+/// order): 4 bytes an event instead of a string view, and comparisons of integers.
+struct Users<'a> {
+    names: Vec<&'a str>,
+    code: Vec<u32>,
+}
+
+impl<'a> Users<'a> {
+    fn new(column: impl Iterator<Item = &'a str>) -> Users<'a> {
+        let mut names: Vec<&str> = Vec::new();
+        let code = column
+            .map(|u| {
+                if names.last() != Some(&u) {
+                    names.push(u);
+                }
+                (names.len() - 1) as u32
+            })
+            .collect();
+        Users { names, code }
+    }
+
+    /// The user of event `i`.
+    fn name(&self, i: usize) -> &'a str {
+        self.names[self.code[i] as usize]
+    }
+}
+
 /// The per-user chronological split of kept sessions (in (user, time) order).
-fn split_per_user(kept: &[(usize, usize)], user: &[&str], options: &SessionOptions) -> Vec<Split> {
+fn split_per_user(kept: &[(usize, usize)], user: &[u32], options: &SessionOptions) -> Vec<Split> {
     let mut split = vec![Split::Test; kept.len()];
     let mut u0 = 0;
     while u0 < kept.len() {
@@ -442,12 +469,12 @@ fn cut(
 ) -> Result<(Sessionized, Vec<u32>)> {
     let users_ca =
         events.column("user").and_then(|c| c.str()).map_err(pl_err)?.rechunk().into_owned();
-    let user: Vec<&str> = users_ca.iter().map(|u| u.unwrap_or("")).collect();
+    let users = Users::new(users_ca.iter().map(|u| u.unwrap_or("")));
     let ts = parquet::i64_column(events, "ts")?;
     let key = parquet::u32_column(events, "track_key")?;
     let n = ts.len();
 
-    let starts = session_starts(&user, &ts, options.gap_seconds)?;
+    let starts = session_starts(&users, &ts, options.gap_seconds)?;
     let sessions_before_filter = starts.len() - 1;
     let kept: Vec<(usize, usize)> = starts
         .windows(2)
@@ -458,14 +485,14 @@ fn cut(
         (kept.len(), kept.iter().map(|(a, b)| b - a).sum::<usize>());
 
     let split = match options.split {
-        SplitRule::PerUserChronological => split_per_user(&kept, &user, options),
+        SplitRule::PerUserChronological => split_per_user(&kept, &users.code, options),
         SplitRule::RandomSessions => split_at_random(kept.len(), options),
     };
     let (kept, split) = chunked(kept, split, options.chunk_len);
     let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
 
     let vocab = vocabulary(keys, &key, &kept, &split)?;
-    let table = SessionTable::build(&kept, &split, &user, &ts, &key, &vocab.track_of_key)?;
+    let table = SessionTable::build(&kept, &split, &users, &ts, &key, &vocab.track_of_key)?;
     let SessionTable { sessions, per_user, repeats, split_sessions, split_events } = table;
     let stats = SessionStats {
         users: per_user.len(),
@@ -501,12 +528,20 @@ fn cut(
 
 /// The first row of every session, then `n`: a new session starts at a new user or after a
 /// gap of `gap_seconds` or more. The events must be sorted by (user, time).
-fn session_starts(user: &[&str], ts: &[i64], gap_seconds: i64) -> Result<Vec<usize>> {
+fn session_starts(users: &Users, ts: &[i64], gap_seconds: i64) -> Result<Vec<usize>> {
     let n = ts.len();
+    let user = &users.code;
     let mut starts: Vec<usize> = Vec::new();
     for i in 0..n {
         let new = i == 0 || user[i] != user[i - 1] || ts[i] - ts[i - 1] >= gap_seconds;
-        if i > 0 && (user[i] < user[i - 1] || (user[i] == user[i - 1] && ts[i] < ts[i - 1])) {
+        // A new code is a new id: it must sort after the one before (each user one run).
+        let unsorted = i > 0
+            && if user[i] != user[i - 1] {
+                users.name(i) <= users.name(i - 1)
+            } else {
+                ts[i] < ts[i - 1]
+            };
+        if unsorted {
             return Err(Error::InvalidArgument(format!(
                 "events are not sorted by (user, time) at row {i}; they must come from ingest"
             )));
@@ -615,7 +650,7 @@ impl SessionTable {
     fn build(
         kept: &[(usize, usize)],
         split: &[Split],
-        user: &[&str],
+        users: &Users,
         ts: &[i64],
         key: &[u32],
         track_of_key: &[u32],
@@ -637,7 +672,7 @@ impl SessionTable {
         let mut user_repeats = 0usize;
         let (mut split_sessions, mut split_events) = ([0usize; 3], [0usize; 3]);
         for (s, &(a, b)) in kept.iter().enumerate() {
-            let u = user[a];
+            let (u, code) = (users.name(a), users.code[a]);
             if per_user.last().is_none_or(|p| p.user != u) {
                 if let Some(p) = per_user.last_mut() {
                     p.unique_tracks = user_unique;
@@ -679,7 +714,7 @@ impl SessionTable {
                     last_user[t as usize] = user_stamp;
                     user_unique += 1;
                 }
-                s_user.push(u);
+                s_user.push(code);
                 s_id.push(s as u32);
                 s_pos.push(pos as u32);
                 s_track.push(t);
@@ -692,7 +727,14 @@ impl SessionTable {
             p.repeat_share = user_repeats as f64 / p.events.max(1) as f64;
         }
         let sessions = DataFrame::new_infer_height(vec![
-            Column::new("user".into(), s_user),
+            // The user ids, from the codes (never a view per play held beside the column).
+            Column::new(
+                "user".into(),
+                StringChunked::from_iter_values(
+                    "user".into(),
+                    s_user.iter().map(|&c| users.names[c as usize]),
+                ),
+            ),
             Column::new("session".into(), s_id),
             Column::new("position".into(), s_pos),
             Column::new("track".into(), s_track),
@@ -937,5 +979,27 @@ mod tests {
         assert_eq!(pieces, vec![(0, 4), (4, 8), (12, 16), (16, 20)]);
         assert_eq!(piece_split, vec![Split::Train, Split::Train, Split::Test, Split::Test]);
         assert_eq!(chunked(kept.clone(), split.clone(), 0), (kept, split));
+    }
+
+    /// Users become one code per run of equal ids; a user whose events are not one run, or
+    /// ids out of order, or a time going back, is refused at the row where it shows.
+    #[test]
+    fn user_codes_follow_runs_and_unsorted_events_are_refused() {
+        let users = Users::new(["a", "a", "b", "c", "c"].into_iter());
+        assert_eq!(
+            (users.names.clone(), users.code.clone()),
+            (vec!["a", "b", "c"], vec![0, 0, 1, 2, 2])
+        );
+        assert_eq!(users.name(3), "c");
+        let ts = [0, 10, 0, 0, 9_000];
+        assert_eq!(session_starts(&users, &ts, 7200).unwrap(), vec![0, 2, 3, 4, 5]);
+        let at_row = |ids: [&str; 3], ts: [i64; 3]| {
+            let e = session_starts(&Users::new(ids.into_iter()), &ts, 7200).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+            e.to_string()
+        };
+        assert!(at_row(["a", "b", "a"], [0, 0, 0]).contains("at row 2"));
+        assert!(at_row(["b", "a", "a"], [0, 0, 0]).contains("at row 1"));
+        assert!(at_row(["a", "a", "b"], [5, 4, 0]).contains("at row 1"));
     }
 }

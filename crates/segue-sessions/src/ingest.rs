@@ -411,7 +411,7 @@ impl Progress for ScaledProgress<'_> {
 
 /// Normalises, de-duplicates and sorts raw events.
 pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingested> {
-    let SourcesRead { events: raw, mut skips, files, notes, choices, warnings } = read;
+    let SourcesRead { events: mut raw, mut skips, files, notes, choices, warnings } = read;
     let records = raw.len() as u64 + skips.total();
     // Normalise each distinct raw (artist, title) spelling once, in parallel; spellings that
     // normalise alike share a track key, numbered in first-seen order.
@@ -465,23 +465,28 @@ pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingest
         seq.push(i as u32);
     }
 
-    let df = DataFrame::new_infer_height(vec![
-        Column::new("user".into(), user),
-        Column::new("ts".into(), ts),
-        Column::new("track_key".into(), key),
-        Column::new("seq".into(), seq),
-    ])
-    .map_err(pl_err)?;
-    let df = df
+    // Each whole-column copy is dropped as soon as the next exists: at tens of millions of
+    // events every one is a GB.
+    let (user_col, ts_col, key_col, seq_col) = {
+        let sorted = DataFrame::new_infer_height(vec![
+            Column::new("user".into(), user),
+            Column::new("ts".into(), ts),
+            Column::new("track_key".into(), key),
+            Column::new("seq".into(), seq),
+        ])
+        .map_err(pl_err)?
         .sort(
             ["user", "ts", "seq"],
             SortMultipleOptions::new().with_multithreaded(true).with_maintain_order(true),
         )
         .map_err(pl_err)?;
-    let user_col = parquet::u32_column(&df, "user")?;
-    let ts_col = parquet::i64_column(&df, "ts")?;
-    let key_col = parquet::u32_column(&df, "track_key")?;
-    let seq_col = parquet::u32_column(&df, "seq")?;
+        (
+            parquet::u32_column(&sorted, "user")?,
+            parquet::i64_column(&sorted, "ts")?,
+            parquet::u32_column(&sorted, "track_key")?,
+            parquet::u32_column(&sorted, "seq")?,
+        )
+    };
 
     // Exact duplicates (same user, time, track) are adjacent within a run of equal (user, time).
     let mut keep = vec![true; user_col.len()];
@@ -515,17 +520,25 @@ pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingest
             start = end;
         }
     }
+    // The per-event columns read above are no longer needed (the names and pairs stay).
+    drop((seq_col, std::mem::take(&mut raw.user), std::mem::take(&mut raw.ts)));
+    drop((std::mem::take(&mut raw.track), std::mem::take(&mut raw.at)));
     let users = raw.users.strings();
-    let user_names: Vec<&str> = user_col
-        .iter()
-        .zip(&keep)
-        .filter(|(_, k)| **k)
-        .map(|(&u, _)| &*users[user_order[u as usize] as usize])
-        .collect();
+    let user_names = StringChunked::from_iter_values(
+        "user".into(),
+        user_col
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(&u, _)| &*users[user_order[u as usize] as usize]),
+    );
+    drop(user_col);
     let ts_kept: Vec<i64> =
         ts_col.iter().zip(&keep).filter(|(_, k)| **k).map(|(&t, _)| t).collect();
+    drop(ts_col);
     let key_kept: Vec<u32> =
         key_col.iter().zip(&keep).filter(|(_, k)| **k).map(|(&t, _)| t).collect();
+    drop(key_col);
     let events = DataFrame::new_infer_height(vec![
         Column::new("user".into(), user_names),
         Column::new("ts".into(), ts_kept),

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use rand::{Rng, SeedableRng};
-use segue_model::{Adam, AdamConfig, Batch, Fusion, FusionConfig, FusionInit, Sampler, Softmax};
+use segue_model::{
+    Adam, AdamConfig, Batch, Fusion, FusionConfig, FusionInit, ModelParams, Sampler, Softmax,
+};
 
 #[derive(clap::Args)]
 pub struct CatalogueArgs {
@@ -107,16 +109,8 @@ pub fn worker(a: CatalogueWorkerArgs) -> Result<()> {
     }
     let started = Instant::now();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let config = FusionConfig {
-        tracks: a.tracks,
-        embedding_dim: 150,
-        hidden: 150,
-        fc: 256,
-        dropout: 0.2,
-        leaky_slope: 0.01,
-        content_dims: vec![],
-        repeat_positions: 0,
-    };
+    // ANN at the paper's sizes (the model's defaults).
+    let config = FusionConfig::from_params(a.tracks, &ModelParams::default(), vec![]);
     let model = Fusion::new(config, FusionInit::default(), &mut rng)?;
     let vars = model.vars().iter().map(|(_, v)| v.clone()).collect();
     let mut adam = Adam::new(vars, AdamConfig { lazy: a.lazy, ..AdamConfig::default() });

@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
-use segue_model::{Adam, AdamConfig, Batch, Fusion, FusionConfig, FusionInit, Softmax};
+use segue_model::{
+    Adam, AdamConfig, Batch, Fusion, FusionConfig, FusionInit, ModelParams, Softmax,
+};
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
@@ -12,16 +14,7 @@ fn main() {
     let steps = args.get(1).copied().unwrap_or(30);
     let batch_size = args.get(2).copied().unwrap_or(32);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let config = FusionConfig {
-        tracks,
-        embedding_dim: 150,
-        hidden: 150,
-        fc: 256,
-        dropout: 0.2,
-        leaky_slope: 0.01,
-        content_dims: vec![],
-        repeat_positions: 0,
-    };
+    let config = FusionConfig::from_params(tracks, &ModelParams::default(), vec![]);
     let model = Fusion::new(config, FusionInit::default(), &mut rng).unwrap();
     let vars = model.vars().iter().map(|(_, v)| v.clone()).collect();
     let mut adam = Adam::new(vars, AdamConfig::default());

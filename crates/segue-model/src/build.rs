@@ -117,16 +117,8 @@ impl Variant {
             }
             content.push(rows);
         }
-        let config = FusionConfig {
-            tracks,
-            embedding_dim: m.embedding_dim,
-            hidden: m.hidden,
-            fc: m.fc,
-            dropout: m.dropout,
-            leaky_slope: m.leaky_slope,
-            content_dims: pretrained.content.iter().map(|t| t.dim).collect(),
-            repeat_positions: if m.repeat { m.max_input_len } else { 0 },
-        };
+        let content_dims = pretrained.content.iter().map(|t| t.dim).collect();
+        let config = FusionConfig::from_params(tracks, m, content_dims);
         Ok(Network::Fusion(Fusion::new(config, FusionInit { e1, content }, &mut rng)?))
     }
 }

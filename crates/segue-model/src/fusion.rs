@@ -44,6 +44,27 @@ pub struct FusionConfig {
     pub repeat_positions: usize,
 }
 
+impl FusionConfig {
+    /// The sizes `params` give, for a catalogue of `tracks` and content tables of
+    /// `content_dims` (none: ANN); the repeat path spans the input window when `params.repeat`.
+    pub fn from_params(
+        tracks: usize,
+        params: &crate::ModelParams,
+        content_dims: Vec<usize>,
+    ) -> FusionConfig {
+        FusionConfig {
+            tracks,
+            embedding_dim: params.embedding_dim,
+            hidden: params.hidden,
+            fc: params.fc,
+            dropout: params.dropout,
+            leaky_slope: params.leaky_slope,
+            content_dims,
+            repeat_positions: if params.repeat { params.max_input_len } else { 0 },
+        }
+    }
+}
+
 /// Starting values: `E1` rows with a pretrained vector and the content tables.
 #[derive(Debug, Clone, Default)]
 pub struct FusionInit {

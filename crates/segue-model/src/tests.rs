@@ -221,16 +221,7 @@ fn options(p: ModelParams, flat: &[u32]) -> TrainOptions {
 }
 
 fn fusion(p: &ModelParams) -> Network {
-    let c = FusionConfig {
-        tracks: 30,
-        embedding_dim: p.embedding_dim,
-        hidden: p.hidden,
-        fc: p.fc,
-        dropout: p.dropout,
-        leaky_slope: p.leaky_slope,
-        content_dims: vec![],
-        repeat_positions: if p.repeat { p.max_input_len } else { 0 },
-    };
+    let c = FusionConfig::from_params(30, p, vec![]);
     Network::Fusion(Fusion::new(c, FusionInit::default(), &mut rng(p.seed)).unwrap())
 }
 

@@ -10,7 +10,8 @@
 //! "repeat in the session").
 //!
 //! Works on any score matrix: [`Evaluator::add_scores`] takes a row-major block of scores,
-//! [`evaluate`] pulls batches from a scoring function in parallel. Sums are accumulated in
+//! [`evaluate`] pulls batches from a scoring function in parallel, and [`evaluate_blocked`]
+//! scores a catalogue of millions of items a block at a time (memory independent of its size). Sums are accumulated in
 //! query order, so the report does not depend on the number of threads.
 //!
 //! ```
@@ -28,8 +29,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod blocked;
 mod stats;
 
+pub use blocked::evaluate_blocked;
 pub use stats::{Interval, PairedTest, mean_interval, paired_bootstrap};
 
 use std::collections::BTreeMap;
@@ -394,7 +397,7 @@ where
 
 /// [`evaluate`], also returning each query's rank (for paired tests between methods).
 pub fn evaluate_ranked<F>(
-    mut eval: Evaluator,
+    eval: Evaluator,
     queries: &[Query],
     batch: usize,
     score: F,
@@ -403,6 +406,24 @@ where
     F: Fn(usize, &[Query]) -> Result<Vec<f32>> + Sync,
 {
     let items = eval.items;
+    rank_batches(eval, queries, batch, |first, qs| {
+        let scores = score(first, qs)?;
+        ranks(qs, &scores, items, first, &format!("scores of batch {}", first / batch.max(1)))
+    })
+}
+
+/// Ranks `queries` in batches of `batch`, batches in parallel through `rank` (given the index
+/// of the batch's first query and the batch, it returns their ranks), adds them to `eval` in
+/// query order and reports.
+fn rank_batches<F>(
+    mut eval: Evaluator,
+    queries: &[Query],
+    batch: usize,
+    rank: F,
+) -> Result<(Report, Vec<usize>)>
+where
+    F: Fn(usize, &[Query]) -> Result<Vec<usize>> + Sync,
+{
     let batch = batch.max(1);
     // The error reported is the first failing batch in order, whatever the threads' timing:
     // batches after a known failure are skipped, and results are checked in batch order.
@@ -414,9 +435,7 @@ where
             if b > first_failed.load(Ordering::Relaxed) {
                 return None;
             }
-            let result = score(b * batch, qs).and_then(|scores| {
-                ranks(qs, &scores, items, b * batch, &format!("scores of batch {b}"))
-            });
+            let result = rank(b * batch, qs);
             if result.is_err() {
                 first_failed.fetch_min(b, Ordering::Relaxed);
             }

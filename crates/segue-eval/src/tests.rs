@@ -239,3 +239,105 @@ proptest! {
         }
     }
 }
+
+/// Scores with many ties (small integers) for `queries` over `items`, a row per query.
+fn tied_scores(queries: &[Query], items: u32, salt: u32) -> Vec<f32> {
+    queries
+        .iter()
+        .flat_map(|q| {
+            (0..items).map(move |j| ((j * 31 + q.target * 17 + q.user * salt) % 13) as f32)
+        })
+        .collect()
+}
+
+/// Blocked ranking against the full rows: the same report, ranks exact up to the deepest
+/// cut-off and lower bounds past it, and exact everywhere with one block.
+fn check_blocked(
+    queries: &[Query],
+    items: u32,
+    ks: &[usize],
+    batch: usize,
+    block: usize,
+    salt: u32,
+) {
+    let all = tied_scores(queries, items, salt);
+    let n = items as usize;
+    let row = |i: usize| &all[i * n..(i + 1) * n];
+    let (full, full_ranks) = evaluate_ranked(grouped(ks, n), queries, batch, |first, qs| {
+        Ok((first..first + qs.len()).flat_map(|i| row(i).to_vec()).collect())
+    })
+    .unwrap();
+    let (blocked, ranks) = evaluate_blocked(
+        grouped(ks, n),
+        queries,
+        batch,
+        block,
+        |first, qs| Ok(first..first + qs.len()),
+        |rows, _, items| Ok(rows.clone().flat_map(|i| row(i)[items.clone()].to_vec()).collect()),
+    )
+    .unwrap();
+    assert_eq!(full, blocked, "block {block}");
+    let depth = *ks.iter().max().unwrap();
+    for (i, (&f, &b)) in full_ranks.iter().zip(&ranks).enumerate() {
+        if f <= depth || block >= n {
+            assert_eq!(f, b, "prediction {i}, block {block}");
+        } else {
+            assert!(b > depth && b <= f, "prediction {i}: full rank {f}, blocked {b}");
+        }
+    }
+}
+
+#[test]
+fn blocked_ranking_equals_full_rows() {
+    let items = 200u32;
+    let queries: Vec<Query> =
+        (0..61u32).map(|i| q(i % 4, (i * 37) % items, i % 3 != 0, i % 5 == 0)).collect();
+    for block in [1, 7, 64, 199, 200, 1000] {
+        check_blocked(&queries, items, &[1, 5, 10], 8, block, 3);
+    }
+    // A NaN is named by prediction and item, a wrong block size by its items.
+    let small = [q(0, 1, true, false), q(1, 8, true, false), q(2, 3, false, true)];
+    let err = evaluate_blocked(
+        grouped(&[1], 10),
+        &small,
+        2,
+        4,
+        |_, _| Ok(()),
+        |_, qs, r| {
+            Ok(qs
+                .iter()
+                .flat_map(|_| r.clone().map(|j| if j == 9 { f32::NAN } else { 0.0 }))
+                .collect())
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::NanScore { prediction: Some(0), item: 9 }), "{err}");
+    let err = evaluate_blocked(
+        grouped(&[1], 10),
+        &small,
+        2,
+        4,
+        |_, _| Ok(()),
+        |_, _, _| Ok(vec![0.0; 3]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("items 0..4"), "{err}");
+}
+
+proptest::proptest! {
+    #[test]
+    fn blocked_ranking_equals_full_rows_for_any_block(
+        items in 1u32..120,
+        n in 1usize..40,
+        block in 1usize..130,
+        batch in 1usize..9,
+        depth in 1usize..12,
+        salt in 0u32..50,
+    ) {
+        let queries: Vec<Query> =
+            (0..n as u32).map(|i| q(i % 3, (i * 11 + salt) % items, i % 2 == 0, i % 3 == 0)).collect();
+        let ks: Vec<usize> = (1..=depth).step_by(3).chain([depth]).collect();
+        check_blocked(&queries, items, &ks, batch, block, salt);
+    }
+}

@@ -16,6 +16,8 @@ pub struct Sessions<'a> {
     pub users: &'a [u32],
     /// The first position predicted (at least 1): examples have targets at `t >= min_input`.
     pub min_input: usize,
+    /// At most this many examples, drawn at random with the seed (`None`: every example).
+    pub sample: Option<(usize, u64)>,
 }
 
 /// One prediction: position `t` of the session starting at `flat[start]`.
@@ -48,7 +50,7 @@ impl<'a> Sessions<'a> {
                 found: users.len(),
             });
         }
-        Ok(Sessions { flat, offsets, users, min_input: 1 })
+        Ok(Sessions { flat, offsets, users, min_input: 1, sample: None })
     }
 
     /// Only targets with at least `n` tracks before them in their session are predicted, in
@@ -59,6 +61,15 @@ impl<'a> Sessions<'a> {
     }
 
     /// Every example of every session, sessions in order.
+    /// At most `n` examples (`0`: every one), drawn uniformly without replacement with `seed`
+    /// and kept in their order: evaluation on a catalogue and a test split too large to rank
+    /// whole (the large synthetic preset has millions of test predictions over a million tracks).
+    pub fn with_max_examples(self, n: usize, seed: u64) -> Self {
+        Sessions { sample: (n > 0).then_some((n, seed)), ..self }
+    }
+
+    /// Every example, session after session and position after position (or the sample of
+    /// [`Sessions::with_max_examples`], in that order).
     pub fn examples(&self) -> Vec<Example> {
         let mut out = Vec::with_capacity(self.flat.len());
         for (s, w) in self.offsets.windows(2).enumerate() {
@@ -66,7 +77,15 @@ impl<'a> Sessions<'a> {
                 out.push(Example { start: w[0], t: t as u32, user: self.users[s] });
             }
         }
-        out
+        match self.sample {
+            Some((n, seed)) if n < out.len() => {
+                let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+                let mut keep = rand::seq::index::sample(&mut rng, out.len(), n).into_vec();
+                keep.sort_unstable();
+                keep.into_iter().map(|i| out[i]).collect()
+            }
+            _ => out,
+        }
     }
 
     /// The target of an example.

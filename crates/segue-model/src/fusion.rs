@@ -16,6 +16,7 @@ use segue_core::{Error, Result};
 use crate::bigru::bigru;
 use crate::data::Batch;
 use crate::output::OutputScratch;
+use crate::scoring::Hidden;
 use crate::{Softmax, ce};
 
 mod step;
@@ -359,22 +360,27 @@ impl Fusion {
 
     /// Scores of every track for each row of `batch`, `B x tracks` (no dropout).
     pub fn scores(&self, batch: &Batch) -> Result<Tensor> {
-        let run = || -> candle_core::Result<Tensor> {
+        self.hidden(batch)?.scores_tensor(0..self.config.tracks)
+    }
+
+    /// The batch's features and output layer, from which any block of tracks is scored.
+    pub fn hidden(&self, batch: &Batch) -> Result<Hidden> {
+        let run = || -> candle_core::Result<Hidden> {
             let (f, states) = self.features(batch, &self.lookups(batch)?, None)?;
-            let out = f.matmul(&self.get("out.w").t()?)?.broadcast_add(self.get("out.b"))?;
+            let hidden = Hidden::new(f, self.get("out.w").clone(), Some(self.get("out.b").clone()));
             if self.config.repeat_positions == 0 {
-                return Ok(out);
+                return Ok(hidden);
             }
             // The repeat path added in place: a dense one-hot product would be B x T x tracks.
-            let (b, t, v) = (batch.len(), batch.width, self.config.tracks);
+            let t = batch.width;
             let r = self.repeat_scores(batch, &states)?.flatten_all()?.to_vec1::<f32>()?;
-            let mut scores = out.flatten_all()?.to_vec1::<f32>()?;
+            let mut extra = Vec::with_capacity(batch.ids.len());
             for (row, &len) in batch.lengths.iter().enumerate() {
                 for q in 0..len {
-                    scores[row * v + batch.ids[row * t + q] as usize] += r[row * t + q];
+                    extra.push((row, batch.ids[row * t + q], r[row * t + q]));
                 }
             }
-            Tensor::from_vec(scores, (b, v), &Device::Cpu)
+            Ok(hidden.with_extra(extra))
         };
         run().map_err(crate::err)
     }

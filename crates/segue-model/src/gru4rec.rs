@@ -23,6 +23,7 @@ use segue_core::{Error, Result};
 
 use crate::data::{Batch, Sessions};
 use crate::fusion::{dropout_mask, normal, uniform, var};
+use crate::scoring::Hidden;
 use crate::{Sampler, err};
 
 /// Sizes and loss of GRU4Rec.
@@ -92,7 +93,12 @@ impl Gru4Rec {
 
     /// Scores of every track after running the GRU over each row of `batch` (no dropout).
     pub fn scores(&self, batch: &Batch) -> Result<Tensor> {
-        let run = || -> candle_core::Result<Tensor> {
+        self.hidden(batch)?.scores_tensor(0..self.config.tracks)
+    }
+
+    /// The GRU's last states and the output layer, from which any block of tracks is scored.
+    pub fn hidden(&self, batch: &Batch) -> Result<Hidden> {
+        let run = || -> candle_core::Result<Hidden> {
             let (b, t) = (batch.len(), batch.width);
             let dev = Device::Cpu;
             let ids = Tensor::from_slice(&batch.ids, (b, t), &dev)?;
@@ -106,7 +112,7 @@ impl Gru4Rec {
                 // Rows already at their end keep their state.
                 h = h.add(&next.sub(&h)?.broadcast_mul(&keep)?)?;
             }
-            h.matmul(&self.get("out.w").t()?)?.broadcast_add(self.get("out.b"))
+            Ok(Hidden::new(h, self.get("out.w").clone(), Some(self.get("out.b").clone())))
         };
         run().map_err(err)
     }

@@ -37,6 +37,7 @@ mod fusion;
 mod gru4rec;
 mod output;
 mod sasrec;
+mod scoring;
 mod train;
 
 pub use adam::{Adam, AdamConfig};
@@ -46,9 +47,10 @@ pub use data::{Batch, Example, Sessions};
 pub use fusion::{Fusion, FusionConfig, FusionInit, NamedGradients};
 pub use gru4rec::{Gru4Rec, Gru4RecConfig};
 pub use sasrec::{SasRec, SasRecConfig, SasRecParams, SasRecScratch};
+pub use scoring::Hidden;
 pub use train::{
-    BREAKDOWNS, Epoch, Network, TrainOptions, Trained, checkpoint_epochs, evaluate,
-    evaluate_ranked, evaluate_scorer, train,
+    BREAKDOWNS, EVAL_BLOCK, Epoch, Network, TrainOptions, Trained, checkpoint_epochs, evaluate,
+    evaluate_in_blocks, evaluate_ranked, evaluate_scorer, train,
 };
 
 use candle_core::{Device, Tensor};
@@ -118,6 +120,11 @@ pub struct ModelParams {
     /// SASRec; GRU4Rec trains whole epochs.
     #[serde(skip_serializing_if = "is_zero")]
     pub max_steps: usize,
+    /// Rank at most this many validation and test predictions, a sample drawn with the
+    /// pipeline's seed ([`Sessions::with_max_examples`]; 0: every one). For splits of millions
+    /// of predictions over catalogues of millions of tracks, where ranking all is out of reach.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub eval_predictions: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -215,6 +222,7 @@ impl Default for ModelParams {
             sasrec: SasRecParams::default(),
             lazy_adam: false,
             max_steps: 0,
+            eval_predictions: 0,
         }
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Batch;
 use crate::fusion::{cpu_f32, dropout_values, var};
 use crate::output::{Layer, OutputScratch, cross_entropy};
+use crate::scoring::Hidden;
 use crate::{Softmax, err};
 
 /// Buffers of SASRec's training step that live across steps.
@@ -270,10 +271,15 @@ impl SasRec {
 
     /// Scores of every track for each row of `batch` (`B x tracks`; no dropout).
     pub fn scores(&self, batch: &Batch) -> Result<Tensor> {
-        let run = || -> candle_core::Result<Tensor> {
+        self.hidden(batch)?.scores_tensor(0..self.config.tracks)
+    }
+
+    /// The encoder's last positions and the tied item table (padding row left out), from
+    /// which any block of tracks is scored.
+    pub fn hidden(&self, batch: &Batch) -> Result<Hidden> {
+        let run = || -> candle_core::Result<Hidden> {
             let out = self.encode(batch, None)?;
-            let items = self.get("item").narrow(0, 1, self.config.tracks)?;
-            out.matmul(&items.t()?)
+            Ok(Hidden::new(out, self.get("item").narrow(0, 1, self.config.tracks)?, None))
         };
         run().map_err(err)
     }

@@ -608,3 +608,59 @@ fn row_min_max_rescales_each_taken_row_alone() {
     crate::PretrainedScale::RowMinMax.apply(&mut rows, &take, 3);
     assert_eq!(rows, vec![0.0, 0.25, 1.0, 0.0, 0.0, 0.0, 5.0, 6.0, 7.0]);
 }
+
+/// Ranking a block of tracks at a time gives the whole rows' report for every kind of network
+/// (the fused model with its repeat path, GRU4Rec, SASRec), and the same ranks up to the
+/// deepest cut-off.
+#[test]
+fn blocked_evaluation_equals_whole_rows() {
+    let (flat, offsets, users) = planted(120, 9);
+    let s = Sessions::new(&flat, &offsets, &users).unwrap();
+    let p = ModelParams { repeat: true, ..params(1) };
+    let fused = fusion(&p);
+    train(&fused, &s, None, &options(p, &flat), &NoProgress).unwrap();
+    let gru = Network::Gru4Rec(
+        Gru4Rec::new(
+            Gru4RecConfig { tracks: 30, embedding_dim: 8, hidden: 8, dropout: 0.0, negatives: 10 },
+            &mut rng(0),
+        )
+        .unwrap(),
+    );
+    train(&gru, &s, None, &options(params(1), &flat), &NoProgress).unwrap();
+    let sasrec_params = SasRecParams { hidden: 8, heads: 2, inner: 16, ..SasRecParams::default() };
+    let sasrec = Network::SasRec(
+        SasRec::new(SasRecConfig { tracks: 30, max_len: 20, params: sasrec_params }, &mut rng(2))
+            .unwrap(),
+    );
+    let seen: Vec<bool> = (0..30).map(|i| i % 4 != 0).collect();
+    for net in [&fused, &gru, &sasrec] {
+        let (whole, whole_ranks) = evaluate_ranked(net, &s, &seen, 20, &[1, 3], 16).unwrap();
+        assert!(whole.all.hit[1] > 0.0 && whole.all.hit[1] < 1.0, "{net:?}: {:?}", whole.all);
+        for block in [1, 4, 7, 29] {
+            let (blocked, ranks) =
+                evaluate_in_blocks(net, &s, &seen, 20, &[1, 3], 16, block).unwrap();
+            assert_eq!(whole, blocked, "block {block}");
+            for (&w, &b) in whole_ranks.iter().zip(&ranks) {
+                assert!(w == b || (w > 3 && b > 3 && b <= w), "whole {w}, blocked {b}");
+            }
+        }
+    }
+}
+
+/// A capped evaluation keeps a seeded, ordered subset of the examples.
+#[test]
+fn at_most_n_examples_are_a_seeded_subset_in_order() {
+    let (flat, offsets, users) = planted(50, 3);
+    let s = Sessions::new(&flat, &offsets, &users).unwrap();
+    let all = s.examples();
+    let some = s.with_max_examples(40, 5).examples();
+    assert_eq!(some.len(), 40);
+    assert_eq!(some, s.with_max_examples(40, 5).examples());
+    assert_ne!(some, s.with_max_examples(40, 6).examples());
+    let mut from = 0;
+    for e in &some {
+        from += all[from..].iter().position(|a| a == e).expect("a sampled example in order") + 1;
+    }
+    assert_eq!(s.with_max_examples(0, 5).examples(), all);
+    assert_eq!(s.with_max_examples(all.len() + 1, 5).examples(), all);
+}

@@ -21,7 +21,9 @@ use segue_eval::{Query, Report};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, Example, Sessions};
-use crate::{Adam, AdamConfig, Fusion, Gru4Rec, ModelParams, Sampler, SasRec, Softmax, err};
+use crate::{
+    Adam, AdamConfig, Fusion, Gru4Rec, Hidden, ModelParams, Sampler, SasRec, Softmax, err,
+};
 
 /// A trainable model.
 #[derive(Debug)]
@@ -55,10 +57,15 @@ impl Network {
 
     /// Scores of every track for each row of `batch` (`B x tracks`).
     pub fn scores(&self, batch: &crate::Batch) -> Result<Tensor> {
+        self.hidden(batch)?.scores_tensor(0..self.tracks())
+    }
+
+    /// The batch's state from which any block of tracks is scored ([`Hidden::scores`]).
+    pub fn hidden(&self, batch: &crate::Batch) -> Result<Hidden> {
         match self {
-            Network::Fusion(m) => m.scores(batch),
-            Network::Gru4Rec(m) => m.scores(batch),
-            Network::SasRec(m) => m.scores(batch),
+            Network::Fusion(m) => m.hidden(batch),
+            Network::Gru4Rec(m) => m.hidden(batch),
+            Network::SasRec(m) => m.hidden(batch),
         }
     }
 
@@ -555,6 +562,12 @@ pub fn evaluate(
     Ok(evaluate_ranked(net, sessions, seen_in_train, max_len, ks, batch)?.0)
 }
 
+/// The most tracks scored at once per prediction in evaluation: a catalogue up to this size is
+/// ranked from whole rows, a larger one a block at a time (ranks exact up to the deepest
+/// cut-off, lower bounds past it: [`segue_eval::evaluate_blocked`]), so memory stays at
+/// `batch x EVAL_BLOCK` scores however large the catalogue.
+pub const EVAL_BLOCK: usize = 65_536;
+
 /// [`evaluate`], also returning the rank of every prediction, in example order.
 pub fn evaluate_ranked(
     net: &Network,
@@ -564,16 +577,52 @@ pub fn evaluate_ranked(
     ks: &[usize],
     batch: usize,
 ) -> Result<(Report, Vec<usize>)> {
-    let items = net.tracks();
-    evaluate_scorer(sessions, seen_in_train, max_len, ks, batch, items, |b| {
-        net.scores(b)?.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)
-    })
+    evaluate_in_blocks(net, sessions, seen_in_train, max_len, ks, batch, EVAL_BLOCK)
+}
+
+/// [`evaluate_ranked`] scoring `block` tracks at a time.
+pub fn evaluate_in_blocks(
+    net: &Network,
+    sessions: &Sessions,
+    seen_in_train: &[bool],
+    max_len: usize,
+    ks: &[usize],
+    batch: usize,
+    block: usize,
+) -> Result<(Report, Vec<usize>)> {
+    let (examples, queries) = queries(sessions, seen_in_train);
+    let eval = segue_eval::Evaluator::with_groups(ks, net.tracks(), &BREAKDOWNS)?;
+    segue_eval::evaluate_blocked(
+        eval,
+        &queries,
+        batch,
+        block,
+        |start, qs| net.hidden(&sessions.batch(&examples[start..start + qs.len()], max_len)),
+        |hidden, _, items| hidden.scores(items),
+    )
 }
 
 /// The groups every evaluation here breaks its predictions down by, in [`Report::groups`]:
 /// targets seen in training or never seen there (cold tracks), and targets that already occurred
 /// earlier in the session (repeats) or are new to it.
 pub const BREAKDOWNS: [&str; 4] = ["seen", "unseen", "repeat", "new"];
+
+/// Every example of `sessions` and its query, in [`BREAKDOWNS`]' groups.
+fn queries(sessions: &Sessions, seen_in_train: &[bool]) -> (Vec<Example>, Vec<Query>) {
+    let examples: Vec<Example> = sessions.examples();
+    let queries: Vec<Query> = examples
+        .iter()
+        .map(|e| {
+            let target = sessions.target(e);
+            let before = &sessions.flat[e.start..e.start + e.t as usize];
+            let seen = seen_in_train.get(target as usize).copied().unwrap_or(true);
+            Query::new(e.user, target)
+                .in_group(if seen { 0 } else { 1 })
+                .in_group(if before.contains(&target) { 2 } else { 3 })
+        })
+        .collect();
+    (examples, queries)
+}
 
 /// Full-ranking evaluation of any scorer over every example of `sessions`, as [`evaluate`]:
 /// `score` gets a batch of inputs (the previous `max_len` tracks of each example, targets set)
@@ -591,18 +640,7 @@ pub fn evaluate_scorer<F>(
 where
     F: Fn(&Batch) -> Result<Vec<f32>> + Sync,
 {
-    let examples: Vec<Example> = sessions.examples();
-    let queries: Vec<Query> = examples
-        .iter()
-        .map(|e| {
-            let target = sessions.target(e);
-            let before = &sessions.flat[e.start..e.start + e.t as usize];
-            let seen = seen_in_train.get(target as usize).copied().unwrap_or(true);
-            Query::new(e.user, target)
-                .in_group(if seen { 0 } else { 1 })
-                .in_group(if before.contains(&target) { 2 } else { 3 })
-        })
-        .collect();
+    let (examples, queries) = queries(sessions, seen_in_train);
     let eval = segue_eval::Evaluator::with_groups(ks, items, &BREAKDOWNS)?;
     segue_eval::evaluate_ranked(eval, &queries, batch, |start, qs| {
         score(&sessions.batch(&examples[start..start + qs.len()], max_len))

@@ -10,7 +10,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 use segue_baselines::{NextTrack, Rule, TrainingSessions};
 
-use crate::model_stages::{Inputs, sessions};
+use crate::model_stages::{Inputs, eval_sessions};
 use crate::pipeline::Pipeline;
 
 /// Bumped when a rule's output changes for the same inputs and settings.
@@ -98,7 +98,7 @@ pub fn evaluate_rule(
     inputs: &Inputs,
     split: &segue_sessions::SplitCorpus,
 ) -> Result<(segue_eval::Report, Vec<usize>)> {
-    let test = sessions(p, split)?;
+    let test = eval_sessions(p, split)?;
     let seen: Vec<bool> = (0..inputs.tracks).map(|i| inputs.counts.seen_in_train(i)).collect();
     let items = inputs.tracks;
     Ok(segue_model::evaluate_scorer(

@@ -117,6 +117,12 @@ pub fn sessions<'a>(p: &Pipeline, c: &'a SplitCorpus) -> Result<Sessions<'a>> {
     Ok(Sessions::new(&c.flat, &c.offsets, &c.users)?.with_min_input(p.sessionize.min_input_len))
 }
 
+/// [`sessions`] of a split that is evaluated: at most `model.eval_predictions` of its
+/// predictions, the same sample for every seed and method.
+pub fn eval_sessions<'a>(p: &Pipeline, c: &'a SplitCorpus) -> Result<Sessions<'a>> {
+    Ok(sessions(p, c)?.with_max_examples(p.model.eval_predictions, p.pipeline.seed))
+}
+
 impl Inputs {
     pub fn read(sessions_dir: &Path) -> Result<Inputs> {
         let counts = TrackCounts::read(&sessions_dir.join(crate::files::TRACKS))?;
@@ -240,7 +246,7 @@ pub fn run_train(
     let inputs = Inputs::read(&dir_of("sessionize")?)?;
     let net = network(p, v, &inputs, dir_of)?;
     let train = sessions(p, &inputs.train)?;
-    let valid = sessions(p, &inputs.valid)?;
+    let valid = eval_sessions(p, &inputs.valid)?;
     let opts = TrainOptions {
         params: p.model.clone(),
         train_counts: inputs.counts.train.clone(),
@@ -293,7 +299,7 @@ pub fn run_evaluate(
     let inputs = Inputs::read(&dir_of("sessionize")?)?;
     let net = network(p, v, &inputs, dir_of)?;
     net.load(&dir_of(&format!("train-{}", v.id()))?.join("model.safetensors"))?;
-    let test = sessions(p, &inputs.test)?;
+    let test = eval_sessions(p, &inputs.test)?;
     let seen: Vec<bool> = (0..inputs.tracks).map(|i| inputs.counts.seen_in_train(i)).collect();
     let started = std::time::Instant::now();
     let (report, ranks) = segue_model::evaluate_ranked(

@@ -272,16 +272,18 @@ pub struct TestSessions {
 }
 
 impl TestSessions {
-    pub fn read(sessions_dir: &Path) -> Result<TestSessions> {
+    /// The test predictions as the evaluation stages rank them (`sessionize.min_input_len`,
+    /// `model.eval_predictions`), each with its session's index.
+    pub fn read(p: &crate::Pipeline, sessions_dir: &Path) -> Result<TestSessions> {
         let test = segue_sessions::read_split(
             &sessions_dir.join(crate::files::SESSIONS),
             segue_sessions::Split::Test,
         )?;
-        let session_of = test
-            .offsets
-            .windows(2)
-            .enumerate()
-            .flat_map(|(s, w)| std::iter::repeat_n(s as u32, (w[1] - w[0]).saturating_sub(1)))
+        let sessions = crate::model_stages::eval_sessions(p, &test)?;
+        let session_of = sessions
+            .examples()
+            .iter()
+            .map(|e| test.offsets.partition_point(|&o| o <= e.start) as u32 - 1)
             .collect();
         Ok(TestSessions { session_of })
     }

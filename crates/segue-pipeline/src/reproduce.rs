@@ -150,7 +150,7 @@ pub fn reproduce(p: &Pipeline, force: Option<&str>, log: &dyn Progress) -> Resul
         results.insert(report::Method::Rule(r), report::Outcome::Runs(vec![run]));
     }
     md.push('\n');
-    let test = report::TestSessions::read(&runner.dir("sessionize")?)?;
+    let test = report::TestSessions::read(p, &runner.dir("sessionize")?)?;
     md.push_str(&report::model_tables(p, &results, &test, &report_dir)?);
     let table4 = match study {
         Some(Ok(v)) => {

@@ -21,7 +21,9 @@ use segue_model::{TrainOptions, Variant};
 use segue_sessions::SplitCorpus;
 use serde::{Deserialize, Serialize};
 
-use crate::model_stages::{Inputs, network, not_applicable, sessions, write_evaluation};
+use crate::model_stages::{
+    Inputs, eval_sessions, network, not_applicable, sessions, write_evaluation,
+};
 use crate::pipeline::Pipeline;
 use segue_core::Progress;
 
@@ -323,7 +325,7 @@ pub fn run_train(
         let done = group_partial.join("model.safetensors");
         let report_file = group_partial.join("train_report.json");
         if !(done.exists() && report_file.exists()) {
-            let (train_s, valid_s) = (sessions(p, &train)?, sessions(p, &valid)?);
+            let (train_s, valid_s) = (sessions(p, &train)?, eval_sessions(p, &valid)?);
             log.note(&format!(
                 "{:>31}  {} ({}): {} training examples, {} validation examples",
                 "",
@@ -395,7 +397,7 @@ pub fn run_evaluate(
         let started = std::time::Instant::now();
         let (report, ranks) = segue_model::evaluate_ranked(
             &net,
-            &sessions(p, &test)?,
+            &eval_sessions(p, &test)?,
             &seen,
             p.model.max_input_len,
             &segue_eval::PAPER_KS,

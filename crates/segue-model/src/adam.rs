@@ -24,8 +24,9 @@ pub struct AdamConfig {
     pub beta2: f64,
     /// Added to the denominator.
     pub eps: f64,
-    /// Lazy (sparse) Adam for the fused model's catalogue-sized parameters: an embedding
-    /// table's row, and with a sampled softmax an output row and bias, is updated (moments
+    /// Lazy (sparse) Adam for the catalogue-sized parameters of the fused model and GRU4Rec: an
+    /// embedding table's row, and with a sampled softmax (GRU4Rec's is always sampled) an
+    /// output row and bias, is updated (moments
     /// included) only at the steps whose batch touches it, as TensorFlow's `LazyAdam`; the
     /// bias corrections still follow the global step. Time per step then does not grow with
     /// the catalogue. Dense parameters, and the output layer of a full softmax, stay dense.

@@ -42,7 +42,7 @@ pub(crate) struct Saved {
 
 /// The logistic function through segue-core's vectorisable `exp`.
 #[inline(always)]
-fn sigmoid(x: f32) -> f32 {
+pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 

@@ -19,7 +19,7 @@ use crate::output::OutputScratch;
 use crate::scoring::Hidden;
 use crate::{Softmax, ce};
 
-mod step;
+pub(crate) mod step;
 
 /// Sizes of the fused model.
 #[derive(Debug, Clone, PartialEq)]

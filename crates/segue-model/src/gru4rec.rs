@@ -22,9 +22,14 @@ use rand_chacha::ChaCha8Rng;
 use segue_core::{Error, Result};
 
 use crate::data::{Batch, Sessions};
-use crate::fusion::{dropout_mask, normal, uniform, var};
+use crate::fusion::{dropout_values, normal, uniform, var};
 use crate::scoring::Hidden;
 use crate::{Sampler, err};
+
+mod step;
+
+pub use step::Gru4RecScratch;
+pub(crate) use step::{StepGradients, StepInput};
 
 /// Sizes and loss of GRU4Rec.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,18 +122,17 @@ impl Gru4Rec {
         run().map_err(err)
     }
 
-    /// One epoch of session-parallel training; `step` takes each step's loss (it runs the
-    /// backward pass and the optimizer) and the number of predictions in it, and returns the
-    /// loss value. Targets before `sessions.min_input` feed the state but are not predicted.
-    pub fn epoch(
+    /// One epoch of session-parallel training; `step` takes each step's loss, the number of
+    /// predictions in it and its gradients (it runs the optimizer: [`Gru4Rec::apply`]).
+    /// Targets before `sessions.min_input` feed the state but are not predicted.
+    pub(crate) fn epoch(
         &self,
         sessions: &Sessions,
         batch_size: usize,
         sampler: &Sampler,
         rng: &mut ChaCha8Rng,
-        mut step: impl FnMut(Tensor, usize, &mut ChaCha8Rng) -> Result<f32>,
+        mut step: impl FnMut(f32, usize, StepGradients) -> Result<()>,
     ) -> Result<(f64, usize)> {
-        let dev = Device::Cpu;
         let h = self.config.hidden;
         let mut order: Vec<usize> = (0..sessions.offsets.len() - 1)
             .filter(|&s| sessions.offsets[s + 1] - sessions.offsets[s] > sessions.min_input.max(1))
@@ -185,40 +189,21 @@ impl Gru4Rec {
                 })
                 .collect();
             let negatives = sampler.draw(self.config.negatives, rng);
-            let forward = |rng: &mut ChaCha8Rng| -> candle_core::Result<(Option<Tensor>, Tensor)> {
-                let ids = Tensor::from_slice(&inputs, b, &dev)?;
-                let mut x = self.get("e1").embedding(&ids)?;
-                if let Some(mask) =
-                    dropout_mask(rng, (b, self.config.embedding_dim), self.config.dropout)
-                        .map_err(|e| candle_core::Error::Msg(e.to_string()))?
-                {
-                    x = x.mul(&mask)?;
-                }
-                let h0 = Tensor::from_slice(&state, (b, h), &dev)?;
-                let h1 = self.cell(&x, &h0)?;
-                let mut cand = targets.clone();
-                cand.extend_from_slice(&negatives);
-                let cand = Tensor::from_vec(cand, b + negatives.len(), &dev)?;
-                let w = self.get("out.w").embedding(&cand)?;
-                let bias = self.get("out.b").index_select(&cand, 0)?;
-                let logits = h1.matmul(&w.t()?)?.broadcast_add(&bias)?;
-                if predicted.len() == b {
-                    let own = Tensor::arange(0u32, b as u32, &dev)?;
-                    return Ok((Some(candle_nn::loss::cross_entropy(&logits, &own)?), h1));
-                }
-                if predicted.is_empty() {
-                    return Ok((None, h1));
-                }
-                // Each predicted lane's own target is candidate `i`, its lane index.
-                let rows = Tensor::from_slice(&predicted, predicted.len(), &dev)?;
-                let loss = candle_nn::loss::cross_entropy(&logits.index_select(&rows, 0)?, &rows)?;
-                Ok((Some(loss), h1))
+            let mask = dropout_values(rng, b * self.config.embedding_dim, self.config.dropout);
+            let input = StepInput {
+                inputs: &inputs,
+                state: &state,
+                targets: &targets,
+                negatives: &negatives,
+                predicted: &predicted,
+                mask: mask.as_deref(),
             };
-            let (loss, h1) = forward(rng).map_err(err)?;
-            state = h1.detach().flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
+            let (loss, h1, grads) = self.step_gradients(&input)?;
+            state = h1;
             if let Some(loss) = loss {
                 let n = predicted.len();
-                total += step(loss, n, rng)? as f64 * n as f64;
+                step(loss, n, grads)?;
+                total += loss as f64 * n as f64;
                 examples += n;
             }
             for l in &mut lanes {

@@ -109,8 +109,9 @@ pub struct ModelParams {
     /// SASRec's own settings (`[model.sasrec]`).
     #[serde(skip_serializing_if = "SasRecParams::is_default")]
     pub sasrec: SasRecParams,
-    /// Lazy (sparse) Adam for the fused model's embedding tables, and its output layer with a
-    /// sampled softmax: a row is updated only at the steps whose batch touches it
+    /// Lazy (sparse) Adam for the embedding tables of the fused model and GRU4Rec, and their
+    /// output layers with a sampled softmax: a row is updated only at the steps whose batch
+    /// touches it
     /// ([`AdamConfig::lazy`]), so a step's time does not grow with the catalogue (large
     /// catalogues; off: dense Adam, as PyTorch's).
     #[serde(skip_serializing_if = "is_false")]

@@ -535,13 +535,13 @@ impl EpochPass<'_> {
             }
             Network::Gru4Rec(m) => {
                 let mut i = 0;
-                m.epoch(train, batch_size, sampler, rng, |loss, n, _| {
-                    let value = loss.to_scalar::<f32>().map_err(err)?;
-                    check_loss(value, epoch, i)?;
+                let mut scratch = crate::gru4rec::Gru4RecScratch::default();
+                m.epoch(train, batch_size, sampler, rng, |loss, n, grads| {
+                    check_loss(loss, epoch, i)?;
                     i += 1;
-                    adam.step(&loss.backward().map_err(err)?).map_err(err)?;
+                    m.apply(adam, &grads, &mut scratch)?;
                     progress.advance(n as u64);
-                    Ok(value)
+                    Ok(())
                 })?
             }
         })

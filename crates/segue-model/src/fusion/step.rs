@@ -19,12 +19,12 @@ use crate::bigru::{BiGru, matmul, matmul_par, tanh};
 use crate::data::Batch;
 use crate::output::{Layer, bias_gradient, cross_entropy, full_backward_fused, full_softmax};
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Adds `bias` to every row of `rows`.
-fn add_bias(rows: &mut [f32], bias: &[f32]) {
+pub(crate) fn add_bias(rows: &mut [f32], bias: &[f32]) {
     for row in rows.chunks_exact_mut(bias.len()) {
         for (x, b) in row.iter_mut().zip(bias) {
             *x += b;
@@ -33,7 +33,7 @@ fn add_bias(rows: &mut [f32], bias: &[f32]) {
 }
 
 /// Column sums of the row-major `rows` (the gradient of a bias added to every row).
-fn column_sums(rows: &[f32], width: usize) -> Vec<f32> {
+pub(crate) fn column_sums(rows: &[f32], width: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; width];
     for row in rows.chunks_exact(width) {
         for (o, x) in out.iter_mut().zip(row) {

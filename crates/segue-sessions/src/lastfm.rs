@@ -12,10 +12,14 @@ use crate::time;
 /// Smallest chunk of the parallel parse.
 const CHUNK: usize = 4 << 20;
 
+/// Largest chunk: a wave of chunks in flight (two per thread) holds their bytes and their
+/// events at once, so a log of many GB is read in bounded memory.
+const MAX_CHUNK: usize = 128 << 20;
+
 /// Splits `buf` into pieces that end at line ends: about 8 per thread (few chunks keep the
-/// merge of their string tables cheap), none smaller than `CHUNK`.
+/// merge of their string tables cheap), none smaller than `CHUNK` nor larger than `MAX_CHUNK`.
 fn line_chunks(buf: &[u8]) -> Vec<&[u8]> {
-    let chunk = CHUNK.max(buf.len() / (rayon::current_num_threads() * 8));
+    let chunk = CHUNK.max(buf.len() / (rayon::current_num_threads() * 8)).min(MAX_CHUNK);
     let mut out = Vec::new();
     let mut start = 0;
     while start < buf.len() {
@@ -119,7 +123,10 @@ fn parse_line<'a>(
     Ok(())
 }
 
-/// Reads one Last.fm 1K TSV file (already decompressed) into `out`.
+/// Reads one Last.fm 1K TSV file (already decompressed) into `out`. Chunks are parsed in
+/// parallel a wave at a time (two per thread); after each wave `release` is told how many
+/// leading bytes are no longer needed (a memory-mapped file gives their pages back).
+#[allow(clippy::too_many_arguments)]
 pub fn read_lastfm_1k(
     bytes: &[u8],
     file: &Path,
@@ -128,34 +135,41 @@ pub fn read_lastfm_1k(
     out: &mut RawEvents,
     skips: &mut SkipReport,
     progress: &dyn Progress,
+    release: &dyn Fn(usize),
 ) -> Result<()> {
     let chunks = line_chunks(bytes);
-    let results: Vec<ChunkResult<'_>> = chunks
-        .par_iter()
-        .map(|c| {
-            let r = parse_chunk(c, file, strict, latest);
-            progress.advance(c.len() as u64);
-            r
-        })
-        .collect();
+    let wave = rayon::current_num_threads().max(1) * 2;
     let mut line_offset = 0u64;
-    for r in results {
-        if let Some((local, e)) = r.error {
-            return Err(relocate(e, line_offset + local));
-        }
-        let mut chunk_skips = r.skips;
-        for c in chunk_skips.reasons.values_mut() {
-            for ex in &mut c.examples {
-                if let Some(n) =
-                    ex.position.strip_prefix("line ").and_then(|n| n.parse::<u64>().ok())
-                {
-                    ex.position = format!("line {}", n + line_offset);
+    let mut consumed = 0usize;
+    for group in chunks.chunks(wave) {
+        let results: Vec<ChunkResult<'_>> = group
+            .par_iter()
+            .map(|c| {
+                let r = parse_chunk(c, file, strict, latest);
+                progress.advance(c.len() as u64);
+                r
+            })
+            .collect();
+        for r in results {
+            if let Some((local, e)) = r.error {
+                return Err(relocate(e, line_offset + local));
+            }
+            let mut chunk_skips = r.skips;
+            for c in chunk_skips.reasons.values_mut() {
+                for ex in &mut c.examples {
+                    if let Some(n) =
+                        ex.position.strip_prefix("line ").and_then(|n| n.parse::<u64>().ok())
+                    {
+                        ex.position = format!("line {}", n + line_offset);
+                    }
                 }
             }
+            skips.merge(chunk_skips);
+            out.absorb(r.events, line_offset);
+            line_offset += r.lines;
         }
-        skips.merge(chunk_skips);
-        out.absorb(r.events, line_offset);
-        line_offset += r.lines;
+        consumed += group.iter().map(|c| c.len()).sum::<usize>();
+        release(consumed);
     }
     Ok(())
 }
@@ -186,6 +200,7 @@ mod tests {
             &mut ev,
             &mut sk,
             &NoProgress,
+            &|_| {},
         )?;
         Ok((ev, sk))
     }

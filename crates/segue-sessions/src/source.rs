@@ -670,6 +670,24 @@ pub enum InputBytes {
     Owned(Vec<u8>),
 }
 
+impl InputBytes {
+    /// Says the first `upto` bytes are read: a mapped file's pages there leave this process's
+    /// memory (they stay in the page cache; read again, they come back from the file).
+    /// Owned bytes stay.
+    pub fn release(&self, upto: usize) {
+        #[cfg(unix)]
+        if let InputBytes::Mapped(m) = self {
+            let upto = upto.min(m.len());
+            // SAFETY: the map is private, read-only and never written, so dropping its pages
+            // changes no byte anyone reads: a later read faults the same bytes back in from
+            // the file (which, like any reader, segue assumes is not changed while it reads).
+            // A failure only means the pages stay.
+            let _ =
+                unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, upto) };
+        }
+    }
+}
+
 impl std::ops::Deref for InputBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

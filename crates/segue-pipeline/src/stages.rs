@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use segue_sessions::{Ingested, SessionStats, SkipReport, ingest, sessionize};
+use segue_sessions::{Ingested, SessionStats, SkipReport, ingest};
 
 use crate::baseline_stages::{RULES_VERSION, rule_of};
 use crate::cache::{Cache, Check, Manifest, Recipe, hash_file};
@@ -741,7 +741,10 @@ fn run_sessionize(
         Some("tags") => crate::content_stages::tag_subset(p, events, &keys, log)?,
         Some(other) => bail!("dataset.subset = \"{other}\": the only subset is \"tags\""),
     };
-    let mut out = sessionize(&events, &keys, &p.sessionize)?;
+    // Only the columns sessionize needs stay: the frame's string view per play goes first.
+    let columns = segue_sessions::EventColumns::from_frame(&events)?;
+    drop(events);
+    let mut out = segue_sessions::sessionize_columns(columns, &keys, &p.sessionize)?;
     out.require_training()?;
     out.write(dir)?;
     let s: &SessionStats = &out.stats;

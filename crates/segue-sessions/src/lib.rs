@@ -87,8 +87,9 @@ pub use ingest::{IngestOptions, Ingested, ReaderChoice, ingest};
 pub use polars::prelude::DataFrame;
 pub use raw::{MAX_FIELD_BYTES, MAX_LINE_BYTES, RawEvents, SkipReason, SkipReport};
 pub use sessionize::{
-    CatalogueLimits, SessionOptions, SessionStats, Sessionized, Split, SplitCorpus, SplitRule,
-    TrackCounts, UserStats, read_split, read_splits, read_vocab, sessionize,
+    CatalogueLimits, EventColumns, SessionOptions, SessionStats, Sessionized, Split, SplitCorpus,
+    SplitRule, TrackCounts, UserStats, read_split, read_splits, read_vocab, sessionize,
+    sessionize_columns,
 };
 pub use sniff::{Reader, Sniffed, Verdict, sniff};
 pub use source::{ColumnMap, ColumnRef, Format, SourceSpec, TimeFormat, TimeIs, clean_path};

@@ -287,18 +287,19 @@ pub struct Sessionized {
 
 /// Each event's user as a code into the distinct names (a code per run of equal ids, in
 /// order): 4 bytes an event instead of a string view, and comparisons of integers.
-struct Users<'a> {
-    names: Vec<&'a str>,
+#[derive(Debug)]
+struct Users {
+    names: Vec<Box<str>>,
     code: Vec<u32>,
 }
 
-impl<'a> Users<'a> {
-    fn new(column: impl Iterator<Item = &'a str>) -> Users<'a> {
-        let mut names: Vec<&str> = Vec::new();
+impl Users {
+    fn new<'a>(column: impl Iterator<Item = &'a str>) -> Users {
+        let mut names: Vec<Box<str>> = Vec::new();
         let code = column
             .map(|u| {
-                if names.last() != Some(&u) {
-                    names.push(u);
+                if names.last().map(|n| &**n) != Some(u) {
+                    names.push(u.into());
                 }
                 (names.len() - 1) as u32
             })
@@ -307,8 +308,59 @@ impl<'a> Users<'a> {
     }
 
     /// The user of event `i`.
-    fn name(&self, i: usize) -> &'a str {
-        self.names[self.code[i] as usize]
+    fn name(&self, i: usize) -> &str {
+        &self.names[self.code[i] as usize]
+    }
+}
+
+/// The events as sessionize reads them: users as codes, times and track keys, sorted by
+/// (user, time) as ingest wrote them. About 16 bytes an event, where the events frame holds a
+/// string view per play beside them; [`sessionize_columns`] takes them by value, so the frame
+/// can be gone first.
+#[derive(Debug)]
+pub struct EventColumns {
+    users: Users,
+    ts: Vec<i64>,
+    key: Vec<u32>,
+}
+
+impl EventColumns {
+    /// The columns `user` (str), `ts` (i64) and `track_key` (u32) of ingest's events.
+    pub fn from_frame(events: &DataFrame) -> Result<EventColumns> {
+        let users_ca =
+            events.column("user").and_then(|c| c.str()).map_err(pl_err)?.rechunk().into_owned();
+        let users = Users::new(users_ca.iter().map(|u| u.unwrap_or("")));
+        drop(users_ca);
+        let ts = parquet::i64_column(events, "ts")?;
+        let key = parquet::u32_column(events, "track_key")?;
+        Ok(EventColumns { users, ts, key })
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Keeps the events whose track key `keep` says, in place. User codes stay (a user left
+    /// without events leaves a code unused).
+    fn retain_keys(&mut self, keep: &[bool]) {
+        let mut j = 0;
+        for i in 0..self.key.len() {
+            if keep[self.key[i] as usize] {
+                self.key[j] = self.key[i];
+                self.ts[j] = self.ts[i];
+                self.users.code[j] = self.users.code[i];
+                j += 1;
+            }
+        }
+        self.key.truncate(j);
+        self.ts.truncate(j);
+        self.users.code.truncate(j);
     }
 }
 
@@ -401,26 +453,36 @@ pub fn sessionize(
     options: &SessionOptions,
 ) -> Result<Sessionized> {
     options.validate()?;
+    sessionize_columns(EventColumns::from_frame(events)?, keys, options)
+}
+
+/// [`sessionize`] from the events' columns, which it consumes (the catalogue limits filter
+/// them in place).
+pub fn sessionize_columns(
+    mut events: EventColumns,
+    keys: &DataFrame,
+    options: &SessionOptions,
+) -> Result<Sessionized> {
+    options.validate()?;
     if options.min_track_plays == 0 && options.max_tracks == 0 {
-        return Ok(cut(events, keys, options)?.0);
+        return Ok(cut(&events, keys, options)?.0);
     }
     let (first, track_of_key) = cut(
-        events,
+        &events,
         keys,
         &SessionOptions { min_track_plays: 0, max_tracks: 0, ..options.clone() },
     )?;
-    let key = parquet::u32_column(events, "track_key")?;
     let (keep, mut limits) = catalogue(&first, &track_of_key, options)?;
     // The first cut's tables are as large as the events: gone before the second cut.
     drop(first);
-    let mask: BooleanChunked = key.iter().map(|&k| keep[k as usize]).collect();
-    limits.events_removed = key.len() - mask.sum().unwrap_or(0) as usize;
-    let filtered = events.filter(&mask).map_err(pl_err)?;
-    let (mut out, _) = cut(&filtered, keys, options)?;
+    let before = events.len();
+    events.retain_keys(&keep);
+    limits.events_removed = before - events.len();
+    let (mut out, _) = cut(&events, keys, options)?;
     let train = parquet::u32_column(&out.tracks, "train_count")?;
     limits.tracks_now_under_min =
         train.iter().filter(|&&c| (c as usize) < options.min_track_plays).count();
-    out.stats.events_before_sessionize = key.len();
+    out.stats.events_before_sessionize = before;
     out.stats.catalogue_limits = Some(limits);
     Ok(out)
 }
@@ -463,15 +525,11 @@ fn catalogue(
 /// One cut of the events into sessions, the split and the vocabulary; with the track id of
 /// each key.
 fn cut(
-    events: &DataFrame,
+    events: &EventColumns,
     keys: &DataFrame,
     options: &SessionOptions,
 ) -> Result<(Sessionized, Vec<u32>)> {
-    let users_ca =
-        events.column("user").and_then(|c| c.str()).map_err(pl_err)?.rechunk().into_owned();
-    let users = Users::new(users_ca.iter().map(|u| u.unwrap_or("")));
-    let ts = parquet::i64_column(events, "ts")?;
-    let key = parquet::u32_column(events, "track_key")?;
+    let EventColumns { users, ts, key } = events;
     let n = ts.len();
 
     let starts = session_starts(&users, &ts, options.gap_seconds)?;
@@ -732,7 +790,7 @@ impl SessionTable {
                 "user".into(),
                 StringChunked::from_iter_values(
                     "user".into(),
-                    s_user.iter().map(|&c| users.names[c as usize]),
+                    s_user.iter().map(|&c| &*users.names[c as usize]),
                 ),
             ),
             Column::new("session".into(), s_id),
@@ -987,7 +1045,7 @@ mod tests {
     fn user_codes_follow_runs_and_unsorted_events_are_refused() {
         let users = Users::new(["a", "a", "b", "c", "c"].into_iter());
         assert_eq!(
-            (users.names.clone(), users.code.clone()),
+            (users.names.iter().map(|n| &**n).collect::<Vec<_>>(), users.code.clone()),
             (vec!["a", "b", "c"], vec![0, 0, 1, 2, 2])
         );
         assert_eq!(users.name(3), "c");

@@ -532,7 +532,7 @@ fn cut(
     let EventColumns { users, ts, key } = events;
     let n = ts.len();
 
-    let starts = session_starts(&users, &ts, options.gap_seconds)?;
+    let starts = session_starts(users, ts, options.gap_seconds)?;
     let sessions_before_filter = starts.len() - 1;
     let kept: Vec<(usize, usize)> = starts
         .windows(2)
@@ -549,8 +549,8 @@ fn cut(
     let (kept, split) = chunked(kept, split, options.chunk_len);
     let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
 
-    let vocab = vocabulary(keys, &key, &kept, &split)?;
-    let table = SessionTable::build(&kept, &split, &users, &ts, &key, &vocab.track_of_key)?;
+    let vocab = vocabulary(keys, key, &kept, &split)?;
+    let table = SessionTable::build(&kept, &split, users, ts, key, &vocab.track_of_key)?;
     let SessionTable { sessions, per_user, repeats, split_sessions, split_events } = table;
     let stats = SessionStats {
         users: per_user.len(),

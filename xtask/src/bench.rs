@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use crate::bench_embed::Embedding;
 use segue_core::NoProgress;
-use segue_sessions::{Format, IngestOptions, SessionOptions, SourceSpec, ingest, sessionize};
+use segue_sessions::{Format, IngestOptions, SessionOptions, SourceSpec, ingest};
 
 /// The corpus and peers of an embedding benchmark.
 #[derive(clap::Args)]
@@ -167,19 +167,21 @@ fn finish_worker(
 ) -> Result<()> {
     let t_read = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(out)?;
-    // The events artifact is written while sessionize runs on the frames in memory.
-    let (events, keys) = (ingested.events.clone(), ingested.keys.clone());
-    let (written, sessions) = rayon::join(
-        || ingested.write(out),
-        || sessionize(&events, &keys, &SessionOptions::default()),
-    );
-    written?;
-    let mut s = sessions?;
+    // As the stages do: the events written, then sessionize from their columns, the frame
+    // (a string view per play) gone first.
+    ingested.write(out)?;
+    let columns = segue_sessions::EventColumns::from_frame(&ingested.events)?;
+    drop(std::mem::take(&mut ingested.events));
+    let mut s = segue_sessions::sessionize_columns(
+        columns,
+        &ingested.keys,
+        &SessionOptions::default(),
+    )?;
     let t_sessionize = started.elapsed().as_secs_f64();
     s.write(out)?;
     let t_write_sessions = started.elapsed().as_secs_f64();
     eprintln!(
-        "phases: read+normalise {t_read:.2} s, sessionize beside writing events {:.2} s, write sessions {:.2} s",
+        "phases: read+normalise {t_read:.2} s, write events and sessionize {:.2} s, write sessions {:.2} s",
         t_sessionize - t_read,
         t_write_sessions - t_sessionize
     );

@@ -147,11 +147,15 @@ fn segue_seed(p: &Pipeline, v: Variant) -> Result<(Vec<f64>, f64, u64)> {
     for stage in closure(&target) {
         runner.run(stage, false)?;
     }
+    // Model stages run one instance per seed (`train-ID/seed-N`): this pipeline has one.
+    let instance = |stage: String| runner.instances(&stage).into_iter().next().unwrap_or(stage);
     let train: segue_pipeline::TrainReport = segue_pipeline::load_json(
-        &runner.dir(&format!("train-{}", v.id()))?.join(segue_pipeline::TRAIN_REPORT),
+        &runner
+            .dir(&instance(format!("train-{}", v.id())))?
+            .join(segue_pipeline::TRAIN_REPORT),
     )?;
     let metrics: segue_eval::Report =
-        segue_pipeline::load_json(&runner.dir(&target)?.join("metrics.json"))?;
+        segue_pipeline::load_json(&runner.dir(&instance(target))?.join("metrics.json"))?;
     let hr = metrics.all.hit.iter().map(|h| 100.0 * h).collect();
     let eps = train.examples_per_second;
     Ok((hr, eps, metrics.all.count))

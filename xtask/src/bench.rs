@@ -172,11 +172,8 @@ fn finish_worker(
     ingested.write(out)?;
     let columns = segue_sessions::EventColumns::from_frame(&ingested.events)?;
     drop(std::mem::take(&mut ingested.events));
-    let mut s = segue_sessions::sessionize_columns(
-        columns,
-        &ingested.keys,
-        &SessionOptions::default(),
-    )?;
+    let mut s =
+        segue_sessions::sessionize_columns(columns, &ingested.keys, &SessionOptions::default())?;
     let t_sessionize = started.elapsed().as_secs_f64();
     s.write(out)?;
     let t_write_sessions = started.elapsed().as_secs_f64();

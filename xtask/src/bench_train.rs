@@ -150,9 +150,7 @@ fn segue_seed(p: &Pipeline, v: Variant) -> Result<(Vec<f64>, f64, u64)> {
     // Model stages run one instance per seed (`train-ID/seed-N`): this pipeline has one.
     let instance = |stage: String| runner.instances(&stage).into_iter().next().unwrap_or(stage);
     let train: segue_pipeline::TrainReport = segue_pipeline::load_json(
-        &runner
-            .dir(&instance(format!("train-{}", v.id())))?
-            .join(segue_pipeline::TRAIN_REPORT),
+        &runner.dir(&instance(format!("train-{}", v.id())))?.join(segue_pipeline::TRAIN_REPORT),
     )?;
     let metrics: segue_eval::Report =
         segue_pipeline::load_json(&runner.dir(&instance(target))?.join("metrics.json"))?;

@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, SafeTensors};
 use segue_core::{Error, Progress, Result};
 use segue_eval::{Query, Report};
 use serde::{Deserialize, Serialize};
@@ -71,7 +71,9 @@ impl Network {
 
     /// Writes the parameters (safetensors, names as [`Network::vars`]).
     pub fn save(&self, path: &Path) -> Result<()> {
-        save_tensors(path, self.vars().iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())))
+        let tensors: Vec<(String, Tensor)> =
+            self.vars().iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+        save_tensors(path, &tensors, &[])
     }
 
     /// Reads parameters written by [`Network::save`]; names and shapes must match.
@@ -93,25 +95,50 @@ impl Network {
     }
 }
 
-fn save_tensors(path: &Path, tensors: impl Iterator<Item = (String, Tensor)>) -> Result<()> {
-    let mut owned = Vec::new();
-    for (name, t) in tensors {
-        let values = t.flatten_all().and_then(|f| f.to_vec1::<f32>()).map_err(err)?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        owned.push((name, t.dims().to_vec(), bytes));
+/// A tensor's values as safetensors writes them: its little-endian bytes are made one tensor
+/// at a time, as the file is written, so saving a model of several GB (Adam's moments beside
+/// it) needs no copy of the whole.
+struct F32View<'a> {
+    shape: Vec<usize>,
+    values: &'a [f32],
+}
+
+impl safetensors::View for F32View<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
     }
-    let views = owned
-        .iter()
-        .map(|(n, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .map(|v| (n.as_str(), v))
-                .map_err(|e| Error::backend("safetensors", &format!("tensor {n}"), e))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let out = safetensors::serialize(views, None).map_err(|e| {
-        Error::backend("safetensors", &format!("serialising {}", path.display()), e)
-    })?;
-    segue_core::fs::write_bytes_atomic(path, &out)
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Owned(self.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    fn data_len(&self) -> usize {
+        self.values.len() * 4
+    }
+}
+
+/// Writes `tensors` (contiguous f32 on the CPU) and `slices` (name, shape, values) to a
+/// safetensors file, atomically (safetensors writes a temporary sibling and renames it).
+fn save_tensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    slices: &[(String, Vec<usize>, &[f32])],
+) -> Result<()> {
+    let guards: Vec<_> = tensors.iter().map(|(_, t)| t.storage_and_layout()).collect();
+    let mut views: Vec<(&str, F32View)> = Vec::with_capacity(tensors.len() + slices.len());
+    for ((name, t), (storage, layout)) in tensors.iter().zip(&guards) {
+        let values = crate::fusion::cpu_f32(storage, layout).map_err(err)?;
+        views.push((name, F32View { shape: t.dims().to_vec(), values }));
+    }
+    for (name, shape, values) in slices {
+        views.push((name, F32View { shape: shape.clone(), values }));
+    }
+    safetensors::serialize_to_file(views, None, path)
+        .map_err(|e| Error::backend("safetensors", &format!("writing {}", path.display()), e))
 }
 
 fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
@@ -427,25 +454,19 @@ impl Checkpoint {
         epochs_done: usize,
         seed: u64,
     ) -> Result<()> {
-        let mut all: Vec<(String, Tensor)> = Vec::new();
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        let mut moments: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
         for ((name, v), (mm, vv)) in net.vars().iter().zip(&adam.moments) {
-            all.push((format!("param/{name}"), v.as_tensor().clone()));
-            let shape = v.dims();
-            all.push((
-                format!("adam_m/{name}"),
-                Tensor::from_slice(mm, shape, &Device::Cpu).map_err(err)?,
-            ));
-            all.push((
-                format!("adam_v/{name}"),
-                Tensor::from_slice(vv, shape, &Device::Cpu).map_err(err)?,
-            ));
+            tensors.push((format!("param/{name}"), v.as_tensor().clone()));
+            moments.push((format!("adam_m/{name}"), v.dims().to_vec(), mm));
+            moments.push((format!("adam_v/{name}"), v.dims().to_vec(), vv));
         }
         if let Some(bw) = &state.best_weights {
             for ((name, _), t) in net.vars().iter().zip(bw) {
-                all.push((format!("best/{name}"), t.clone()));
+                tensors.push((format!("best/{name}"), t.contiguous().map_err(err)?));
             }
         }
-        save_tensors(&self.tensors, all.into_iter())?;
+        save_tensors(&self.tensors, &tensors, &moments)?;
         let m = CheckpointMeta {
             epochs_done,
             adam_step: adam.step,

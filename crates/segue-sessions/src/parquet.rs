@@ -5,8 +5,6 @@ use std::path::Path;
 use polars::prelude::*;
 use segue_core::{Error, Result};
 
-use crate::ingest::pl_err;
-
 /// Writes a frame as zstd-compressed Parquet, atomically.
 pub fn write(path: &Path, df: &mut DataFrame) -> Result<()> {
     segue_core::fs::write_atomic(path, |out| {
@@ -43,18 +41,33 @@ fn wrong_type(c: &Column, expected: &str) -> Error {
     }
 }
 
+/// The values of a numeric column, chunk after chunk (a Parquet file read in row groups is
+/// several chunks: joining them first would copy the column once more); nulls are an error.
+fn values<T>(name: &str, c: &ChunkedArray<T>) -> Result<Vec<T::Native>>
+where
+    T: PolarsNumericType,
+{
+    if c.null_count() > 0 {
+        let row = c.iter().position(|v| v.is_none()).unwrap_or(0);
+        return Err(Error::NullValue { column: name.to_owned(), row });
+    }
+    let mut out = Vec::with_capacity(c.len());
+    for chunk in c.downcast_iter() {
+        out.extend_from_slice(chunk.values());
+    }
+    Ok(out)
+}
+
 /// A u32 column as a contiguous vector.
 pub fn u32_column(df: &DataFrame, name: &str) -> Result<Vec<u32>> {
     let col = column(df, name)?;
-    let c = col.u32().map_err(|_| wrong_type(col, "u32"))?;
-    Ok(c.rechunk().cont_slice().map_err(pl_err)?.to_vec())
+    values(name, col.u32().map_err(|_| wrong_type(col, "u32"))?)
 }
 
 /// An i64 column as a contiguous vector.
 pub fn i64_column(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
     let col = column(df, name)?;
-    let c = col.i64().map_err(|_| wrong_type(col, "i64"))?;
-    Ok(c.rechunk().cont_slice().map_err(pl_err)?.to_vec())
+    values(name, col.i64().map_err(|_| wrong_type(col, "i64"))?)
 }
 
 /// A string column; nulls are an error.

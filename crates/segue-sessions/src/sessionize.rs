@@ -327,10 +327,9 @@ pub struct EventColumns {
 impl EventColumns {
     /// The columns `user` (str), `ts` (i64) and `track_key` (u32) of ingest's events.
     pub fn from_frame(events: &DataFrame) -> Result<EventColumns> {
-        let users_ca =
-            events.column("user").and_then(|c| c.str()).map_err(pl_err)?.rechunk().into_owned();
+        // Chunk after chunk: no joined copy of the string column.
+        let users_ca = events.column("user").and_then(|c| c.str()).map_err(pl_err)?;
         let users = Users::new(users_ca.iter().map(|u| u.unwrap_or("")));
-        drop(users_ca);
         let ts = parquet::i64_column(events, "ts")?;
         let key = parquet::u32_column(events, "track_key")?;
         Ok(EventColumns { users, ts, key })
@@ -467,14 +466,12 @@ pub fn sessionize_columns(
     if options.min_track_plays == 0 && options.max_tracks == 0 {
         return Ok(cut(&events, keys, options)?.0);
     }
-    let (first, track_of_key) = cut(
-        &events,
-        keys,
-        &SessionOptions { min_track_plays: 0, max_tracks: 0, ..options.clone() },
-    )?;
-    let (keep, mut limits) = catalogue(&first, &track_of_key, options)?;
-    // The first cut's tables are as large as the events: gone before the second cut.
+    // The first cut only counts training plays: no sessions table is built for it.
+    let first = sessions_of(&events, options)?;
+    let vocab = vocabulary(keys, &events.key, &first.kept, &first.split)?;
     drop(first);
+    let (keep, mut limits) = catalogue(&vocab.tracks, &vocab.track_of_key, options)?;
+    drop(vocab);
     let before = events.len();
     events.retain_keys(&keep);
     limits.events_removed = before - events.len();
@@ -490,11 +487,11 @@ pub fn sessionize_columns(
 /// Which track keys the limits keep, from the first cut's training counts (`track_of_key`:
 /// its id of each key, `u32::MAX` for keys without plays).
 fn catalogue(
-    first: &Sessionized,
+    tracks: &DataFrame,
     track_of_key: &[u32],
     options: &SessionOptions,
 ) -> Result<(Vec<bool>, CatalogueLimits)> {
-    let train = parquet::u32_column(&first.tracks, "train_count")?;
+    let train = parquet::u32_column(tracks, "train_count")?;
     let mut track_key = vec![0u32; train.len()];
     for (k, &id) in track_of_key.iter().enumerate().filter(|(_, id)| **id != u32::MAX) {
         track_key[id as usize] = k as u32;
@@ -522,6 +519,35 @@ fn catalogue(
     Ok((keep, limits))
 }
 
+/// The sessions of one cut, before the vocabulary: each as a range of events, its split.
+struct Sessions {
+    /// The first event of every session before the length filter, then the number of events.
+    starts: Vec<usize>,
+    /// The sessions kept (cut in chunks where asked), as event ranges.
+    kept: Vec<(usize, usize)>,
+    split: Vec<Split>,
+    /// Sessions, and their events, that passed the length filter (before chunking).
+    whole_sessions: usize,
+    events_in_whole: usize,
+}
+
+fn sessions_of(events: &EventColumns, options: &SessionOptions) -> Result<Sessions> {
+    let starts = session_starts(&events.users, &events.ts, options.gap_seconds)?;
+    let kept: Vec<(usize, usize)> = starts
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .filter(|(a, b)| b - a >= options.min_session_len)
+        .collect();
+    let (whole_sessions, events_in_whole) =
+        (kept.len(), kept.iter().map(|(a, b)| b - a).sum::<usize>());
+    let split = match options.split {
+        SplitRule::PerUserChronological => split_per_user(&kept, &events.users.code, options),
+        SplitRule::RandomSessions => split_at_random(kept.len(), options),
+    };
+    let (kept, split) = chunked(kept, split, options.chunk_len);
+    Ok(Sessions { starts, kept, split, whole_sessions, events_in_whole })
+}
+
 /// One cut of the events into sessions, the split and the vocabulary; with the track id of
 /// each key.
 fn cut(
@@ -531,22 +557,9 @@ fn cut(
 ) -> Result<(Sessionized, Vec<u32>)> {
     let EventColumns { users, ts, key } = events;
     let n = ts.len();
-
-    let starts = session_starts(users, ts, options.gap_seconds)?;
+    let Sessions { starts, kept, split, whole_sessions, events_in_whole } =
+        sessions_of(events, options)?;
     let sessions_before_filter = starts.len() - 1;
-    let kept: Vec<(usize, usize)> = starts
-        .windows(2)
-        .map(|w| (w[0], w[1]))
-        .filter(|(a, b)| b - a >= options.min_session_len)
-        .collect();
-    let (whole_sessions, events_in_whole) =
-        (kept.len(), kept.iter().map(|(a, b)| b - a).sum::<usize>());
-
-    let split = match options.split {
-        SplitRule::PerUserChronological => split_per_user(&kept, &users.code, options),
-        SplitRule::RandomSessions => split_at_random(kept.len(), options),
-    };
-    let (kept, split) = chunked(kept, split, options.chunk_len);
     let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
 
     let vocab = vocabulary(keys, key, &kept, &split)?;

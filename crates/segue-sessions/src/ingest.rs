@@ -457,6 +457,13 @@ pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingest
     // in place: a third of the memory of sorting the columns as a frame, and the same order.
     const SIGN: u64 = 1 << 63;
     let n = raw.len();
+    // Input order is kept as 32 bits in the sort key and the event index.
+    if n > u32::MAX as usize {
+        return Err(Error::InvalidArgument(format!(
+            "{n} events read in one ingest: at most {} fit; split the sources into several pipelines",
+            u32::MAX
+        )));
+    }
     let mut order: Vec<u128> = Vec::with_capacity(n);
     let mut key = Vec::with_capacity(n);
     let mut seq = Vec::with_capacity(n);

@@ -167,13 +167,12 @@ fn finish_worker(
 ) -> Result<()> {
     let t_read = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(out)?;
-    // As the stages do: the events written, then sessionize from their columns, the frame
-    // (a string view per play) gone first.
+    // As the stages do: the events written, then sessionized (from the events in memory,
+    // which are what the stage reads back from the file).
     ingested.write(out)?;
-    let columns = segue_sessions::EventColumns::from_frame(&ingested.events)?;
-    drop(std::mem::take(&mut ingested.events));
+    let events = std::mem::take(&mut ingested.events);
     let mut s =
-        segue_sessions::sessionize_columns(columns, &ingested.keys, &SessionOptions::default())?;
+        segue_sessions::sessionize_owned(events, &ingested.keys, &SessionOptions::default())?;
     let t_sessionize = started.elapsed().as_secs_f64();
     s.write(out)?;
     let t_write_sessions = started.elapsed().as_secs_f64();

@@ -206,27 +206,18 @@ fn inspect(
         println!("note: {n}");
     }
     segue_pipeline::print_skips(&out.skips, out.records, &bars);
-    use segue_sessions::parquet::{i64_column, str_column, u32_column};
-    let users = str_column(&out.events, "user")?;
-    let ts = i64_column(&out.events, "ts")?;
-    let keys = u32_column(&out.events, "track_key")?;
+    use segue_sessions::parquet::str_column;
+    let events = &out.events;
     let (artists, titles) = (str_column(&out.keys, "artist")?, str_column(&out.keys, "title")?);
-    println!(
-        "{} plays of {} users; the first {}:",
-        users.len(),
-        {
-            let mut u = users.clone();
-            u.dedup();
-            u.len()
-        },
-        show.min(users.len())
-    );
-    for i in 0..show.min(users.len()) {
-        let k = keys[i] as usize;
+    let users = (1..events.len()).filter(|&i| events.user(i) != events.user(i - 1)).count()
+        + usize::from(!events.is_empty());
+    println!("{} plays of {users} users; the first {}:", events.len(), show.min(events.len()));
+    for i in 0..show.min(events.len()) {
+        let k = events.key(i) as usize;
         println!(
             "  {}  {}  {} - {}",
-            users[i],
-            segue_core::format_utc(ts[i]),
+            events.user_name(i),
+            segue_core::format_utc(events.ts(i)),
             artists[k],
             titles[k]
         );

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// The temporary sibling that `path` is written to before the rename.
-fn temp_path(path: &Path) -> PathBuf {
+pub fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".{}.tmp", std::process::id()));
     path.with_file_name(name)

@@ -304,10 +304,10 @@ pub fn run_tags(
 /// tags file, per track or per artist).
 pub fn tag_subset(
     p: &Pipeline,
-    events: polars::prelude::DataFrame,
+    mut events: segue_sessions::Events,
     keys: &polars::prelude::DataFrame,
     log: &dyn Progress,
-) -> Result<polars::prelude::DataFrame> {
+) -> Result<segue_sessions::Events> {
     use polars::prelude::*;
     let file = p
         .content_file(&p.dataset.tags)
@@ -338,19 +338,16 @@ pub fn tag_subset(
             tagged[id.index()] = true;
         }
     }
-    let track_key = events.column("track_key")?.u32()?.rechunk().into_owned();
-    let keep: BooleanChunked = (0..track_key.len())
-        .map(|i| track_key.get(i).is_some_and(|k| tagged[k as usize]))
-        .collect();
-    let kept = events.filter(&keep)?;
+    let before = events.len();
+    events.retain_keys(&tagged)?;
     log.note(&format!(
         "{:>31}  dataset.subset = \"tags\": {} of {} plays kept ({} of {} tracks have tags in {})",
         "",
-        kept.height(),
-        events.height(),
+        events.len(),
+        before,
         tagged.iter().filter(|&&t| t).count(),
         keys.height(),
         file.display()
     ));
-    Ok(kept)
+    Ok(events)
 }

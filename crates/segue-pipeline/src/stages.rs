@@ -686,7 +686,7 @@ fn run_ingest(p: &Pipeline, dir: &Path, log: &dyn Progress) -> Result<serde_json
     let report = IngestReport {
         files: out.files.clone(),
         records: out.records,
-        events: out.events.height() as u64,
+        events: out.events.len() as u64,
         skipped: serde_json::to_value(&out.skips)?,
         notes: out.notes.clone(),
         readers: out.choices.clone(),
@@ -735,16 +735,14 @@ fn run_sessionize(
     dir: &Path,
     log: &dyn Progress,
 ) -> Result<serde_json::Value> {
-    let (events, keys) = Ingested::read_frames(ingest_dir)?;
+    // The events come a row group at a time into 16 bytes a play, never as a whole frame.
+    let (events, keys) = (Ingested::read_events(ingest_dir)?, Ingested::read_keys(ingest_dir)?);
     let events = match p.dataset.subset.as_deref() {
         None => events,
         Some("tags") => crate::content_stages::tag_subset(p, events, &keys, log)?,
         Some(other) => bail!("dataset.subset = \"{other}\": the only subset is \"tags\""),
     };
-    // Only the columns sessionize needs stay: the frame's string view per play goes first.
-    let columns = segue_sessions::EventColumns::from_frame(&events)?;
-    drop(events);
-    let mut out = segue_sessions::sessionize_columns(columns, &keys, &p.sessionize)?;
+    let mut out = segue_sessions::sessionize_owned(events, &keys, &p.sessionize)?;
     out.require_training()?;
     out.write(dir)?;
     let s: &SessionStats = &out.stats;

@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 use segue_core::{Error, Progress, Result, normalize_name};
 
 use crate::apple::read_apple_music;
+use crate::events::{self, Events};
 use crate::lastfm::read_lastfm_1k;
 use crate::listenbrainz::read_listenbrainz;
 use crate::plays::Plays;
@@ -43,8 +44,8 @@ impl Default for IngestOptions {
 /// What ingest produced: events sorted by (user, time, input order) and the track keys.
 #[derive(Debug)]
 pub struct Ingested {
-    /// Columns `user` (str), `ts` (i64, UTC seconds of the play's start), `track_key` (u32).
-    pub events: DataFrame,
+    /// The kept events, sorted by (user, time, input order).
+    pub events: Events,
     /// Columns `track_key` (u32), `artist_key`, `title_key` (normalised), `artist`, `title`
     /// (first spelling in input order).
     pub keys: DataFrame,
@@ -428,21 +429,23 @@ pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingest
     let pairs = raw.tracks.pairs();
     let normed: Vec<(String, String)> =
         pairs.par_iter().map(|(a, t)| (normalize_name(a), normalize_name(t))).collect();
-    let mut key_index: FxHashMap<(&str, &str), u32> = FxHashMap::default();
     let mut key_first: Vec<usize> = Vec::new(); // the raw pair that first gave each key
-    let pair_key: Vec<u32> = normed
-        .iter()
-        .enumerate()
-        .map(|(p, (a, t))| {
-            if a.is_empty() || t.is_empty() {
-                return u32::MAX;
-            }
-            *key_index.entry((a.as_str(), t.as_str())).or_insert_with(|| {
-                key_first.push(p);
-                key_first.len() as u32 - 1
+    let pair_key: Vec<u32> = {
+        let mut key_index: FxHashMap<(&str, &str), u32> = FxHashMap::default();
+        normed
+            .iter()
+            .enumerate()
+            .map(|(p, (a, t))| {
+                if a.is_empty() || t.is_empty() {
+                    return u32::MAX;
+                }
+                *key_index.entry((a.as_str(), t.as_str())).or_insert_with(|| {
+                    key_first.push(p);
+                    key_first.len() as u32 - 1
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
 
     // Users in code-point order, so the user column sorts like the strings.
     let mut user_order: Vec<u32> = (0..raw.users.len() as u32).collect();
@@ -453,103 +456,49 @@ pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingest
         user_rank[u as usize] = rank as u32;
     }
 
-    // Each kept event as one sort key, (user rank, time, input order) packed in a u128, sorted
+    // Each kept event as one sort key, (user rank, time, input index) packed in a u128, sorted
     // in place: a third of the memory of sorting the columns as a frame, and the same order.
-    const SIGN: u64 = 1 << 63;
     let n = raw.len();
-    // Input order is kept as 32 bits in the sort key and the event index.
+    // The input index is kept as 32 bits in the sort key.
     if n > u32::MAX as usize {
         return Err(Error::InvalidArgument(format!(
             "{n} events read in one ingest: at most {} fit; split the sources into several pipelines",
             u32::MAX
         )));
     }
+    // Readers skip blank names with their file and line; this catches the rest.
+    for i in (0..n).filter(|&i| pair_key[raw.track[i] as usize] == u32::MAX) {
+        let (artist, title) = &pairs[raw.track[i] as usize];
+        let (file, position) = raw.origin(i);
+        skips.skip(SkipReason::EmptyArtistOrTitle, &file, position, || {
+            format!("artist {artist:?}, title {title:?}")
+        })?;
+    }
+    // Built from the last event back, giving the raw users and times back a block at a time
+    // as they move into the keys (the sort does not depend on the order they come in).
     let mut order: Vec<u128> = Vec::with_capacity(n);
-    let mut key = Vec::with_capacity(n);
-    let mut seq = Vec::with_capacity(n);
-    for i in 0..n {
-        let k = pair_key[raw.track[i] as usize];
-        if k == u32::MAX {
-            // Readers skip blank names with their file and line; this catches the rest.
-            let (artist, title) = &pairs[raw.track[i] as usize];
-            let (file, position) = raw.origin(i);
-            skips.skip(SkipReason::EmptyArtistOrTitle, &file, position, || {
-                format!("artist {artist:?}, title {title:?}")
-            })?;
-            continue;
+    const BLOCK: usize = 1 << 22;
+    for block in (0..n.div_ceil(BLOCK)).rev() {
+        let (start, end) = (block * BLOCK, ((block + 1) * BLOCK).min(n));
+        for i in start..end {
+            if pair_key[raw.track[i] as usize] != u32::MAX {
+                order.push(events::pack(user_rank[raw.user[i] as usize], raw.ts[i], i as u32));
+            }
         }
-        let user = u128::from(user_rank[raw.user[i] as usize]);
-        let ts = u128::from(raw.ts[i] as u64 ^ SIGN);
-        order.push(user << 96 | ts << 32 | key.len() as u128);
-        key.push(k);
-        seq.push(i as u32);
+        raw.user.truncate(start);
+        raw.user.shrink_to_fit();
+        raw.ts.truncate(start);
+        raw.ts.shrink_to_fit();
     }
-    // The user and time of each event are in the keys now (duplicates are described from them).
-    drop((std::mem::take(&mut raw.user), std::mem::take(&mut raw.ts)));
     order.par_sort_unstable();
-    let user_col: Vec<u32> = order.par_iter().map(|&o| (o >> 96) as u32).collect();
-    let ts_col: Vec<i64> = order.par_iter().map(|&o| ((o >> 32) as u64 ^ SIGN) as i64).collect();
-    let key_col: Vec<u32> = order.par_iter().map(|&o| key[o as u32 as usize]).collect();
-    let seq_col: Vec<u32> = order.par_iter().map(|&o| seq[o as u32 as usize]).collect();
-    drop((order, key, seq));
-
-    // Exact duplicates (same user, time, track) are adjacent within a run of equal (user, time).
-    let mut keep = vec![true; user_col.len()];
-    if options.drop_duplicates {
-        let mut start = 0;
-        while start < user_col.len() {
-            let mut end = start + 1;
-            while end < user_col.len()
-                && user_col[end] == user_col[start]
-                && ts_col[end] == ts_col[start]
-            {
-                end += 1;
-            }
-            for j in start + 1..end {
-                if let Some(first) = key_col[start..j].iter().position(|k| *k == key_col[j]) {
-                    keep[j] = false;
-                    let (dup, first) = (seq_col[j] as usize, seq_col[start + first] as usize);
-                    let (file, position) = raw.origin(dup);
-                    skips.skip(SkipReason::DuplicateEvent, &file, position, || {
-                        let (artist, title) = &pairs[raw.track[dup] as usize];
-                        let (first_file, first_position) = raw.origin(first);
-                        format!(
-                            "user {:?}, {}, {artist} - {title}: the same as {}, {first_position}",
-                            &*raw.users.strings()[user_order[user_col[j] as usize] as usize],
-                            time::format_utc(ts_col[j]),
-                            first_file.display(),
-                        )
-                    })?;
-                }
-            }
-            start = end;
-        }
-    }
+    let user_names: Vec<Box<str>> =
+        user_order.iter().map(|&u| raw.users.strings()[u as usize].clone()).collect();
+    // In place, each key's input index becomes its track key, and duplicates go.
+    let dedupe = Dedupe { raw: &raw, pairs, pair_key: &pair_key, users: &user_names };
+    dedupe.run(&mut order, options.drop_duplicates, &mut skips)?;
     // The per-event columns read above are no longer needed (the names and pairs stay).
-    drop((seq_col, std::mem::take(&mut raw.track), std::mem::take(&mut raw.at)));
-    let users = raw.users.strings();
-    let user_names = StringChunked::from_iter_values(
-        "user".into(),
-        user_col
-            .iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(&u, _)| &*users[user_order[u as usize] as usize]),
-    );
-    drop(user_col);
-    let ts_kept: Vec<i64> =
-        ts_col.iter().zip(&keep).filter(|(_, k)| **k).map(|(&t, _)| t).collect();
-    drop(ts_col);
-    let key_kept: Vec<u32> =
-        key_col.iter().zip(&keep).filter(|(_, k)| **k).map(|(&t, _)| t).collect();
-    drop(key_col);
-    let events = DataFrame::new_infer_height(vec![
-        Column::new("user".into(), user_names),
-        Column::new("ts".into(), ts_kept),
-        Column::new("track_key".into(), key_kept),
-    ])
-    .map_err(pl_err)?;
-
+    drop((std::mem::take(&mut raw.track), std::mem::take(&mut raw.at)));
+    let events = Events::from_packed(order, user_names);
     type Pick = fn(&(String, String), &(Box<str>, Box<str>)) -> String;
     let first =
         |f: Pick| -> Vec<String> { key_first.iter().map(|&p| f(&normed[p], &pairs[p])).collect() };
@@ -561,10 +510,61 @@ pub fn build_events(read: SourcesRead, options: &IngestOptions) -> Result<Ingest
         Column::new("title".into(), first(|_, r| r.1.to_string())),
     ])
     .map_err(pl_err)?;
-    if events.height() == 0 {
+    if events.is_empty() {
         return Err(Error::Config(no_events_message(&files, records, &skips)));
     }
     Ok(Ingested { events, keys, skips, records, files, notes, choices, warnings })
+}
+
+/// What the de-duplication of sorted events reads: the raw events' tracks and origins, the
+/// distinct (artist, title) spellings and their keys, the user ids by rank.
+struct Dedupe<'a> {
+    raw: &'a RawEvents,
+    pairs: &'a [(Box<str>, Box<str>)],
+    pair_key: &'a [u32],
+    users: &'a [Box<str>],
+}
+
+impl Dedupe<'_> {
+    /// Replaces each sorted event's input index by its track key, in place, and (with `drop`)
+    /// removes exact duplicates (same user, time and track as an earlier event), counting each
+    /// in `skips` with where it and its first occurrence were read.
+    fn run(&self, order: &mut Vec<u128>, drop: bool, skips: &mut SkipReport) -> Result<()> {
+        let raw = self.raw;
+        // The kept events of the current run of equal (user, time): (key, input index).
+        let mut run: Vec<(u32, u32)> = Vec::new();
+        let mut run_of = None;
+        let mut kept = 0;
+        for r in 0..order.len() {
+            let row = order[r];
+            let (user_ts, input) = (row >> 32, events::low_of(row));
+            let key = self.pair_key[raw.track[input as usize] as usize];
+            if run_of != Some(user_ts) {
+                run.clear();
+                run_of = Some(user_ts);
+            }
+            if let Some(&(_, first)) = run.iter().find(|(k, _)| *k == key).filter(|_| drop) {
+                let (dup, first) = (input as usize, first as usize);
+                let (file, position) = raw.origin(dup);
+                skips.skip(SkipReason::DuplicateEvent, &file, position, || {
+                    let (artist, title) = &self.pairs[raw.track[dup] as usize];
+                    let (first_file, first_position) = raw.origin(first);
+                    format!(
+                        "user {:?}, {}, {artist} - {title}: the same as {}, {first_position}",
+                        &*self.users[events::user_of(row) as usize],
+                        time::format_utc(events::ts_of(row)),
+                        first_file.display(),
+                    )
+                })?;
+                continue;
+            }
+            run.push((key, input));
+            order[kept] = user_ts << 32 | u128::from(key);
+            kept += 1;
+        }
+        order.truncate(kept);
+        Ok(())
+    }
 }
 
 /// Why ingest has nothing to give: the files, and every skip reason with its first example.
@@ -615,12 +615,22 @@ pub(crate) fn pl_err(e: PolarsError) -> Error {
 impl Ingested {
     /// Writes `events.parquet` and `keys.parquet` into `dir`, atomically each.
     pub fn write(&mut self, dir: &Path) -> Result<()> {
-        parquet::write(&dir.join("events.parquet"), &mut self.events)?;
+        self.events.write(&dir.join("events.parquet"))?;
         parquet::write(&dir.join("keys.parquet"), &mut self.keys)
     }
 
     /// Reads the events and keys written by [`Ingested::write`].
     pub fn read_frames(dir: &Path) -> Result<(DataFrame, DataFrame)> {
-        Ok((parquet::read(&dir.join("events.parquet"))?, parquet::read(&dir.join("keys.parquet"))?))
+        Ok((parquet::read(&dir.join("events.parquet"))?, Self::read_keys(dir)?))
+    }
+
+    /// Reads the events written by [`Ingested::write`], a row group at a time.
+    pub fn read_events(dir: &Path) -> Result<Events> {
+        Events::read(&dir.join("events.parquet"))
+    }
+
+    /// Reads the keys written by [`Ingested::write`].
+    pub fn read_keys(dir: &Path) -> Result<DataFrame> {
+        parquet::read(&dir.join("keys.parquet"))
     }
 }

@@ -64,6 +64,7 @@
 
 mod apple;
 mod content;
+mod events;
 mod ingest;
 mod json;
 mod lastfm;
@@ -83,13 +84,13 @@ pub use content::{
     ARTIST_COLUMNS, ContentTable, FeatureMatrix, JoinReport, MissingFeature, TITLE_COLUMNS,
     read_features,
 };
+pub use events::Events;
 pub use ingest::{IngestOptions, Ingested, ReaderChoice, ingest};
 pub use polars::prelude::DataFrame;
 pub use raw::{MAX_FIELD_BYTES, MAX_LINE_BYTES, RawEvents, SkipReason, SkipReport};
 pub use sessionize::{
-    CatalogueLimits, EventColumns, SessionOptions, SessionStats, Sessionized, Split, SplitCorpus,
-    SplitRule, TrackCounts, UserStats, read_split, read_splits, read_vocab, sessionize,
-    sessionize_columns,
+    CatalogueLimits, SessionOptions, SessionStats, Sessionized, Split, SplitCorpus, SplitRule,
+    TrackCounts, UserStats, read_split, read_splits, read_vocab, sessionize, sessionize_owned,
 };
 pub use sniff::{Reader, Sniffed, Verdict, sniff};
 pub use source::{ColumnMap, ColumnRef, Format, SourceSpec, TimeFormat, TimeIs, clean_path};

@@ -5,6 +5,7 @@
 use polars::prelude::*;
 use segue_core::{Error, Result};
 
+use crate::events::Events;
 use crate::ingest::pl_err;
 use crate::parquet;
 
@@ -272,11 +273,12 @@ pub struct CatalogueLimits {
 }
 
 /// Sessions, vocabulary and statistics.
+///
+/// The sessions table is not held as a frame: it is made from the events a row group at a
+/// time when written ([`Sessionized::write`]), or whole on request ([`Sessionized::sessions`]).
 #[derive(Debug)]
 pub struct Sessionized {
-    /// Columns `user`, `session` (u32, global, in (user, time) order), `position` (u32, from 0),
-    /// `track` (u32 id), `ts` (i64), `split` (u8: 0 train, 1 valid, 2 test, as [`Split`]).
-    pub sessions: DataFrame,
+    rows: SessionRows,
     /// The vocabulary: `track` (u32 id), `artist_key`, `title_key`, `artist`, `title`,
     /// `train_count`, `total_count` (u32), `seen_in_train` (bool). Training tracks come first,
     /// by (-train_count, artist_key, title_key); then unseen tracks by (artist_key, title_key).
@@ -285,91 +287,18 @@ pub struct Sessionized {
     pub stats: SessionStats,
 }
 
-/// Each event's user as a code into the distinct names (a code per run of equal ids, in
-/// order): 4 bytes an event instead of a string view, and comparisons of integers.
-#[derive(Debug)]
-struct Users {
-    names: Vec<Box<str>>,
-    code: Vec<u32>,
-}
-
-impl Users {
-    fn new<'a>(column: impl Iterator<Item = &'a str>) -> Users {
-        let mut names: Vec<Box<str>> = Vec::new();
-        let code = column
-            .map(|u| {
-                if names.last().map(|n| &**n) != Some(u) {
-                    names.push(u.into());
-                }
-                (names.len() - 1) as u32
-            })
-            .collect();
-        Users { names, code }
-    }
-
-    /// The user of event `i`.
-    fn name(&self, i: usize) -> &str {
-        &self.names[self.code[i] as usize]
-    }
-}
-
-/// The events as sessionize reads them: users as codes, times and track keys, sorted by
-/// (user, time) as ingest wrote them. About 16 bytes an event, where the events frame holds a
-/// string view per play beside them; [`sessionize_columns`] takes them by value, so the frame
-/// can be gone first.
-#[derive(Debug)]
-pub struct EventColumns {
-    users: Users,
-    ts: Vec<i64>,
-    key: Vec<u32>,
-}
-
-impl EventColumns {
-    /// The columns `user` (str), `ts` (i64) and `track_key` (u32) of ingest's events.
-    pub fn from_frame(events: &DataFrame) -> Result<EventColumns> {
-        // Chunk after chunk: no joined copy of the string column.
-        let users_ca = events.column("user").and_then(|c| c.str()).map_err(pl_err)?;
-        let users = Users::new(users_ca.iter().map(|u| u.unwrap_or("")));
-        let ts = parquet::i64_column(events, "ts")?;
-        let key = parquet::u32_column(events, "track_key")?;
-        Ok(EventColumns { users, ts, key })
-    }
-
-    /// Number of events.
-    pub fn len(&self) -> usize {
-        self.ts.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.ts.is_empty()
-    }
-
-    /// Keeps the events whose track key `keep` says, in place. User codes stay (a user left
-    /// without events leaves a code unused).
-    fn retain_keys(&mut self, keep: &[bool]) {
-        let mut j = 0;
-        for i in 0..self.key.len() {
-            if keep[self.key[i] as usize] {
-                self.key[j] = self.key[i];
-                self.ts[j] = self.ts[i];
-                self.users.code[j] = self.users.code[i];
-                j += 1;
-            }
-        }
-        self.key.truncate(j);
-        self.ts.truncate(j);
-        self.users.code.truncate(j);
-    }
-}
-
 /// The per-user chronological split of kept sessions (in (user, time) order).
-fn split_per_user(kept: &[(usize, usize)], user: &[u32], options: &SessionOptions) -> Vec<Split> {
+fn split_per_user(
+    kept: &[(usize, usize)],
+    events: &Events,
+    options: &SessionOptions,
+) -> Vec<Split> {
+    let user = |i: usize| events.user(i);
     let mut split = vec![Split::Test; kept.len()];
     let mut u0 = 0;
     while u0 < kept.len() {
         let mut u1 = u0;
-        while u1 < kept.len() && user[kept[u1].0] == user[kept[u0].0] {
+        while u1 < kept.len() && user(kept[u1].0) == user(kept[u0].0) {
             u1 += 1;
         }
         let (n_train, n_valid) = split_sizes(u1 - u0, options);
@@ -445,37 +374,38 @@ fn chunked(
 
 /// Cuts sorted events (as written by ingest) into sessions, splits them and builds the vocab.
 /// With catalogue limits, a first cut counts training plays, the removed tracks' plays are
-/// taken out, and the sessions are cut again.
+/// taken out, and the sessions are cut again. The result holds a copy of the events
+/// ([`sessionize_owned`] takes them instead).
 pub fn sessionize(
-    events: &DataFrame,
+    events: &Events,
     keys: &DataFrame,
     options: &SessionOptions,
 ) -> Result<Sessionized> {
     options.validate()?;
-    sessionize_columns(EventColumns::from_frame(events)?, keys, options)
+    sessionize_owned(events.clone(), keys, options)
 }
 
-/// [`sessionize`] from the events' columns, which it consumes (the catalogue limits filter
-/// them in place).
-pub fn sessionize_columns(
-    mut events: EventColumns,
+/// [`sessionize`] from events it consumes: the catalogue limits filter them in place, and the
+/// result keeps them to make the sessions table from.
+pub fn sessionize_owned(
+    mut events: Events,
     keys: &DataFrame,
     options: &SessionOptions,
 ) -> Result<Sessionized> {
     options.validate()?;
     if options.min_track_plays == 0 && options.max_tracks == 0 {
-        return Ok(cut(&events, keys, options)?.0);
+        return cut(events, keys, options);
     }
     // The first cut only counts training plays: no sessions table is built for it.
     let first = sessions_of(&events, options)?;
-    let vocab = vocabulary(keys, &events.key, &first.kept, &first.split)?;
+    let vocab = vocabulary(keys, &events, &first.kept, &first.split)?;
     drop(first);
     let (keep, mut limits) = catalogue(&vocab.tracks, &vocab.track_of_key, options)?;
     drop(vocab);
     let before = events.len();
-    events.retain_keys(&keep);
+    events.retain_keys(&keep)?;
     limits.events_removed = before - events.len();
-    let (mut out, _) = cut(&events, keys, options)?;
+    let mut out = cut(events, keys, options)?;
     let train = parquet::u32_column(&out.tracks, "train_count")?;
     limits.tracks_now_under_min =
         train.iter().filter(|&&c| (c as usize) < options.min_track_plays).count();
@@ -531,8 +461,8 @@ struct Sessions {
     events_in_whole: usize,
 }
 
-fn sessions_of(events: &EventColumns, options: &SessionOptions) -> Result<Sessions> {
-    let starts = session_starts(&events.users, &events.ts, options.gap_seconds)?;
+fn sessions_of(events: &Events, options: &SessionOptions) -> Result<Sessions> {
+    let starts = session_starts(events, options.gap_seconds)?;
     let kept: Vec<(usize, usize)> = starts
         .windows(2)
         .map(|w| (w[0], w[1]))
@@ -541,43 +471,36 @@ fn sessions_of(events: &EventColumns, options: &SessionOptions) -> Result<Sessio
     let (whole_sessions, events_in_whole) =
         (kept.len(), kept.iter().map(|(a, b)| b - a).sum::<usize>());
     let split = match options.split {
-        SplitRule::PerUserChronological => split_per_user(&kept, &events.users.code, options),
+        SplitRule::PerUserChronological => split_per_user(&kept, events, options),
         SplitRule::RandomSessions => split_at_random(kept.len(), options),
     };
     let (kept, split) = chunked(kept, split, options.chunk_len);
     Ok(Sessions { starts, kept, split, whole_sessions, events_in_whole })
 }
 
-/// One cut of the events into sessions, the split and the vocabulary; with the track id of
-/// each key.
-fn cut(
-    events: &EventColumns,
-    keys: &DataFrame,
-    options: &SessionOptions,
-) -> Result<(Sessionized, Vec<u32>)> {
-    let EventColumns { users, ts, key } = events;
-    let n = ts.len();
+/// One cut of the events into sessions, the split and the vocabulary.
+fn cut(events: Events, keys: &DataFrame, options: &SessionOptions) -> Result<Sessionized> {
+    let n = events.len();
     let Sessions { starts, kept, split, whole_sessions, events_in_whole } =
-        sessions_of(events, options)?;
+        sessions_of(&events, options)?;
     let sessions_before_filter = starts.len() - 1;
     let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
+    let longest_session_before_filter = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    drop(starts);
 
-    let vocab = vocabulary(keys, key, &kept, &split)?;
-    let table = SessionTable::build(&kept, &split, users, ts, key, &vocab.track_of_key)?;
-    let SessionTable { sessions, per_user, repeats, split_sessions, split_events } = table;
+    let vocab = vocabulary(keys, &events, &kept, &split)?;
+    let rows = SessionRows { events, kept, split, track_of_key: vocab.track_of_key };
+    let TableStats { per_user, repeats, split_sessions, split_events } = rows.walk(|_| Ok(()))?;
+    let sessions = rows.kept.len();
     let stats = SessionStats {
         users: per_user.len(),
-        sessions: kept.len(),
+        sessions,
         unique_songs: vocab.tracks.height(),
         events: events_kept,
-        mean_session_length: if kept.is_empty() {
-            0.0
-        } else {
-            events_kept as f64 / kept.len() as f64
-        },
+        mean_session_length: if sessions == 0 { 0.0 } else { events_kept as f64 / sessions as f64 },
         events_before_sessionize: n,
         sessions_before_filter,
-        longest_session_before_filter: starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0),
+        longest_session_before_filter,
         sessions_dropped_short: sessions_before_filter - whole_sessions,
         events_in_dropped_sessions: n - events_in_whole,
         events_in_chunk_remainders: events_in_whole - events_kept,
@@ -594,23 +517,23 @@ fn cut(
         per_user,
         options: options.clone(),
     };
-    Ok((Sessionized { sessions, tracks: vocab.tracks, stats }, vocab.track_of_key))
+    Ok(Sessionized { rows, tracks: vocab.tracks, stats })
 }
 
 /// The first row of every session, then `n`: a new session starts at a new user or after a
 /// gap of `gap_seconds` or more. The events must be sorted by (user, time).
-fn session_starts(users: &Users, ts: &[i64], gap_seconds: i64) -> Result<Vec<usize>> {
-    let n = ts.len();
-    let user = &users.code;
+fn session_starts(events: &Events, gap_seconds: i64) -> Result<Vec<usize>> {
+    let n = events.len();
     let mut starts: Vec<usize> = Vec::new();
     for i in 0..n {
-        let new = i == 0 || user[i] != user[i - 1] || ts[i] - ts[i - 1] >= gap_seconds;
+        let other_user = i > 0 && events.user(i) != events.user(i - 1);
+        let new = i == 0 || other_user || events.ts(i) - events.ts(i - 1) >= gap_seconds;
         // A new code is a new id: it must sort after the one before (each user one run).
         let unsorted = i > 0
-            && if user[i] != user[i - 1] {
-                users.name(i) <= users.name(i - 1)
+            && if other_user {
+                events.user_name(i) <= events.user_name(i - 1)
             } else {
-                ts[i] < ts[i - 1]
+                events.ts(i) < events.ts(i - 1)
             };
         if unsorted {
             return Err(Error::InvalidArgument(format!(
@@ -639,7 +562,7 @@ struct Vocabulary {
 /// training first, by training plays (descending), then by artist and title key.
 fn vocabulary(
     keys: &DataFrame,
-    key: &[u32],
+    events: &Events,
     kept: &[(usize, usize)],
     split: &[Split],
 ) -> Result<Vocabulary> {
@@ -647,8 +570,8 @@ fn vocabulary(
     let mut train_count = vec![0u32; n_keys];
     let mut total_count = vec![0u32; n_keys];
     for (s, &(a, b)) in kept.iter().enumerate() {
-        for &k in &key[a..b] {
-            let k = k as usize;
+        for i in a..b {
+            let k = events.key(i) as usize;
             if k >= n_keys {
                 return Err(Error::OutOfRange {
                     what: "the keys table (track_key)".into(),
@@ -707,9 +630,28 @@ fn vocabulary(
     Ok(Vocabulary { tracks, track_of_key, train_tracks })
 }
 
-/// The sessions table (one row per play) and the per-user and per-split figures of Table I.
-struct SessionTable {
-    sessions: DataFrame,
+/// What the sessions table is made from: the events, the kept sessions as event ranges, their
+/// splits, and the track id of each key.
+#[derive(Debug)]
+struct SessionRows {
+    events: Events,
+    kept: Vec<(usize, usize)>,
+    split: Vec<Split>,
+    track_of_key: Vec<u32>,
+}
+
+/// One row of the sessions table (the user as its code in the events).
+struct SessionRow {
+    user: u32,
+    session: u32,
+    position: u32,
+    track: u32,
+    ts: i64,
+    split: u8,
+}
+
+/// The per-user and per-split figures of Table I.
+struct TableStats {
     per_user: Vec<UserStats>,
     /// Plays of a track already played earlier in the same session.
     repeats: usize,
@@ -717,23 +659,12 @@ struct SessionTable {
     split_events: [usize; 3],
 }
 
-impl SessionTable {
-    fn build(
-        kept: &[(usize, usize)],
-        split: &[Split],
-        users: &Users,
-        ts: &[i64],
-        key: &[u32],
-        track_of_key: &[u32],
-    ) -> Result<SessionTable> {
-        let events_kept: usize = kept.iter().map(|(a, b)| b - a).sum();
+impl SessionRows {
+    /// Walks the kept sessions' plays in order, giving each as a row to `row`, and counts the
+    /// figures of Table I on the way.
+    fn walk(&self, mut row: impl FnMut(SessionRow) -> Result<()>) -> Result<TableStats> {
+        let (events, track_of_key) = (&self.events, &self.track_of_key);
         let n_tracks = track_of_key.iter().filter(|&&t| t != u32::MAX).count();
-        let mut s_user = Vec::with_capacity(events_kept);
-        let mut s_id = Vec::with_capacity(events_kept);
-        let mut s_pos = Vec::with_capacity(events_kept);
-        let mut s_track = Vec::with_capacity(events_kept);
-        let mut s_ts = Vec::with_capacity(events_kept);
-        let mut s_split = Vec::with_capacity(events_kept);
         let mut per_user: Vec<UserStats> = Vec::new();
         // Stamps instead of sets: last_session[t] = 1 + the last session that played t.
         let mut last_session = vec![0u32; n_tracks];
@@ -742,8 +673,8 @@ impl SessionTable {
         let mut repeats = 0usize;
         let mut user_repeats = 0usize;
         let (mut split_sessions, mut split_events) = ([0usize; 3], [0usize; 3]);
-        for (s, &(a, b)) in kept.iter().enumerate() {
-            let (u, code) = (users.name(a), users.code[a]);
+        for (s, &(a, b)) in self.kept.iter().enumerate() {
+            let (u, code) = (events.user_name(a), events.user(a));
             if per_user.last().is_none_or(|p| p.user != u) {
                 if let Some(p) = per_user.last_mut() {
                     p.unique_tracks = user_unique;
@@ -765,17 +696,17 @@ impl SessionTable {
             let p = per_user.last_mut().expect("pushed above");
             p.sessions += 1;
             p.events += b - a;
-            let si = split[s] as usize;
-            split_sessions[si] += 1;
-            split_events[si] += b - a;
-            match split[s] {
+            let split = self.split[s];
+            split_sessions[split as usize] += 1;
+            split_events[split as usize] += b - a;
+            match split {
                 Split::Train => p.train_sessions += 1,
                 Split::Valid => p.valid_sessions += 1,
                 Split::Test => p.test_sessions += 1,
             }
             let user_stamp = per_user.len() as u32;
-            for (pos, i) in (a..b).enumerate() {
-                let t = track_of_key[key[i] as usize];
+            for (position, i) in (a..b).enumerate() {
+                let t = track_of_key[events.key(i) as usize];
                 if last_session[t as usize] == s as u32 + 1 {
                     repeats += 1;
                     user_repeats += 1;
@@ -785,47 +716,86 @@ impl SessionTable {
                     last_user[t as usize] = user_stamp;
                     user_unique += 1;
                 }
-                s_user.push(code);
-                s_id.push(s as u32);
-                s_pos.push(pos as u32);
-                s_track.push(t);
-                s_ts.push(ts[i]);
-                s_split.push(split[s] as u8);
+                row(SessionRow {
+                    user: code,
+                    session: s as u32,
+                    position: position as u32,
+                    track: t,
+                    ts: events.ts(i),
+                    split: split as u8,
+                })?;
             }
         }
         if let Some(p) = per_user.last_mut() {
             p.unique_tracks = user_unique;
             p.repeat_share = user_repeats as f64 / p.events.max(1) as f64;
         }
-        let sessions = DataFrame::new_infer_height(vec![
-            // The user ids, from the codes (never a view per play held beside the column).
-            Column::new(
-                "user".into(),
-                StringChunked::from_iter_values(
-                    "user".into(),
-                    s_user.iter().map(|&c| &*users.names[c as usize]),
-                ),
-            ),
-            Column::new("session".into(), s_id),
-            Column::new("position".into(), s_pos),
-            Column::new("track".into(), s_track),
-            Column::new("ts".into(), s_ts),
-            Column::new("split".into(), s_split),
+        Ok(TableStats { per_user, repeats, split_sessions, split_events })
+    }
+}
+
+/// Rows of the sessions table gathered as columns.
+#[derive(Default)]
+struct TableColumns {
+    user: Vec<u32>,
+    session: Vec<u32>,
+    position: Vec<u32>,
+    track: Vec<u32>,
+    ts: Vec<i64>,
+    split: Vec<u8>,
+}
+
+impl TableColumns {
+    fn push(&mut self, r: SessionRow) {
+        self.user.push(r.user);
+        self.session.push(r.session);
+        self.position.push(r.position);
+        self.track.push(r.track);
+        self.ts.push(r.ts);
+        self.split.push(r.split);
+    }
+
+    fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// The rows as a frame, the users' ids from their codes; the columns are emptied.
+    fn take_frame(&mut self, users: &[Box<str>]) -> Result<DataFrame> {
+        let names = self.user.drain(..).map(|c| &*users[c as usize]);
+        let user = StringChunked::from_iter_values("user".into(), names);
+        DataFrame::new_infer_height(vec![
+            Column::new("user".into(), user),
+            Column::new("session".into(), std::mem::take(&mut self.session)),
+            Column::new("position".into(), std::mem::take(&mut self.position)),
+            Column::new("track".into(), std::mem::take(&mut self.track)),
+            Column::new("ts".into(), std::mem::take(&mut self.ts)),
+            Column::new("split".into(), std::mem::take(&mut self.split)),
         ])
-        .map_err(pl_err)?;
-        Ok(SessionTable { sessions, per_user, repeats, split_sessions, split_events })
+        .map_err(pl_err)
     }
 }
 
 impl Sessionized {
+    /// The sessions table, whole: columns `user`, `session` (u32, global, in (user, time)
+    /// order), `position` (u32, from 0), `track` (u32 id), `ts` (i64), `split` (u8: 0 train,
+    /// 1 valid, 2 test, as [`Split`]). [`Sessionized::write`] writes it a row group at a time.
+    pub fn sessions(&self) -> Result<DataFrame> {
+        let mut columns = TableColumns::default();
+        self.rows.walk(|r| {
+            columns.push(r);
+            Ok(())
+        })?;
+        columns.take_frame(self.rows.events.user_names())
+    }
+
     /// The sessions of `split`, in memory (what [`read_split`] gives from the written file).
     pub fn split(&self, split: Split) -> Result<SplitCorpus> {
-        splits_of(&self.sessions, &[split])
+        splits_of(&self.sessions()?, &[split])
     }
 
     /// The sessions of every split in `splits`, in order.
     pub fn splits(&self, splits: &[Split]) -> Result<SplitCorpus> {
-        splits_of(&self.sessions, splits)
+        splits_of(&self.sessions()?, splits)
     }
 
     /// The vocabulary, track ids in order (what [`read_vocab`] gives from the written file).
@@ -873,11 +843,31 @@ impl Sessionized {
 
     /// Writes `sessions.parquet`, `tracks.parquet` and `stats.json` into `dir`, atomically each.
     pub fn write(&mut self, dir: &std::path::Path) -> Result<()> {
-        parquet::write(&dir.join("sessions.parquet"), &mut self.sessions)?;
+        self.write_sessions(&dir.join("sessions.parquet"))?;
         parquet::write(&dir.join("tracks.parquet"), &mut self.tracks)?;
         let json = serde_json::to_vec_pretty(&self.stats)
             .map_err(|e| Error::backend("serde_json", "the sessionize stats", e))?;
         segue_core::fs::write_bytes_atomic(&dir.join(Self::STATS), &json)
+    }
+}
+
+impl Sessionized {
+    /// Writes the sessions table a row group at a time, atomically.
+    fn write_sessions(&self, path: &std::path::Path) -> Result<()> {
+        let users = self.rows.events.user_names();
+        let mut columns = TableColumns::default();
+        let mut out = parquet::BatchWriter::new(path, columns.take_frame(users)?.schema())?;
+        self.rows.walk(|r| {
+            columns.push(r);
+            if columns.len() == parquet::ROW_GROUP {
+                out.write(&mut columns.take_frame(users)?)?;
+            }
+            Ok(())
+        })?;
+        if columns.len() > 0 {
+            out.write(&mut columns.take_frame(users)?)?;
+        }
+        out.finish()
     }
 }
 
@@ -1056,21 +1046,60 @@ mod tests {
     /// ids out of order, or a time going back, is refused at the row where it shows.
     #[test]
     fn user_codes_follow_runs_and_unsorted_events_are_refused() {
-        let users = Users::new(["a", "a", "b", "c", "c"].into_iter());
+        let events = |ids: &[&str], ts: &[i64]| {
+            let df = df!("user" => ids, "ts" => ts, "track_key" => vec![0u32; ids.len()]).unwrap();
+            Events::from_frame(&df).unwrap()
+        };
+        let ts = [0, 10, 0, 0, 9_000];
+        let e = events(&["a", "a", "b", "c", "c"], &ts);
         assert_eq!(
-            (users.names.iter().map(|n| &**n).collect::<Vec<_>>(), users.code.clone()),
+            (
+                e.user_names().iter().map(|n| &**n).collect::<Vec<_>>(),
+                (0..5).map(|i| e.user(i)).collect::<Vec<_>>()
+            ),
             (vec!["a", "b", "c"], vec![0, 0, 1, 2, 2])
         );
-        assert_eq!(users.name(3), "c");
-        let ts = [0, 10, 0, 0, 9_000];
-        assert_eq!(session_starts(&users, &ts, 7200).unwrap(), vec![0, 2, 3, 4, 5]);
+        assert_eq!(e.user_name(3), "c");
+        assert_eq!(session_starts(&e, 7200).unwrap(), vec![0, 2, 3, 4, 5]);
         let at_row = |ids: [&str; 3], ts: [i64; 3]| {
-            let e = session_starts(&Users::new(ids.into_iter()), &ts, 7200).unwrap_err();
+            let e = session_starts(&events(&ids, &ts), 7200).unwrap_err();
             assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
             e.to_string()
         };
         assert!(at_row(["a", "b", "a"], [0, 0, 0]).contains("at row 2"));
         assert!(at_row(["b", "a", "a"], [0, 0, 0]).contains("at row 1"));
         assert!(at_row(["a", "a", "b"], [5, 4, 0]).contains("at row 1"));
+    }
+
+    /// The sessions table written a row group at a time is the table made whole.
+    #[test]
+    fn sessions_written_in_row_groups_equal_the_whole_table() {
+        // 3 users, sessions of 7 plays a day apart: more rows than one row group.
+        let (mut user, mut ts, mut key) = (Vec::new(), Vec::new(), Vec::new());
+        for u in ["u1", "u2", "u3"] {
+            for i in 0..(parquet::ROW_GROUP / 3 + 5_000) as i64 {
+                user.push(u);
+                ts.push(i / 7 * 86_400 + i % 7 * 60);
+                key.push((i % 101) as u32);
+            }
+        }
+        let events = df!("user" => user, "ts" => ts, "track_key" => key).unwrap();
+        let names: Vec<String> = (0..101).map(|k| format!("t{k}")).collect();
+        let keys = df!(
+            "track_key" => (0..101u32).collect::<Vec<_>>(),
+            "artist_key" => vec!["a"; 101],
+            "title_key" => names.clone(),
+            "artist" => vec!["A"; 101],
+            "title" => names,
+        )
+        .unwrap();
+        let options = SessionOptions { min_session_len: 2, ..SessionOptions::default() };
+        let mut out = sessionize(&Events::from_frame(&events).unwrap(), &keys, &options).unwrap();
+        assert!(out.stats.events > parquet::ROW_GROUP);
+        let dir = tempfile::tempdir().unwrap();
+        out.write(dir.path()).unwrap();
+        let written = parquet::read(&dir.path().join("sessions.parquet")).unwrap();
+        assert_eq!(written, out.sessions().unwrap());
+        assert_eq!(written.height(), out.stats.events);
     }
 }

@@ -2,11 +2,11 @@
 //! cut into pieces after the split (README, "The authors'-code protocol").
 
 use polars::prelude::*;
-use segue_sessions::{SessionOptions, Split, SplitRule, sessionize};
+use segue_sessions::{Events, SessionOptions, Split, SplitRule, sessionize};
 
 /// Two users, `n` sessions each of `len` plays one minute apart, sessions a day apart; track
 /// keys cycle through 30.
-fn events(n: usize, len: usize) -> (DataFrame, DataFrame) {
+fn events(n: usize, len: usize) -> (Events, DataFrame) {
     let (mut user, mut ts, mut key) = (Vec::new(), Vec::new(), Vec::new());
     for u in ["u1", "u2"] {
         for s in 0..n {
@@ -27,7 +27,7 @@ fn events(n: usize, len: usize) -> (DataFrame, DataFrame) {
         "title" => names,
     )
     .unwrap();
-    (events, keys)
+    (Events::from_frame(&events).unwrap(), keys)
 }
 
 /// (session, split code, length) of every session in file order.
@@ -58,7 +58,7 @@ fn random_split_pools_users_and_mixes_time() {
     assert_eq!((st.train_sessions, st.test_sessions), (28, 12));
     // Some user has a test session before one of their training sessions (a leak the
     // chronological split never makes).
-    let s = sessions_of(&out.sessions);
+    let s = sessions_of(&out.sessions().unwrap());
     let per_user = |range: std::ops::Range<usize>| {
         let codes: Vec<u8> = s[range].iter().map(|x| x.1).collect();
         let first_test = codes.iter().position(|&c| c == Split::Test as u8);
@@ -66,7 +66,7 @@ fn random_split_pools_users_and_mixes_time() {
     };
     assert!(per_user(0..20) || per_user(20..40));
     // The same seed, the same split; the chronological split is untouched by the new keys.
-    assert_eq!(sessions_of(&sessionize(&events, &keys, &options).unwrap().sessions), s);
+    assert_eq!(sessions_of(&sessionize(&events, &keys, &options).unwrap().sessions().unwrap()), s);
     let chrono = sessionize(&events, &keys, &SessionOptions::default()).unwrap();
     let u1 = &chrono.stats.per_user[0];
     assert_eq!((u1.train_sessions, u1.valid_sessions, u1.test_sessions), (13, 1, 6));
@@ -77,7 +77,7 @@ fn chunks_cut_each_session_after_the_split() {
     let (events, keys) = events(10, 11);
     let options = SessionOptions { chunk_len: 4, ..SessionOptions::default() };
     let out = sessionize(&events, &keys, &options).unwrap();
-    let s = sessions_of(&out.sessions);
+    let s = sessions_of(&out.sessions().unwrap());
     // 11 plays: two pieces of 4 and a remainder of 3, dropped.
     assert_eq!(s.len(), 2 * 10 * 2);
     assert!(s.iter().all(|x| x.2 == 4));

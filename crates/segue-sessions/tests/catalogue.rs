@@ -2,11 +2,11 @@
 //! removed tracks' plays taken out of every split, the sessions cut again, Table I told.
 
 use polars::prelude::*;
-use segue_sessions::{CatalogueLimits, SessionOptions, sessionize};
+use segue_sessions::{CatalogueLimits, Events, SessionOptions, sessionize};
 
 /// Two users, 10 sessions each a day apart (7 train, 3 test): plays 0-4 are tracks 10-14, the
 /// 6th play is track 1 in session 0, track 15 in sessions 1-6, track 2 in the test sessions.
-fn events() -> (DataFrame, DataFrame) {
+fn events() -> (Events, DataFrame) {
     let (mut user, mut ts, mut key) = (Vec::new(), Vec::new(), Vec::new());
     for u in ["u1", "u2"] {
         for s in 0..10u32 {
@@ -32,7 +32,7 @@ fn events() -> (DataFrame, DataFrame) {
         "title" => names,
     )
     .unwrap();
-    (events, keys)
+    (Events::from_frame(&events).unwrap(), keys)
 }
 
 fn options(min_track_plays: usize, max_tracks: usize) -> SessionOptions {

@@ -26,9 +26,9 @@ fn read(source: &SourceSpec, base: &Path, strict: bool) -> segue_core::Result<In
 /// The plays as (user, UTC start, artist, title), in the events' order (user, time).
 fn plays(out: &Ingested) -> Vec<(String, String, String, String)> {
     use segue_sessions::parquet::{i64_column, str_column, u32_column};
-    let users = str_column(&out.events, "user").unwrap();
-    let ts = i64_column(&out.events, "ts").unwrap();
-    let keys = u32_column(&out.events, "track_key").unwrap();
+    let users = str_column(&out.events.frame().unwrap(), "user").unwrap();
+    let ts = i64_column(&out.events.frame().unwrap(), "ts").unwrap();
+    let keys = u32_column(&out.events.frame().unwrap(), "track_key").unwrap();
     let artists = str_column(&out.keys, "artist").unwrap();
     let titles = str_column(&out.keys, "title").unwrap();
     (0..users.len())
@@ -70,7 +70,7 @@ fn check(
         "{file}: {:?}",
         out.skips
     );
-    assert_eq!(out.records, out.events.height() as u64 + out.skips.total(), "{file}");
+    assert_eq!(out.records, out.events.len() as u64 + out.skips.total(), "{file}");
     let malformed = skipped.iter().any(|(r, _)| !r.is_filter());
     match read(&source, &fixtures(), true) {
         Ok(strict) => {

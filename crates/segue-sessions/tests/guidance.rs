@@ -107,7 +107,7 @@ fn a_time_column_that_never_parses_names_column_values_formats_and_key() {
         ..ColumnMap::new("date", "artist", "track")
     });
     let out = read(&[source], dir.path()).unwrap();
-    assert_eq!(out.events.height(), 4);
+    assert_eq!(out.events.len(), 4);
 }
 
 #[test]
@@ -169,6 +169,6 @@ fn a_sources_user_holds_over_the_names_in_the_records() {
     let mut source = SourceSpec::new(Format::Auto, ["listenbrainz-export.json"]);
     source.user = Some("ana".into());
     let out = read(&[source], &fixtures()).unwrap();
-    let users = segue_sessions::parquet::str_column(&out.events, "user").unwrap();
+    let users = segue_sessions::parquet::str_column(&out.events.frame().unwrap(), "user").unwrap();
     assert_eq!(users, ["ana", "ana", "ana"]);
 }

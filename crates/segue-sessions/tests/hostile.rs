@@ -35,11 +35,11 @@ fn read(dir: &Path, format: Format, path: &str, strict: bool) -> segue_core::Res
 
 /// Records read = events kept + every skip (filters included).
 fn assert_accounted(out: &Ingested) {
-    assert_eq!(out.records, out.events.height() as u64 + out.skips.total());
+    assert_eq!(out.records, out.events.len() as u64 + out.skips.total());
 }
 
 fn users(out: &Ingested) -> Vec<String> {
-    let col = out.events.column("user").unwrap().str().unwrap().clone();
+    let col = out.events.frame().unwrap().column("user").unwrap().str().unwrap().clone();
     let mut u: Vec<String> = col.iter().map(|s| s.unwrap().to_string()).collect();
     u.dedup();
     u
@@ -57,7 +57,7 @@ fn nul_bytes_before_a_line_make_no_phantom_user() {
     std::fs::write(dir.path().join("l.tsv"), &text).unwrap();
     let out = read(dir.path(), Format::Lastfm1k, "l.tsv", false).unwrap();
     assert_eq!(users(&out), ["u1"]);
-    assert_eq!(out.events.height(), 10);
+    assert_eq!(out.events.len(), 10);
     assert_eq!(out.skips.count(SkipReason::ControlCharacter), 4);
     let ex = &out.skips.reasons[&SkipReason::ControlCharacter].examples[0];
     assert_eq!(ex.position, "line 11");
@@ -82,7 +82,7 @@ fn control_characters_are_malformed_in_every_reader() {
         toml::from_str("user = 'user'\ntime = 'time'\nartist = 'artist'\ntitle = 'title'").unwrap(),
     );
     let out = ingest(std::slice::from_ref(&src), dir.path(), &opts(false), &NoProgress).unwrap();
-    assert_eq!(out.events.height(), 1);
+    assert_eq!(out.events.len(), 1);
     assert_eq!(out.skips.count(SkipReason::ControlCharacter), 2);
     assert_accounted(&out);
     std::fs::write(
@@ -93,7 +93,7 @@ fn control_characters_are_malformed_in_every_reader() {
     .unwrap();
     let out =
         read(dir.path(), Format::SpotifyStreamingHistory, "StreamingHistory0.json", false).unwrap();
-    assert_eq!((out.events.height(), out.skips.count(SkipReason::ControlCharacter)), (1, 1));
+    assert_eq!((out.events.len(), out.skips.count(SkipReason::ControlCharacter)), (1, 1));
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn overlong_fields_are_malformed() {
     text.push_str(&line("u1", 32, &"y".repeat(MAX_FIELD_BYTES), "At the limit"));
     std::fs::write(dir.path().join("l.tsv"), &text).unwrap();
     let out = read(dir.path(), Format::Lastfm1k, "l.tsv", false).unwrap();
-    assert_eq!(out.events.height(), 11, "the field at the limit is kept");
+    assert_eq!(out.events.len(), 11, "the field at the limit is kept");
     assert_eq!(out.skips.count(SkipReason::FieldTooLong), 2);
     let ex = &out.skips.reasons[&SkipReason::FieldTooLong].examples[0];
     assert!(ex.detail.contains(&format!("artist of {} bytes", MAX_FIELD_BYTES + 1)), "{ex:?}");
@@ -126,7 +126,7 @@ fn overlong_lines_are_dropped_without_holding_them() {
     std::fs::write(dir.path().join("g.tsv.gz"), gz.finish().unwrap()).unwrap();
     for file in ["l.tsv", "g.tsv.gz"] {
         let out = read(dir.path(), Format::Lastfm1k, file, false).unwrap();
-        assert_eq!(out.events.height(), 10, "{file}");
+        assert_eq!(out.events.len(), 10, "{file}");
         assert_eq!(out.skips.count(SkipReason::LineTooLong), 1);
         let ex = &out.skips.reasons[&SkipReason::LineTooLong].examples[0];
         assert_eq!(ex.position, "line 6", "{file}: line numbers stay the file's");
@@ -160,7 +160,7 @@ fn link_loops_are_read_once_and_named() {
     symlink(data.join("a/l.tsv"), data.join("same.tsv")).unwrap();
     let out = read(dir.path(), Format::Lastfm1k, "data/**/*.tsv", false).unwrap();
     assert_eq!(out.files.len(), 1, "{:?}", out.files);
-    assert_eq!(out.events.height(), 10);
+    assert_eq!(out.events.len(), 10);
     assert_eq!(out.skips.total(), 0, "nothing hidden as duplicates");
     let notes = out.notes.join("\n");
     assert!(notes.contains("already searched: not followed"), "{notes}");
@@ -170,7 +170,7 @@ fn link_loops_are_read_once_and_named() {
     let keep_all = IngestOptions { drop_duplicates: false, ..IngestOptions::default() };
     let src = SourceSpec::new(Format::Lastfm1k, ["data/**/*.tsv", "data/same.tsv"]);
     let out = ingest(&[src], dir.path(), &keep_all, &NoProgress).unwrap();
-    assert_eq!(out.events.height(), 10);
+    assert_eq!(out.events.len(), 10);
     // A path that is itself a loop says so.
     let err = read(dir.path(), Format::Lastfm1k, "data/p", false).unwrap_err().to_string();
     assert!(err.contains("data/p is a symbolic link loop"), "{err}");
@@ -230,7 +230,7 @@ fn a_truncated_json_file_is_one_bad_file_not_the_end_of_the_run() {
     let other = format!("[{},{},{}]", rec(40), rec(50), rec(55));
     std::fs::write(dir.path().join("me/StreamingHistory1.json"), &other).unwrap();
     let out = read(dir.path(), Format::SpotifyStreamingHistory, "me", false).unwrap();
-    assert_eq!(out.events.height(), 5);
+    assert_eq!(out.events.len(), 5);
     assert_eq!(out.skips.count(SkipReason::TruncatedFile), 1);
     let ex = &out.skips.reasons[&SkipReason::TruncatedFile].examples[0];
     assert!(ex.file.ends_with("StreamingHistory0.json"), "{ex:?}");

@@ -221,10 +221,10 @@ fn column_mapping_reads_tables_and_names_a_wrong_column() {
     csv += &format!("u,{},1000,Band,Skipped\n", iso(T0 + 5000));
     std::fs::write(dir.path().join("plays.csv"), &csv).unwrap();
     let ing = run(&[table_source("plays.csv", "band")], dir.path(), &lenient()).unwrap();
-    assert_eq!(ing.events.height(), 6);
+    assert_eq!(ing.events.len(), 6);
     assert_eq!(ing.skips.count(SkipReason::ShortPlay), 1);
     // The time is the end of the play: the start is 200 s earlier.
-    let ts = ing.events.column("ts").unwrap().i64().unwrap().get(0).unwrap();
+    let ts = ing.events.frame().unwrap().column("ts").unwrap().i64().unwrap().get(0).unwrap();
     assert_eq!(ts, T0 - 200);
 
     let err = run(&[table_source("plays.csv", "artist")], dir.path(), &lenient())
@@ -248,7 +248,7 @@ fn non_utf8_bytes_are_skipped_or_named() {
     let src = [SourceSpec::new(Format::Lastfm1k, ["l.tsv"])];
     let ing = run(&src, dir.path(), &lenient()).unwrap();
     assert_eq!(ing.skips.count(SkipReason::NotUtf8), 1);
-    assert_eq!(ing.events.height(), 5);
+    assert_eq!(ing.events.len(), 5);
     let err = run(&src, dir.path(), &strict()).unwrap_err().to_string();
     assert!(err.contains("l.tsv, line 6") && err.contains("UTF-8"), "{err}");
 }
@@ -265,7 +265,7 @@ fn truncated_json_is_an_error_with_its_position_in_strict_mode() {
     let err = run(&src, dir.path(), &strict()).unwrap_err().to_string();
     assert!(err.contains("StreamingHistory0.json, line 3") && err.contains("truncated"), "{err}");
     let ing = run(&src, dir.path(), &lenient()).unwrap();
-    assert_eq!(ing.events.height(), 1);
+    assert_eq!(ing.events.len(), 1);
     assert_eq!(ing.skips.count(SkipReason::TruncatedFile), 1);
     assert_eq!(ing.records, 2);
 }
@@ -298,7 +298,7 @@ fn bad_times_and_field_counts_are_counted_or_fatal_in_strict_mode() {
         let ing = run(&src, dir.path(), &lenient()).unwrap();
         assert_eq!(ing.skips.count(reason), 1, "{line}");
         assert_eq!(ing.skips.total(), 1, "{line}");
-        assert_eq!(ing.events.height(), 5);
+        assert_eq!(ing.events.len(), 5);
         assert_eq!(ing.skips.reasons[&reason].examples[0].position, "line 6");
         let err = run(&src, dir.path(), &strict()).unwrap_err().to_string();
         assert!(err.contains("l.tsv, line 6") && err.contains(reason.describe()), "{line}: {err}");
@@ -334,7 +334,7 @@ fn gzip_zstd_globs_and_many_files() {
     )
     .unwrap();
     let ing = run(&[SourceSpec::new(Format::Lastfm1k, ["part-*"])], dir.path(), &strict()).unwrap();
-    assert_eq!(ing.events.height(), 10);
+    assert_eq!(ing.events.len(), 10);
     assert_eq!(ing.files.len(), 2);
 }
 
@@ -364,7 +364,7 @@ fn spotify_extended_and_lastfm_scrobbles() {
         &strict(),
     )
     .unwrap();
-    assert_eq!(ing.events.height(), 10);
+    assert_eq!(ing.events.len(), 10);
     assert_eq!(ing.skips.count(SkipReason::Episode), 1);
     let out = sessionize(&ing.events, &ing.keys, &SessionOptions::default()).unwrap();
     assert_eq!(out.stats.users, 2);
@@ -388,7 +388,7 @@ fn builtin_data_matches_the_peer_table_one() {
     let p: Partial = toml::from_str(&text).unwrap();
     let ing = run(&p.dataset.sources, &root.join("pipelines"), &lenient()).unwrap();
     let dups = ing.skips.count(SkipReason::DuplicateEvent);
-    assert_eq!(ing.events.height() as u64 + dups, 67_848);
+    assert_eq!(ing.events.len() as u64 + dups, 67_848);
     let out = sessionize(&ing.events, &ing.keys, &SessionOptions::default()).unwrap();
     let s = &out.stats;
     assert_eq!((s.users, s.sessions, s.unique_songs, s.events), (4, 2_039, 11_366, 66_619));

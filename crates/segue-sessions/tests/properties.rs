@@ -33,14 +33,14 @@ proptest! {
         let ing = ingest(&src, dir.path(), &IngestOptions::default(), &NoProgress).unwrap();
         let opts = SessionOptions { gap_seconds: gap, min_session_len: min_len, train_share: 0.7, validation_share: 0.0, ..SessionOptions::default() };
         let out = sessionize(&ing.events, &ing.keys, &opts).unwrap();
-        let df = &out.sessions;
+        let df = &out.sessions().unwrap();
         let user: Vec<String> = df.column("user").unwrap().str().unwrap().iter().map(|u| u.unwrap().to_string()).collect();
         let session: Vec<u32> = df.column("session").unwrap().u32().unwrap().iter().map(Option::unwrap).collect();
         let position: Vec<u32> = df.column("position").unwrap().u32().unwrap().iter().map(Option::unwrap).collect();
         let ts: Vec<i64> = df.column("ts").unwrap().i64().unwrap().iter().map(Option::unwrap).collect();
         let split: Vec<u8> = df.column("split").unwrap().u8().unwrap().iter().map(Option::unwrap).collect();
         prop_assert_eq!(out.stats.events, df.height());
-        prop_assert_eq!(out.stats.events + out.stats.events_in_dropped_sessions, ing.events.height());
+        prop_assert_eq!(out.stats.events + out.stats.events_in_dropped_sessions, ing.events.len());
         let mut per_user: std::collections::BTreeMap<&str, Vec<u8>> = Default::default();
         let mut len = 0usize;
         for i in 0..df.height() {

@@ -102,7 +102,7 @@ fn small_preset_reads_back_cleanly_with_planted_statistics() {
     )
     .unwrap();
     assert_eq!(ing.skips.total(), 0, "{:?}", ing.skips);
-    assert_eq!(ing.events.height(), 100_000);
+    assert_eq!(ing.events.len(), 100_000);
     // Respelled names fold back onto the catalogue's keys.
     let played: HashSet<u32> = data.listens.iter().flatten().map(|l| l.0).collect();
     assert_eq!(ing.keys.height(), played.len());
@@ -164,7 +164,7 @@ fn tiny_preset_statistics_in_range() {
         let opts = IngestOptions { strict: true, ..IngestOptions::default() };
         let src = [SourceSpec::new(Format::Lastfm1k, ["listens.tsv"])];
         let ing = ingest(&src, dir.path(), &opts, &NoProgress).unwrap();
-        assert_eq!(ing.events.height(), 4_000);
+        assert_eq!(ing.events.len(), 4_000);
         let s = sessionize(&ing.events, &ing.keys, &SessionOptions::default()).unwrap().stats;
         assert_eq!(s.users, 8);
         assert!((3_000..=3_900).contains(&s.events), "seed {seed}: events {}", s.events);

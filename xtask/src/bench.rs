@@ -61,7 +61,8 @@ pub enum BenchCommand {
     /// examples per second, same sessions, no validation split, fixed epochs.
     Train(crate::bench_train::TrainArgs),
     /// Sentence-BERT beside sentence-transformers on the same texts: speed, per-text cosine,
-    /// PCA explained variance beside scikit-learn's.
+    /// PCA explained variance beside scikit-learn's. Threads on each side: the global
+    /// `--threads`, else 2.
     Lyrics(crate::bench_lyrics::LyricsArgs),
     /// The acoustic VAE beside the PyTorch peer's on the same tracks: held-out reconstruction.
     Vae(crate::bench_vae::VaeArgs),
@@ -111,13 +112,27 @@ pub(crate) fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-pub fn run(cmd: BenchCommand) -> Result<()> {
+/// Threads on each side of a benchmark: the global `--threads` (a count or `auto`), else
+/// `default`.
+fn side_threads(threads: Option<&str>, default: usize) -> Result<usize> {
+    match threads.map(str::trim) {
+        None => Ok(default),
+        Some("auto") => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => bail!("--threads {t:?}: give a positive count or `auto`"),
+        },
+    }
+}
+
+/// Runs one benchmark; `threads` is the global `--threads` (used where a benchmark says).
+pub fn run(cmd: BenchCommand, threads: Option<&str>) -> Result<()> {
     match cmd {
         BenchCommand::SessionsWorker { listens, format, out } => worker(&listens, &format, &out),
         BenchCommand::Word2vec(args) => embedding(Embedding::Word2vec, args),
         BenchCommand::Lsa(args) => embedding(Embedding::Lsa, args),
         BenchCommand::Train(args) => crate::bench_train::run(args),
-        BenchCommand::Lyrics(args) => crate::bench_lyrics::run(args),
+        BenchCommand::Lyrics(args) => crate::bench_lyrics::run(args, side_threads(threads, 2)?),
         BenchCommand::Vae(args) => crate::bench_vae::run(args),
         BenchCommand::Recommend(args) => crate::bench_recommend::run(args),
         BenchCommand::Catalogue(args) => crate::bench_catalogue::run(args),

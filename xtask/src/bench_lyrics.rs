@@ -20,9 +20,6 @@ pub struct LyricsArgs {
     /// Extra texts longer than every model's max_seq_length (lyrics joined end to end).
     #[arg(long, default_value_t = 50)]
     pub long_texts: usize,
-    /// Threads on each side.
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
     #[arg(long, default_value_os_t = crate::bench::default_python())]
     pub python: PathBuf,
 }
@@ -48,7 +45,8 @@ json.dump({"seconds": secs, "dim": int(E.shape[1]), "max_seq_length": int(m.max_
           open(os.path.join(out_dir, "peer.json"), "w"))
 "#;
 
-pub fn run(args: LyricsArgs) -> Result<()> {
+/// `threads`: on each side (the global `--threads`: a count, or `auto` for every core).
+pub fn run(args: LyricsArgs, threads: usize) -> Result<()> {
     let root = crate::workspace_root();
     let p = crate::pipeline::Pipeline::load(&root.join("pipelines/synth-small.toml"))?;
     segue_pipeline::ensure_synth(&p, &crate::progress::Bars::default())?;
@@ -78,7 +76,7 @@ pub fn run(args: LyricsArgs) -> Result<()> {
         lines.push('\n');
     }
     std::fs::write(&texts_path, lines)?;
-    rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global().ok();
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().ok();
 
     let mut rows = Vec::new();
     for name in &args.models {
@@ -90,15 +88,15 @@ pub fn run(args: LyricsArgs) -> Result<()> {
         eprintln!(
             "  peer: sentence-transformers on {} texts, {} threads ...",
             texts.len(),
-            args.threads
+            threads
         );
         let status = Command::new(&args.python)
             .args(["-c", PEER])
             .arg(&dir)
             .arg(&texts_path)
             .arg(&out)
-            .arg(args.threads.to_string())
-            .env("OMP_NUM_THREADS", args.threads.to_string())
+            .arg(threads.to_string())
+            .env("OMP_NUM_THREADS", threads.to_string())
             .status()
             .with_context(|| format!("running {}", args.python.display()))?;
         if !status.success() {
@@ -162,7 +160,7 @@ pub fn run(args: LyricsArgs) -> Result<()> {
     }
     println!(
         "\nSentence-BERT, segue beside sentence-transformers ({} threads each; {} lyrics of the small synthetic preset + {} texts longer than max_seq_length):\n",
-        args.threads, originals, args.long_texts
+        threads, originals, args.long_texts
     );
     println!(
         "| model | texts | max_seq_length | segue texts/s | peer texts/s | speed | min cosine | min cosine (long texts) | texts < 0.9999 | PCA(150) explained-variance ratio, max abs difference |"

@@ -1,6 +1,6 @@
 //! Small numeric kernels shared by the crates that run models on the CPU: a vectorisable
-//! `exp` and [`dispatch!`](crate::dispatch), which compiles a loop twice and runs the AVX2 +
-//! FMA copy where the CPU has those features.
+//! `exp` and [`dispatch!`](crate::dispatch), which compiles a loop three times and runs the
+//! AVX-512 or else the AVX2 + FMA copy where the CPU has those features.
 //!
 //! ```
 //! segue_core::dispatch! {
@@ -16,8 +16,10 @@
 //! assert!((x[1] - std::f32::consts::E).abs() < 1e-6);
 //! ```
 
-/// Runs `$body` (a block using the function's arguments) through an AVX2 + FMA copy where the
-/// CPU has it.
+/// Runs `$body` (a block using the function's arguments) through an AVX-512 copy, else an
+/// AVX2 + FMA copy, where the CPU has the features. The copies compute the same values: Rust
+/// neither reorders float operations nor fuses them into FMAs on its own, so only the vector
+/// width changes.
 #[macro_export]
 macro_rules! dispatch {
     ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
@@ -27,6 +29,16 @@ macro_rules! dispatch {
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn fast512($($arg: $ty),*) { body($($arg),*) }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the CPU has the features `fast512` is compiled for.
+                    return unsafe { fast512($($arg),*) };
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn fast($($arg: $ty),*) { body($($arg),*) }
                 if std::arch::is_x86_feature_detected!("avx2")

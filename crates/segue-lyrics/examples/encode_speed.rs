@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(t) = std::env::var("RHS_PACK") {
         gemm::set_rhs_packing_threshold(t.parse()?);
     }
+    if let Ok(t) = std::env::var("LHS_PACK") {
+        gemm::set_lhs_packing_threshold_single_thread(t.parse()?);
+    }
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
     let texts: Vec<String> = std::fs::read_to_string(&args[2])?
         .lines()

@@ -20,15 +20,15 @@ use crate::kernels::{self, View};
 /// One encoder layer; `*_w` are transposed weights, `[in, out]` row-major.
 struct Layer {
     /// q, k and v weights side by side: `[d, 3 d]`.
-    qkv_w: Vec<f32>,
+    qkv_w: Packed,
     qkv_b: Vec<f32>,
-    out_w: Vec<f32>,
+    out_w: Packed,
     out_b: Vec<f32>,
     ln1_g: Vec<f32>,
     ln1_b: Vec<f32>,
-    ff1_w: Vec<f32>,
+    ff1_w: Packed,
     ff1_b: Vec<f32>,
-    ff2_w: Vec<f32>,
+    ff2_w: Packed,
     ff2_b: Vec<f32>,
     ln2_g: Vec<f32>,
     ln2_b: Vec<f32>,
@@ -53,18 +53,47 @@ pub(crate) struct Transformer {
 /// Per-thread buffers, grown to the longest sequence seen.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    x: Vec<f32>,
-    qkv: Vec<f32>,
-    scores: Vec<f32>,
-    ctx: Vec<f32>,
-    ff: Vec<f32>,
+    x: Aligned,
+    qkv: Aligned,
+    scores: Aligned,
+    ctx: Aligned,
+    ff: Aligned,
 }
 
-fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if v.len() < len {
-        v.resize(len, 0.0);
+/// One cache line of f32 values, on its boundary.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// f32 values starting on a cache line: an AVX-512 load or store of 16 values that is not
+/// aligned touches two lines, and the gemm microkernel does one per 16 values of a weight
+/// panel and of the output.
+#[derive(Default)]
+struct Aligned(Vec<Line>);
+
+impl Aligned {
+    /// `len` zeros.
+    fn zeros(len: usize) -> Aligned {
+        Aligned(vec![Line::default(); len.div_ceil(16)])
     }
-    &mut v[..len]
+
+    fn as_slice(&self) -> &[f32] {
+        // SAFETY: a Line is 16 f32 values with no padding (repr C, size 64 = 16 x 4).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast(), self.0.len() * 16) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: as in `as_slice`, through the unique borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast(), self.0.len() * 16) }
+    }
+}
+
+/// The first `len` values of `v`, grown with zeros where it is shorter.
+fn grow(v: &mut Aligned, len: usize) -> &mut [f32] {
+    if v.0.len() * 16 < len {
+        v.0.resize(len.div_ceil(16), Line::default());
+    }
+    &mut v.as_mut_slice()[..len]
 }
 
 struct Reader<'a> {
@@ -96,49 +125,78 @@ impl Reader<'_> {
     }
 }
 
-/// `[rows, cols]` row-major -> `[cols, rows]` row-major.
-fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; w.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = w[r * cols + c];
+/// Output rows of one panel of a [`Packed`] weight: the height of gemm's AVX-512 f32
+/// microkernel (4 x 16 lanes), and a multiple of its AVX2 one's lanes.
+const PANEL: usize = 64;
+
+/// Tokens per gemm call on a panel: at most gemm's single-thread packing threshold (8) times
+/// its microkernel's width (6 with AVX-512, 4 otherwise), so gemm reads the panel where it is
+/// instead of copying it again; a multiple of that width, so no call ends in a narrow kernel.
+fn tokens_per_call() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return 48;
+    }
+    32
+}
+
+/// A linear layer's weight `W` (`out x in`), packed once as gemm packs its left operand for
+/// every call: panels of [`PANEL`] output rows, each stored input-major (`PANEL` contiguous
+/// values per input). gemm copied each weight into that layout on every sequence, a fifth of
+/// the encoder's time.
+struct Packed {
+    data: Aligned,
+    out: usize,
+    inp: usize,
+}
+
+impl Packed {
+    /// Packs `w` (`out x inp`, row-major as PyTorch stores `Linear.weight`); the last panel
+    /// is padded with zero rows.
+    fn new(w: &[f32], out: usize, inp: usize) -> Packed {
+        assert_eq!(w.len(), out * inp);
+        let panels = out.div_ceil(PANEL);
+        let mut data = Aligned::zeros(panels * PANEL * inp);
+        for (r, row) in w.chunks_exact(inp).enumerate() {
+            let panel = &mut data.as_mut_slice()[r / PANEL * PANEL * inp..];
+            for (k, &v) in row.iter().enumerate() {
+                panel[k * PANEL + r % PANEL] = v;
+            }
+        }
+        Packed { data, out, inp }
+    }
+}
+
+/// `Y (n x out, token-major) [+]= X (n x in, token-major) W^T`, panel by panel of `W`.
+fn linear(x: &[f32], w: &Packed, y: &mut [f32], n: usize, accumulate: bool) {
+    let (out, inp) = (w.out, w.inp);
+    assert!(x.len() >= n * inp && y.len() >= n * out);
+    let per_call = tokens_per_call();
+    for (p, panel) in w.data.as_slice().chunks_exact(PANEL * inp).enumerate() {
+        let rows = PANEL.min(out - p * PANEL);
+        for t in (0..n).step_by(per_call) {
+            let tokens = per_call.min(n - t);
+            // SAFETY: the panel is rows x inp with unit row stride and column stride PANEL;
+            // x's tokens t.. are inp-long rows; y's rows t.. have out columns, of which this
+            // panel writes p * PANEL .. p * PANEL + rows (asserted sizes above).
+            unsafe {
+                kernels::gemm(
+                    rows,
+                    tokens,
+                    inp,
+                    y.as_mut_ptr().add(t * out + p * PANEL),
+                    1,
+                    out as isize,
+                    accumulate,
+                    View { ptr: panel.as_ptr(), rs: 1, cs: PANEL as isize },
+                    View::transposed(&x[t * inp..], inp),
+                    1.0,
+                )
+            }
         }
     }
-    out
 }
 
-/// `Y (n x out, token-major) [+]= X (n x in, token-major) W` with `w_t` the `[in, out]`
-/// transposed weight.
-fn linear(
-    x: &[f32],
-    w_t: &[f32],
-    y: &mut [f32],
-    n: usize,
-    inp: usize,
-    out: usize,
-    accumulate: bool,
-) {
-    assert!(x.len() >= n * inp && w_t.len() == inp * out && y.len() >= n * out);
-    // SAFETY: the asserts above; Y^T (out x n) is Y with unit row stride.
-    unsafe {
-        kernels::gemm(
-            out,
-            n,
-            inp,
-            y.as_mut_ptr(),
-            1,
-            out as isize,
-            accumulate,
-            View::transposed(w_t, out),
-            View::transposed(x, inp),
-            1.0,
-        )
-    }
-}
-
-/// MPNet's (T5's) bucket of a relative position `j - i`, as HuggingFace's
-/// `MPNetEncoder.relative_position_bucket` (bidirectional, max_distance 128), in f32 as torch
-/// computes it.
 pub(crate) fn relative_bucket(relative: i64, buckets: usize) -> usize {
     let half = (buckets / 2) as i64;
     let n = -relative;
@@ -219,26 +277,26 @@ impl Transformer {
             };
             let w = |n: &str, shape: &[usize]| r.get(&format!("{l}{n}"), shape);
             // PyTorch's [out, in] weights, transposed to [in, out].
-            let wt = |n: &str, out: usize, inp: usize| -> Result<Vec<f32>> {
-                Ok(transpose(&w(n, &[out, inp])?, out, inp))
+            let packed = |n: &str, out: usize, inp: usize| -> Result<Packed> {
+                Ok(Packed::new(&w(n, &[out, inp])?, out, inp))
             };
             let mut stacked = w(&format!("{q}.weight"), &[d, d])?;
             stacked.extend(w(&format!("{k}.weight"), &[d, d])?);
             stacked.extend(w(&format!("{v}.weight"), &[d, d])?);
-            let qkv_w = transpose(&stacked, 3 * d, d);
+            let qkv_w = Packed::new(&stacked, 3 * d, d);
             let mut qkv_b = w(&format!("{q}.bias"), &[d])?;
             qkv_b.extend(w(&format!("{k}.bias"), &[d])?);
             qkv_b.extend(w(&format!("{v}.bias"), &[d])?);
             layers.push(Layer {
                 qkv_w,
                 qkv_b,
-                out_w: wt(&format!("{o}.weight"), d, d)?,
+                out_w: packed(&format!("{o}.weight"), d, d)?,
                 out_b: w(&format!("{o}.bias"), &[d])?,
                 ln1_g: w(&format!("{ln1}.weight"), &[d])?,
                 ln1_b: w(&format!("{ln1}.bias"), &[d])?,
-                ff1_w: wt("intermediate.dense.weight", ff, d)?,
+                ff1_w: packed("intermediate.dense.weight", ff, d)?,
                 ff1_b: w("intermediate.dense.bias", &[ff])?,
-                ff2_w: wt("output.dense.weight", d, ff)?,
+                ff2_w: packed("output.dense.weight", d, ff)?,
                 ff2_b: w("output.dense.bias", &[d])?,
                 ln2_g: w("output.LayerNorm.weight", &[d])?,
                 ln2_b: w("output.LayerNorm.bias", &[d])?,
@@ -305,9 +363,9 @@ impl Transformer {
         let scale = 1.0 / (dh as f32).sqrt();
         let l = c.max_seq_length;
         for layer in &self.layers {
-            let x = &mut s.x[..n * d];
+            let x = &mut s.x.as_mut_slice()[..n * d];
             let qkv = grow(&mut s.qkv, n * 3 * d);
-            linear(x, &layer.qkv_w, qkv, n, d, 3 * d, false);
+            linear(x, &layer.qkv_w, qkv, n, false);
             kernels::add_bias(qkv, &layer.qkv_b);
             let scores = grow(&mut s.scores, n * n);
             let ctx = grow(&mut s.ctx, n * d);
@@ -350,16 +408,46 @@ impl Transformer {
                 };
             }
             // x = LayerNorm(x + ctx W_o^T + b_o)
-            linear(ctx, &layer.out_w, x, n, d, d, true);
+            linear(ctx, &layer.out_w, x, n, true);
             kernels::add_bias(x, &layer.out_b);
             kernels::layer_norm(x, &layer.ln1_g, &layer.ln1_b, c.layer_norm_eps);
             let ff = grow(&mut s.ff, n * ffw);
-            linear(x, &layer.ff1_w, ff, n, d, ffw, false);
+            linear(x, &layer.ff1_w, ff, n, false);
             kernels::add_bias_gelu(ff, &layer.ff1_b);
-            linear(ff, &layer.ff2_w, x, n, ffw, d, true);
+            linear(ff, &layer.ff2_w, x, n, true);
             kernels::add_bias(x, &layer.ff2_b);
             kernels::layer_norm(x, &layer.ln2_g, &layer.ln2_b, c.layer_norm_eps);
         }
-        &s.x[..n * d]
+        &s.x.as_slice()[..n * d]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packed layer equals `Y [+]= X W^T` by definition: a last panel of fewer rows, more
+    /// tokens than one gemm call takes, and accumulation.
+    #[test]
+    fn packed_linear_is_x_times_w_transposed() {
+        let (out, inp, n) = (PANEL + 13, 37, 2 * tokens_per_call() + 5);
+        let w: Vec<f32> = (0..out * inp).map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0).collect();
+        let x: Vec<f32> = (0..n * inp).map(|i| ((i * 104_729) % 17) as f32 / 8.0 - 1.0).collect();
+        let packed = Packed::new(&w, out, inp);
+        let start: Vec<f32> = (0..n * out).map(|i| (i % 5) as f32).collect();
+        for accumulate in [false, true] {
+            let mut y = start.clone();
+            linear(&x, &packed, &mut y, n, accumulate);
+            for t in 0..n {
+                for o in 0..out {
+                    let dot: f64 = (0..inp)
+                        .map(|k| f64::from(x[t * inp + k]) * f64::from(w[o * inp + k]))
+                        .sum();
+                    let want = dot + if accumulate { f64::from(start[t * out + o]) } else { 0.0 };
+                    let got = f64::from(y[t * out + o]);
+                    assert!((got - want).abs() < 1e-4, "({t}, {o}): {got} vs {want}");
+                }
+            }
+        }
     }
 }

@@ -18,11 +18,21 @@ const SIGN: u64 = 1 << 63;
 ///
 /// Written as Parquet with the columns `user` (str), `ts` (i64, UTC seconds of the play's
 /// start) and `track_key` (u32), a row group at a time ([`Events::write`], [`Events::read`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Events {
     rows: Vec<u128>,
     /// The user ids, by code.
     users: Vec<Box<str>>,
+}
+
+/// The counts, not the rows (there can be billions).
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("events", &self.rows.len())
+            .field("users", &self.users.len())
+            .finish()
+    }
 }
 
 /// One event packed: the user's code, the time and the low 32 bits (a track key, or while

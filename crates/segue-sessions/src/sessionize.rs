@@ -632,12 +632,21 @@ fn vocabulary(
 
 /// What the sessions table is made from: the events, the kept sessions as event ranges, their
 /// splits, and the track id of each key.
-#[derive(Debug)]
 struct SessionRows {
     events: Events,
     kept: Vec<(usize, usize)>,
     split: Vec<Split>,
     track_of_key: Vec<u32>,
+}
+
+/// The counts, not the rows.
+impl std::fmt::Debug for SessionRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRows")
+            .field("events", &self.events)
+            .field("sessions", &self.kept.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One row of the sessions table (the user as its code in the events).

@@ -65,7 +65,36 @@ pub(crate) unsafe fn gemm(
     }
 }
 
-use segue_core::simd::exp;
+/// `a * b + c` rounded once. The element-wise kernels below run through `dispatch!`, whose
+/// x86-64 tiers have FMA, where this is one instruction (a libm call on older CPUs, which
+/// only the fallback tier meets); fused steps also round less than a multiply and an add.
+#[inline(always)]
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    a.mul_add(b, c)
+}
+
+/// `e^x` for `x <= 0` (softmax's shifted scores, GELU's tail): Cephes' `expf` as
+/// `segue_core::simd::exp` computes it, with fused multiply-adds, and zero below the
+/// smallest normal result. No NaN or infinity reaches it here.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 * 2^23
+    let x0 = x;
+    // Down to ln of the smallest normal float, where 2^n still is one (n = -126).
+    let x = x.max(-87.336_55);
+    let t = fma(x, std::f32::consts::LOG2_E, SHIFT);
+    let n = t - SHIFT;
+    let r = fma(n, 2.121_944_4e-4, fma(n, -0.693_359_4, x));
+    let p = fma(1.987_569_1e-4, r, 1.398_199_9e-3);
+    let p = fma(p, r, 8.333_452e-3);
+    let p = fma(p, r, 4.166_579_6e-2);
+    let p = fma(p, r, 1.666_666_5e-1);
+    let p = fma(p, r, 0.5);
+    let p = fma(p * r, r, r) + 1.0;
+    // t's bits are 0x4B40_0000 + n for |n| < 2^22.
+    let pow2 = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
+    if x0 < -87.336_55 { 0.0 } else { p * pow2 }
+}
 
 /// Sum with eight independent accumulators: vectorises (a plain float fold cannot be
 /// reordered by the compiler) and rounds no worse than a sequential sum.
@@ -102,16 +131,17 @@ fn max(xs: &[f32]) -> f32 {
 #[inline(always)]
 fn gelu_one(x: f32) -> f32 {
     let a = (x * std::f32::consts::FRAC_1_SQRT_2).abs();
-    let t = 1.0 / (1.0 + 0.5 * a);
-    let poly = -1.265_512_2
-        + t * (1.000_023_7
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_204
-                                + t * (1.488_515_9 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc_a = t * exp(-a * a + poly);
+    let t = 1.0 / fma(0.5, a, 1.0);
+    let p = fma(t, 0.170_872_77, -0.822_152_23);
+    let p = fma(p, t, 1.488_515_9);
+    let p = fma(p, t, -1.135_204);
+    let p = fma(p, t, 0.278_868_07);
+    let p = fma(p, t, -0.186_288_06);
+    let p = fma(p, t, 0.096_784_18);
+    let p = fma(p, t, 0.374_091_96);
+    let p = fma(p, t, 1.000_023_7);
+    let poly = fma(p, t, -1.265_512_2);
+    let erfc_a = t * exp_nonpositive(fma(-a, a, poly));
     // erfc(-z) = erfc(|z|) for negative x, 2 - erfc(|z|) otherwise.
     let erfc_neg = if x < 0.0 { erfc_a } else { 2.0 - erfc_a };
     0.5 * x * erfc_neg
@@ -171,7 +201,7 @@ segue_core::dispatch! {
             }
             let top = max(row);
             for v in row.iter_mut() {
-                *v = exp(*v - top);
+                *v = exp_nonpositive(*v - top);
             }
             let inv = 1.0 / sum(row);
             row.iter_mut().for_each(|v| *v *= inv);
@@ -217,6 +247,17 @@ mod tests {
             sum += term / (2.0 * n + 1.0);
         }
         2.0 / std::f64::consts::PI.sqrt() * sum
+    }
+
+    #[test]
+    fn exp_nonpositive_is_within_a_few_ulp() {
+        for i in 0..8734 {
+            let x = -(i as f32) / 100.0;
+            let (got, want) = (exp_nonpositive(x), f64::from(x).exp());
+            assert!(((f64::from(got) - want) / want).abs() < 3e-7, "exp({x}) = {got}, want {want}");
+        }
+        assert_eq!(exp_nonpositive(-100.0), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
     }
 
     #[test]

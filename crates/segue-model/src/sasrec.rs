@@ -110,6 +110,14 @@ pub struct SasRec {
 const LAYER_NORM_EPS: f32 = 1e-12;
 const MASKED: f32 = -10_000.0;
 
+/// `v` repeated as `rows` rows (`rows x v.elem_count()`), as the product of a ones column and
+/// `v`: the same values as broadcasting, but `v`'s gradient is then a matrix product, where
+/// broadcasting's is candle's strided sum over the rows, a tenth of SASRec's training step.
+fn repeat_rows(v: &Tensor, rows: usize) -> candle_core::Result<Tensor> {
+    let ones = Tensor::ones((rows, 1), v.dtype(), v.device())?;
+    ones.matmul(&v.reshape((1, v.elem_count()))?)
+}
+
 fn normal_values(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f32> {
     let d = Normal::new(0.0, std).expect("a positive deviation");
     (0..n).map(|_| d.sample(rng) as f32).collect()
@@ -170,19 +178,24 @@ impl SasRec {
         let last = dims.pop().unwrap_or(0);
         let rows = dims.iter().product::<usize>();
         dims.push(w.dims()[0]);
-        x.reshape((rows, last))?
-            .matmul(&w.t()?)?
-            .broadcast_add(self.get(&format!("{name}.b")))?
-            .reshape(dims)
+        (x.reshape((rows, last))?.matmul(&w.t()?)?
+            + repeat_rows(self.get(&format!("{name}.b")), rows)?)?
+        .reshape(dims)
     }
 
+    /// Layer norm over the last dimension, as `candle_nn::ops::layer_norm_slow`, with the gain
+    /// and bias repeated by [`repeat_rows`].
     fn layer_norm(&self, x: &Tensor, name: &str) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm_slow(
-            x,
-            self.get(&format!("{name}.w")),
-            self.get(&format!("{name}.b")),
-            LAYER_NORM_EPS,
-        )
+        let dims = x.dims().to_vec();
+        let h = dims.last().copied().unwrap_or(0);
+        let rows = x.elem_count() / h.max(1);
+        let x = x.reshape((rows, h))?;
+        let centred = x.broadcast_sub(&(x.sum_keepdim(1)? / h as f64)?)?;
+        let var = (centred.sqr()?.sum_keepdim(1)? / h as f64)?;
+        let normed = centred.broadcast_div(&(var + f64::from(LAYER_NORM_EPS))?.sqrt()?)?;
+        (normed.mul(&repeat_rows(self.get(&format!("{name}.w")), rows)?)?
+            + repeat_rows(self.get(&format!("{name}.b")), rows)?)?
+        .reshape(dims)
     }
 
     /// Dropout with the model's generator (none when `rng` is `None`: evaluation).
@@ -225,8 +238,8 @@ impl SasRec {
             .collect();
         let ids = Tensor::from_vec(items.clone(), b * t, &dev)?;
         let emb = self.get("item").index_select(&ids, 0)?.reshape((b, t, h))?;
-        let pos = self.get("pos").narrow(0, 0, t)?;
-        let mut x = emb.broadcast_add(&pos)?;
+        let pos = repeat_rows(&self.get("pos").narrow(0, 0, t)?, b)?.reshape((b, t, h))?;
+        let mut x = emb.add(&pos)?;
         x = self.layer_norm(&x, "ln")?;
         x = Self::dropout(&x, dropout, &mut rng)?;
         // Attention mask: a key is visible when it is real and not after the query.

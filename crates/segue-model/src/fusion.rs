@@ -152,11 +152,20 @@ pub(crate) fn dropout_mask(
 
 /// The values of [`dropout_mask`] (the same draws from `rng`), or `None` when `p` is 0.
 pub(crate) fn dropout_values(rng: &mut ChaCha8Rng, n: usize, p: f64) -> Option<Vec<f32>> {
+    let mut mask = Vec::new();
+    dropout_into(rng, n, p, &mut mask);
+    (p > 0.0).then_some(mask)
+}
+
+/// [`dropout_values`] into `mask`, reusing its memory (left empty when `p` is 0; the same
+/// draws from `rng` otherwise).
+pub(crate) fn dropout_into(rng: &mut ChaCha8Rng, n: usize, p: f64, mask: &mut Vec<f32>) {
+    mask.clear();
     if p <= 0.0 {
-        return None;
+        return;
     }
     let keep = 1.0 / (1.0 - p) as f32;
-    Some((0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect())
+    mask.extend((0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }));
 }
 
 /// The ids, sorted, each once.

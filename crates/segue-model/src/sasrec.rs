@@ -14,17 +14,13 @@ use segue_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Batch;
-use crate::fusion::{cpu_f32, dropout_values, var};
-use crate::output::{Layer, OutputScratch, cross_entropy};
+use crate::fusion::{dropout_values, var};
 use crate::scoring::Hidden;
-use crate::{Softmax, err};
+use crate::{Adam, NamedGradients, err};
 
-/// Buffers of SASRec's training step that live across steps.
-#[derive(Debug, Default)]
-pub struct SasRecScratch {
-    output: OutputScratch,
-    zero_bias: Vec<f32>,
-}
+mod step;
+
+pub use step::SasRecScratch;
 
 /// SASRec's settings (RecBole 1.2.1's defaults; batch and learning rate as the peer ran it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -297,55 +293,35 @@ impl SasRec {
         run().map_err(err)
     }
 
-    /// Loss and gradients of a training batch (with dropout), as [`SasRec::loss`] and its
-    /// backward pass give them, but with the catalogue-sized part (tied output products and
-    /// the softmax) by hand into buffers kept in `scratch`: through candle's graph it
-    /// allocated several `B x tracks` tensors per step, and page faults were a third of the
-    /// step. The encoder's gradient comes from the graph of `sum(output * d_output)`, the
-    /// output's gradient held fixed; the item table gets both parts.
+    /// Loss and gradients of a training batch (with dropout), in [`SasRec::vars`]'s order:
+    /// the values of [`SasRec::loss`] and its backward pass, computed by hand (see the
+    /// `step` module).
     pub fn gradients(
         &self,
         batch: &Batch,
         rng: &mut ChaCha8Rng,
         scratch: &mut SasRecScratch,
-    ) -> Result<(f32, candle_core::backprop::GradStore)> {
-        let (b, h, v) = (batch.len(), self.config.params.hidden, self.config.tracks);
-        let out = self.encode(batch, Some(rng)).map_err(err)?;
-        let features = out.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
-        scratch.zero_bias.resize(v, 0.0);
-        let mut d_features = vec![0f32; b * h];
-        let loss = {
-            let items = self.get("item");
-            let (storage, layout) = items.storage_and_layout();
-            let all = cpu_f32(&storage, layout).map_err(err)?;
-            let layer = Layer { w: &all[h..], b: &scratch.zero_bias, v, f: h };
-            cross_entropy(
-                &layer,
-                &features,
-                &batch.targets,
-                &[],
-                &Softmax::Full,
-                rng,
-                &mut scratch.output,
-                &mut d_features,
-            )
-        };
-        let run = || -> candle_core::Result<candle_core::backprop::GradStore> {
-            let d_out = Tensor::from_vec(d_features, (b, h), &Device::Cpu)?;
-            let mut grads = out.mul(&d_out)?.sum_all()?.backward()?;
-            let item = self.get("item");
-            // The output's part of the item gradient: rows 1..=tracks (row 0 is padding).
-            let mut d_item = vec![0f32; h];
-            d_item.extend_from_slice(&scratch.output.d_w[..v * h]);
-            let d_item = Tensor::from_vec(d_item, (v + 1, h), &Device::Cpu)?;
-            let total = match grads.get(item) {
-                Some(g) => g.add(&d_item)?,
-                None => d_item,
-            };
-            grads.insert(item, total);
-            Ok(grads)
-        };
-        Ok((loss, run().map_err(err)?))
+    ) -> Result<(f32, NamedGradients)> {
+        let loss = self.step_gradients(batch, rng, scratch)?;
+        let names = self.vars.iter().map(|(n, _)| n.clone());
+        Ok((loss, names.zip(scratch.grads.iter().cloned()).collect()))
+    }
+
+    /// One training step: the gradients of [`SasRec::gradients`], then Adam's update of
+    /// every variable (`adam` built over [`SasRec::vars`] in its order). Returns the loss.
+    pub fn step(
+        &self,
+        batch: &Batch,
+        rng: &mut ChaCha8Rng,
+        adam: &mut Adam,
+        scratch: &mut SasRecScratch,
+    ) -> Result<f32> {
+        let loss = self.step_gradients(batch, rng, scratch)?;
+        adam.begin_step();
+        for (index, g) in scratch.grads.iter().enumerate() {
+            adam.update_var(index, g).map_err(err)?;
+        }
+        Ok(loss)
     }
 
     /// Mean cross-entropy of a training batch over the whole catalogue, with dropout.
@@ -429,9 +405,11 @@ mod tests {
         }
     }
 
-    /// The hand-made output part gives the graph's loss and gradients.
+    /// The hand-written step gives the graph's loss and gradients, dropout included (the
+    /// same masks: drawn in the same order from the same generator), on rows of different
+    /// lengths with padding.
     #[test]
-    fn hand_output_equals_the_graph() {
+    fn hand_step_equals_the_graph() {
         let m = model(15);
         let batch = Batch::new(&[&[1, 2, 3], &[4], &[5, 5, 6, 7], &[14, 0]], vec![3, 9, 2, 0]);
         let graph_loss = m.loss(&batch, &mut ChaCha8Rng::seed_from_u64(4)).unwrap();
@@ -442,11 +420,13 @@ mod tests {
             let (loss, hand) =
                 m.gradients(&batch, &mut ChaCha8Rng::seed_from_u64(4), &mut scratch).unwrap();
             assert!((loss - graph_loss.to_scalar::<f32>().unwrap()).abs() < 1e-5);
-            for (name, var) in m.vars() {
+            assert_eq!(hand.len(), m.vars().len());
+            for ((name, var), (hand_name, b)) in m.vars().iter().zip(&hand) {
+                assert_eq!(name, hand_name);
                 let a = graph.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let b = hand.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(a.len(), b.len(), "{name}");
                 let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
-                for (x, y) in a.iter().zip(&b) {
+                for (x, y) in a.iter().zip(b) {
                     assert!((x - y).abs() <= 1e-4 * scale + 1e-7, "{name}: graph {x}, hand {y}");
                 }
             }

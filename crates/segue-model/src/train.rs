@@ -545,9 +545,8 @@ impl EpochPass<'_> {
                 let mut scratch = crate::sasrec::SasRecScratch::default();
                 for (i, chunk) in order.chunks(batch_size).take(steps).enumerate() {
                     let batch = train.batch(chunk, p.max_input_len);
-                    let (value, grads) = m.gradients(&batch, rng, &mut scratch)?;
+                    let value = m.step(&batch, rng, adam, &mut scratch)?;
                     check_loss(value, epoch, i)?;
-                    adam.step(&grads).map_err(err)?;
                     progress.advance(chunk.len() as u64);
                     total += value as f64 * chunk.len() as f64;
                     seen += chunk.len();

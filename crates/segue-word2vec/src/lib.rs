@@ -45,6 +45,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use rayon::prelude::*;
+use segue_core::simd::dot;
 use segue_core::{Error, Result};
 
 use crate::rng::ChaCha8;
@@ -463,22 +464,6 @@ fn store_row(row: &[AtomicU64], values: &[f32]) {
     for (v, w) in values.chunks_exact(2).zip(row) {
         w.store(pack(v[0].to_bits(), v[1].to_bits()), Relaxed);
     }
-}
-
-/// Dot product in 8 independent lanes, so the compiler can vectorise it (a plain float `sum`
-/// must keep its sequential order and cannot).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 #[inline(always)]

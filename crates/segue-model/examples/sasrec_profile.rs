@@ -27,7 +27,7 @@ fn main() {
     let targets = (0..256).map(|_| rng.random_range(0..tracks as u32)).collect();
     let batch = Batch::new(&inputs, targets);
     let mut scratch = SasRecScratch::default();
-    for step in 0..6 {
+    for step in 0..30 {
         let t0 = Instant::now();
         let (_, grads) = model.gradients(&batch, &mut rng, &mut scratch).expect("gradients");
         let t1 = Instant::now();

@@ -664,3 +664,30 @@ fn at_most_n_examples_are_a_seeded_subset_in_order() {
     assert_eq!(s.with_max_examples(0, 5).examples(), all);
     assert_eq!(s.with_max_examples(all.len() + 1, 5).examples(), all);
 }
+
+/// Dropout masks drawn a block at a time equal `rng.random::<f64>() < p` drawn one value at
+/// a time (the graph's models and the hand-written steps must see the same masks), whatever
+/// the generator's position in its 64-word blocks: sizes across block edges, after an odd
+/// number of 32-bit words, several masks in a row.
+#[test]
+fn dropout_masks_equal_one_draw_at_a_time() {
+    let reference = |rng: &mut ChaCha8Rng, n: usize, p: f64| -> Vec<f32> {
+        let keep = 1.0 / (1.0 - p) as f32;
+        (0..n).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }).collect()
+    };
+    for (seed, skew) in [(0u64, 0usize), (1, 1), (2, 63), (3, 64), (4, 127)] {
+        let mut a = ChaCha8Rng::seed_from_u64(seed);
+        let mut b = ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..skew {
+            let _: u32 = a.random();
+            let _: u32 = b.random();
+        }
+        let mut mask = Vec::new();
+        for (n, p) in [(1, 0.5), (31, 0.2), (512, 0.5), (513, 0.1), (5_000, 0.9), (7, 0.0)] {
+            crate::fusion::dropout_into(&mut a, n, p, &mut mask);
+            let want = if p > 0.0 { reference(&mut b, n, p) } else { Vec::new() };
+            assert_eq!(mask, want, "seed {seed}, skew {skew}, n {n}, p {p}");
+        }
+        assert_eq!(a.random::<u64>(), b.random::<u64>(), "the generators end in step");
+    }
+}

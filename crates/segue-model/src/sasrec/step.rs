@@ -18,7 +18,7 @@ use super::{LAYER_NORM_EPS, MASKED, SasRec, SasRecParams};
 use crate::Softmax;
 use crate::bigru::matmul_par;
 use crate::data::Batch;
-use crate::fusion::step::{add_bias, column_sums};
+use crate::fusion::step::add_bias;
 use crate::fusion::{dropout_into, param};
 use crate::output::{Layer, OutputScratch, cross_entropy};
 
@@ -97,18 +97,47 @@ fn zeroed(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buf
 }
 
+/// Rows per task of the row-wise loops below: a fixed split, so the sums over rows (bias
+/// and gain gradients) add in the same order whatever the number of threads.
+const ROWS_PER_TASK: usize = 256;
+
+/// Values per task of the element-wise loops below.
+const VALUES_PER_TASK: usize = 4096;
+
 /// Multiplies `x` by a dropout mask (none when the mask is empty: no dropout).
 fn apply_mask(x: &mut [f32], mask: &[f32]) {
     if !mask.is_empty() {
-        x.iter_mut().zip(mask).for_each(|(x, m)| *x *= m);
+        let tasks = x.par_chunks_mut(VALUES_PER_TASK).zip(mask.par_chunks(VALUES_PER_TASK));
+        tasks.for_each(|(x, m)| x.iter_mut().zip(m).for_each(|(x, m)| *x *= m));
     }
+}
+
+/// `x += y`, element by element.
+fn add_into(x: &mut [f32], y: &[f32]) {
+    let tasks = x.par_chunks_mut(VALUES_PER_TASK).zip(y.par_chunks(VALUES_PER_TASK));
+    tasks.for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(x, y)| *x += y));
+}
+
+/// Column sums of the row-major `rows` (the gradient of a bias added to every row), by
+/// blocks of [`ROWS_PER_TASK`] rows on rayon's threads, the blocks' sums added in order.
+fn column_sums(rows: &[f32], width: usize) -> Vec<f32> {
+    let parts: Vec<Vec<f32>> = rows
+        .par_chunks(ROWS_PER_TASK * width)
+        .map(|block| crate::fusion::step::column_sums(block, width))
+        .collect();
+    let mut out = vec![0f32; width];
+    for part in parts {
+        out.iter_mut().zip(part).for_each(|(o, p)| *o += p);
+    }
+    out
 }
 
 /// `y = x W^T + b` for the `n` rows of `x`; `W` is `out x inp`.
 fn linear(x: &[f32], w: &[f32], b: &[f32], y: &mut Vec<f32>, n: usize, out: usize, inp: usize) {
-    let y = zeroed(y, n * out);
+    // Every value is written by the product: no zeroing.
+    y.resize(n * out, 0.0);
     matmul_par(y, false, x, false, w, true, n, out, inp);
-    add_bias(y, b);
+    y.par_chunks_mut(ROWS_PER_TASK * out).for_each(|rows| add_bias(rows, b));
 }
 
 /// The gradients of `y = x W^T + b` from `dy`: `dW = dy^T x`, `db` the column sums, and
@@ -135,25 +164,29 @@ fn linear_backward(
 /// Layer norm of each `h`-wide row of `x` (as [`SasRec`]'s graph computes it), into `y`.
 fn layer_norm(x: &[f32], w: &[f32], b: &[f32], saved: &mut LayerNormSaved, y: &mut Vec<f32>) {
     let h = w.len();
-    let rows = x.len() / h;
-    let y = zeroed(y, x.len());
-    let normed = zeroed(&mut saved.normed, x.len());
-    let inv_std = zeroed(&mut saved.inv_std, rows);
-    for (((row, out), nrow), is) in
-        x.chunks_exact(h).zip(y.chunks_exact_mut(h)).zip(normed.chunks_exact_mut(h)).zip(inv_std)
-    {
-        let mean = row.iter().sum::<f32>() / h as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
-        *is = 1.0 / (var + LAYER_NORM_EPS).sqrt();
-        for (((o, n), v), (g, c)) in out.iter_mut().zip(nrow).zip(row).zip(w.iter().zip(b)) {
-            *n = (v - mean) * *is;
-            *o = *n * g + c;
+    y.resize(x.len(), 0.0);
+    saved.normed.resize(x.len(), 0.0);
+    saved.inv_std.resize(x.len() / h, 0.0);
+    let chunk = ROWS_PER_TASK * h;
+    let outputs =
+        saved.normed.par_chunks_mut(chunk).zip(saved.inv_std.par_chunks_mut(ROWS_PER_TASK));
+    let tasks = x.par_chunks(chunk).zip(y.par_chunks_mut(chunk)).zip(outputs);
+    tasks.for_each(|((x, y), (normed, inv_std))| {
+        let rows = x.chunks_exact(h).zip(y.chunks_exact_mut(h));
+        for ((row, out), (nrow, is)) in rows.zip(normed.chunks_exact_mut(h).zip(inv_std)) {
+            let mean = row.iter().sum::<f32>() / h as f32;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+            *is = 1.0 / (var + LAYER_NORM_EPS).sqrt();
+            for (((o, n), v), (g, c)) in out.iter_mut().zip(nrow).zip(row).zip(w.iter().zip(b)) {
+                *n = (v - mean) * *is;
+                *o = *n * g + c;
+            }
         }
-    }
+    });
 }
 
 /// The gradients of [`layer_norm`] from `dy`: into `dx` (added when `accumulate`), and the
-/// gain's and bias's.
+/// gain's and bias's (summed by blocks of [`ROWS_PER_TASK`] rows, the blocks in order).
 fn layer_norm_backward(
     dy: &[f32],
     saved: &LayerNormSaved,
@@ -164,26 +197,34 @@ fn layer_norm_backward(
     accumulate: bool,
 ) {
     let h = w.len();
+    let chunk = ROWS_PER_TASK * h;
+    let inputs = saved.normed.par_chunks(chunk).zip(saved.inv_std.par_chunks(ROWS_PER_TASK));
+    let tasks = dy.par_chunks(chunk).zip(dx.par_chunks_mut(chunk)).zip(inputs);
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = tasks
+        .map(|((dy, dx), (normed, inv_std))| {
+            let (mut dw, mut db, mut dn) = (vec![0f32; h], vec![0f32; h], vec![0f32; h]);
+            let rows = dy.chunks_exact(h).zip(dx.chunks_exact_mut(h));
+            for ((dyr, dxr), (nr, &is)) in rows.zip(normed.chunks_exact(h).zip(inv_std)) {
+                for j in 0..h {
+                    dn[j] = dyr[j] * w[j];
+                    dw[j] += dyr[j] * nr[j];
+                    db[j] += dyr[j];
+                }
+                let mean_dn = dn.iter().sum::<f32>() / h as f32;
+                let mean_dn_n = dn.iter().zip(nr).map(|(a, b)| a * b).sum::<f32>() / h as f32;
+                for j in 0..h {
+                    let g = is * (dn[j] - mean_dn - nr[j] * mean_dn_n);
+                    dxr[j] = if accumulate { dxr[j] + g } else { g };
+                }
+            }
+            (dw, db)
+        })
+        .collect();
     dw.fill(0.0);
     db.fill(0.0);
-    let mut dn = vec![0f32; h];
-    for (((dyr, nr), &is), dxr) in dy
-        .chunks_exact(h)
-        .zip(saved.normed.chunks_exact(h))
-        .zip(&saved.inv_std)
-        .zip(dx.chunks_exact_mut(h))
-    {
-        for j in 0..h {
-            dn[j] = dyr[j] * w[j];
-            dw[j] += dyr[j] * nr[j];
-            db[j] += dyr[j];
-        }
-        let mean_dn = dn.iter().sum::<f32>() / h as f32;
-        let mean_dn_n = dn.iter().zip(nr).map(|(a, b)| a * b).sum::<f32>() / h as f32;
-        for j in 0..h {
-            let g = is * (dn[j] - mean_dn - nr[j] * mean_dn_n);
-            dxr[j] = if accumulate { dxr[j] + g } else { g };
-        }
+    for (pw, pb) in parts {
+        dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
     }
 }
 
@@ -347,19 +388,25 @@ impl SasRec {
         linear(&s.context, w("o.w"), w("o.b"), &mut attended, n, h, h);
         dropout_into(rng, n * h, dropout, &mut s.out_mask);
         apply_mask(&mut attended, &s.out_mask);
-        attended.iter_mut().zip(&s.input).for_each(|(a, x)| *a += x);
+        add_into(&mut attended, &s.input);
         layer_norm(&attended, w("ln1.w"), w("ln1.b"), &mut s.norm1, &mut s.middle);
         linear(&s.middle, w("ff1.w"), w("ff1.b"), &mut s.inner, n, f, h);
         // GELU as candle's gelu_erf: (erf(x / sqrt 2) + 1) / 2 * x.
-        s.cdf.clear();
-        s.cdf.extend(s.inner.iter().map(|&v| normal_cdf(v)));
-        s.activated.clear();
-        s.activated.extend(s.inner.iter().zip(&s.cdf).map(|(&v, &c)| c * v));
+        s.cdf.resize(n * f, 0.0);
+        s.activated.resize(n * f, 0.0);
+        let chunks =
+            s.cdf.par_chunks_mut(VALUES_PER_TASK).zip(s.activated.par_chunks_mut(VALUES_PER_TASK));
+        s.inner.par_chunks(VALUES_PER_TASK).zip(chunks).for_each(|(x, (cdf, out))| {
+            for ((&v, c), o) in x.iter().zip(cdf).zip(out) {
+                *c = normal_cdf(v);
+                *o = *c * v;
+            }
+        });
         let mut ff = Vec::new();
         linear(&s.activated, w("ff2.w"), w("ff2.b"), &mut ff, n, h, f);
         dropout_into(rng, n * h, dropout, &mut s.ff_mask);
         apply_mask(&mut ff, &s.ff_mask);
-        ff.iter_mut().zip(&s.middle).for_each(|(a, m)| *a += m);
+        add_into(&mut ff, &s.middle);
         layer_norm(&ff, w("ln2.w"), w("ln2.b"), &mut s.norm2, x);
     }
 
@@ -402,10 +449,14 @@ impl SasRec {
         );
         grads[i_w] = gw;
         grads[i_b] = gb;
-        d_act
-            .iter_mut()
-            .zip(s.inner.iter().zip(&s.cdf))
-            .for_each(|(g, (&v, &c))| *g *= gelu_grad(v, c));
+        let act = d_act
+            .par_chunks_mut(VALUES_PER_TASK)
+            .zip(s.inner.par_chunks(VALUES_PER_TASK).zip(s.cdf.par_chunks(VALUES_PER_TASK)));
+        act.for_each(|(g, (x, cdf))| {
+            for (g, (&v, &c)) in g.iter_mut().zip(x.iter().zip(cdf)) {
+                *g *= gelu_grad(v, c);
+            }
+        });
         let (i_w, i_b) = (index("ff1.w"), index("ff1.b"));
         let (mut gw, mut gb) = (std::mem::take(&mut grads[i_w]), std::mem::take(&mut grads[i_b]));
         linear_backward(

@@ -6,7 +6,8 @@
 //! Everything runs on candle's CPU device in f32. [`Fusion::loss`] is the model as one candle
 //! graph (the bidirectional GRU one fused operation with a hand-written backward pass,
 //! [`bigru()`]); the training step [`Fusion::step`] computes the same loss and every gradient
-//! by hand over plain buffers (tested equal to the graph's), and Adam is one in-place pass per
+//! by hand over plain buffers (tested equal to the graph's), as do GRU4Rec's and SASRec's
+//! ([`SasRec::step`]; [`SasRec::loss`] is its graph), and Adam is one in-place pass per
 //! parameter ([`Adam`]): see their modules for why.
 //!
 //! ```

@@ -104,6 +104,28 @@ const ROWS_PER_TASK: usize = 256;
 /// Values per task of the element-wise loops below.
 const VALUES_PER_TASK: usize = 4096;
 
+/// Two distinct elements of `v`, both mutable.
+fn two_mut(v: &mut [Vec<f32>], a: usize, b: usize) -> (&mut [f32], &mut [f32]) {
+    assert_ne!(a, b, "two distinct variables");
+    if a < b {
+        let (left, right) = v.split_at_mut(b);
+        (&mut left[a], &mut right[0])
+    } else {
+        let (left, right) = v.split_at_mut(a);
+        (&mut right[0], &mut left[b])
+    }
+}
+
+/// The gradients of a block's parameters `{name}.w` and `{name}.b` (`index` maps a short name
+/// to its variable).
+fn weight_and_bias<'g>(
+    grads: &'g mut [Vec<f32>],
+    index: &dyn Fn(&str) -> usize,
+    name: &str,
+) -> (&'g mut [f32], &'g mut [f32]) {
+    two_mut(grads, index(&format!("{name}.w")), index(&format!("{name}.b")))
+}
+
 /// Multiplies `x` by a dropout mask (none when the mask is empty: no dropout).
 fn apply_mask(x: &mut [f32], mask: &[f32]) {
     if !mask.is_empty() {
@@ -334,19 +356,16 @@ impl SasRec {
         }
         apply_mask(&mut dx, &scratch.embed_mask);
         let mut d_embedded = vec![0f32; n * h];
-        let (lw, lb) = (self.index("ln.w"), self.index("ln.b"));
-        let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
+        let (dw, db) = two_mut(grads, self.index("ln.w"), self.index("ln.b"));
         layer_norm_backward(
             &dx,
             &scratch.embed_norm,
             value("ln.w"),
-            &mut dw,
-            &mut db,
+            dw,
+            db,
             &mut d_embedded,
             false,
         );
-        grads[lw] = dw;
-        grads[lb] = db;
         let d_item = &mut grads[self.index("item")];
         d_item[h..].copy_from_slice(&scratch.output.d_w[..v * h]);
         for (row, &it) in d_embedded.chunks_exact(h).zip(&scratch.items) {
@@ -424,31 +443,17 @@ impl SasRec {
     ) {
         let (n, h, f) = (d.n(), d.h, d.inner);
         // Second layer norm, over ff + middle.
-        let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
         let mut d_sum2 = vec![0f32; n * h];
-        layer_norm_backward(dx, &s.norm2, w("ln2.w"), &mut dw, &mut db, &mut d_sum2, false);
-        grads[index("ln2.w")] = dw;
-        grads[index("ln2.b")] = db;
+        let (dw, db) = weight_and_bias(grads, index, "ln2");
+        layer_norm_backward(dx, &s.norm2, w("ln2.w"), dw, db, &mut d_sum2, false);
         // Feed-forward: d_middle = d_sum2 (residual) + its path through ff1 and ff2.
         let mut d_middle = d_sum2.clone();
         let mut d_ff = d_sum2;
         apply_mask(&mut d_ff, &s.ff_mask);
         let mut d_act = vec![0f32; n * f];
-        let (i_w, i_b) = (index("ff2.w"), index("ff2.b"));
-        let (mut gw, mut gb) = (std::mem::take(&mut grads[i_w]), std::mem::take(&mut grads[i_b]));
-        linear_backward(
-            &d_ff,
-            &s.activated,
-            w("ff2.w"),
-            &mut gw,
-            &mut gb,
-            Some((&mut d_act, false)),
-            n,
-            h,
-            f,
-        );
-        grads[i_w] = gw;
-        grads[i_b] = gb;
+        let (dw, db) = weight_and_bias(grads, index, "ff2");
+        let dx_ff2 = Some((&mut d_act[..], false));
+        linear_backward(&d_ff, &s.activated, w("ff2.w"), dw, db, dx_ff2, n, h, f);
         let act = d_act
             .par_chunks_mut(VALUES_PER_TASK)
             .zip(s.inner.par_chunks(VALUES_PER_TASK).zip(s.cdf.par_chunks(VALUES_PER_TASK)));
@@ -457,58 +462,28 @@ impl SasRec {
                 *g *= gelu_grad(v, c);
             }
         });
-        let (i_w, i_b) = (index("ff1.w"), index("ff1.b"));
-        let (mut gw, mut gb) = (std::mem::take(&mut grads[i_w]), std::mem::take(&mut grads[i_b]));
-        linear_backward(
-            &d_act,
-            &s.middle,
-            w("ff1.w"),
-            &mut gw,
-            &mut gb,
-            Some((&mut d_middle, true)),
-            n,
-            f,
-            h,
-        );
-        grads[i_w] = gw;
-        grads[i_b] = gb;
+        let (dw, db) = weight_and_bias(grads, index, "ff1");
+        let dx_ff1 = Some((&mut d_middle[..], true));
+        linear_backward(&d_act, &s.middle, w("ff1.w"), dw, db, dx_ff1, n, f, h);
         // First layer norm, over attended + input.
-        let (mut dw, mut db) = (vec![0f32; h], vec![0f32; h]);
         let mut d_sum1 = vec![0f32; n * h];
-        layer_norm_backward(&d_middle, &s.norm1, w("ln1.w"), &mut dw, &mut db, &mut d_sum1, false);
-        grads[index("ln1.w")] = dw;
-        grads[index("ln1.b")] = db;
+        let (dw, db) = weight_and_bias(grads, index, "ln1");
+        layer_norm_backward(&d_middle, &s.norm1, w("ln1.w"), dw, db, &mut d_sum1, false);
         // The input gets d_sum1 (residual) and the attention's paths.
         let d_input = d_sum1.clone();
         let mut d_att = d_sum1;
         apply_mask(&mut d_att, &s.out_mask);
         let mut d_context = vec![0f32; n * h];
-        let (i_w, i_b) = (index("o.w"), index("o.b"));
-        let (mut gw, mut gb) = (std::mem::take(&mut grads[i_w]), std::mem::take(&mut grads[i_b]));
-        linear_backward(
-            &d_att,
-            &s.context,
-            w("o.w"),
-            &mut gw,
-            &mut gb,
-            Some((&mut d_context, false)),
-            n,
-            h,
-            h,
-        );
-        grads[i_w] = gw;
-        grads[i_b] = gb;
+        let (dw, db) = weight_and_bias(grads, index, "o");
+        let dx_o = Some((&mut d_context[..], false));
+        linear_backward(&d_att, &s.context, w("o.w"), dw, db, dx_o, n, h, h);
         let (mut dq, mut dk, mut dv) = (vec![0f32; n * h], vec![0f32; n * h], vec![0f32; n * h]);
         attention_backward(d, s, &d_context, &mut dq, &mut dk, &mut dv);
         *dx = d_input;
         for (name, dy) in [("q", &dq), ("k", &dk), ("v", &dv)] {
-            let (i_w, i_b) = (index(&format!("{name}.w")), index(&format!("{name}.b")));
-            let (mut gw, mut gb) =
-                (std::mem::take(&mut grads[i_w]), std::mem::take(&mut grads[i_b]));
+            let (dw, db) = weight_and_bias(grads, index, name);
             let wv = w(&format!("{name}.w"));
-            linear_backward(dy, &s.input, wv, &mut gw, &mut gb, Some((dx, true)), n, h, h);
-            grads[i_w] = gw;
-            grads[i_b] = gb;
+            linear_backward(dy, &s.input, wv, dw, db, Some((&mut dx[..], true)), n, h, h);
         }
     }
 }

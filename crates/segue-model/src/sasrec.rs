@@ -108,7 +108,8 @@ const MASKED: f32 = -10_000.0;
 
 /// `v` repeated as `rows` rows (`rows x v.elem_count()`), as the product of a ones column and
 /// `v`: the same values as broadcasting, but `v`'s gradient is then a matrix product, where
-/// broadcasting's is candle's strided sum over the rows, a tenth of SASRec's training step.
+/// broadcasting's is candle's strided sum over the rows (a tenth of the step when SASRec
+/// trained through this graph; it is now the reference of the hand-written step's tests).
 fn repeat_rows(v: &Tensor, rows: usize) -> candle_core::Result<Tensor> {
     let ones = Tensor::ones((rows, 1), v.dtype(), v.device())?;
     ones.matmul(&v.reshape((1, v.elem_count()))?)

@@ -207,8 +207,7 @@ fn layer_norm(x: &[f32], w: &[f32], b: &[f32], saved: &mut LayerNormSaved, y: &m
     });
 }
 
-/// The gradients of [`layer_norm`] from `dy`: into `dx` (added when `accumulate`), and the
-/// gain's and bias's (summed by blocks of [`ROWS_PER_TASK`] rows, the blocks in order).
+/// The gradients of [`layer_norm`] from `dy`: into `dx`, and the gain's and bias's (summed by blocks of [`ROWS_PER_TASK`] rows, the blocks in order).
 fn layer_norm_backward(
     dy: &[f32],
     saved: &LayerNormSaved,
@@ -216,7 +215,6 @@ fn layer_norm_backward(
     dw: &mut [f32],
     db: &mut [f32],
     dx: &mut [f32],
-    accumulate: bool,
 ) {
     let h = w.len();
     let chunk = ROWS_PER_TASK * h;
@@ -235,8 +233,7 @@ fn layer_norm_backward(
                 let mean_dn = dn.iter().sum::<f32>() / h as f32;
                 let mean_dn_n = dn.iter().zip(nr).map(|(a, b)| a * b).sum::<f32>() / h as f32;
                 for j in 0..h {
-                    let g = is * (dn[j] - mean_dn - nr[j] * mean_dn_n);
-                    dxr[j] = if accumulate { dxr[j] + g } else { g };
+                    dxr[j] = is * (dn[j] - mean_dn - nr[j] * mean_dn_n);
                 }
             }
             (dw, db)
@@ -248,6 +245,24 @@ fn layer_norm_backward(
         dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
     }
+}
+
+/// Backward through `LayerNorm(residual + dropout(branch))` from the gradient of its output:
+/// the gradients reaching the residual and the branch (through its dropout mask); the norm's
+/// gain and bias gradients into `dw` and `db`.
+fn residual_norm_backward(
+    d_out: &[f32],
+    saved: &LayerNormSaved,
+    w: &[f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    mask: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut d_residual = vec![0f32; d_out.len()];
+    layer_norm_backward(d_out, saved, w, dw, db, &mut d_residual);
+    let mut d_branch = d_residual.clone();
+    apply_mask(&mut d_branch, mask);
+    (d_residual, d_branch)
 }
 
 /// The normal CDF `Phi(x) = (1 + erf(x / sqrt 2)) / 2`, with the error function candle's
@@ -357,15 +372,7 @@ impl SasRec {
         apply_mask(&mut dx, &scratch.embed_mask);
         let mut d_embedded = vec![0f32; n * h];
         let (dw, db) = two_mut(grads, self.index("ln.w"), self.index("ln.b"));
-        layer_norm_backward(
-            &dx,
-            &scratch.embed_norm,
-            value("ln.w"),
-            dw,
-            db,
-            &mut d_embedded,
-            false,
-        );
+        layer_norm_backward(&dx, &scratch.embed_norm, value("ln.w"), dw, db, &mut d_embedded);
         let d_item = &mut grads[self.index("item")];
         d_item[h..].copy_from_slice(&scratch.output.d_w[..v * h]);
         for (row, &it) in d_embedded.chunks_exact(h).zip(&scratch.items) {
@@ -442,14 +449,11 @@ impl SasRec {
         grads: &mut [Vec<f32>],
     ) {
         let (n, h, f) = (d.n(), d.h, d.inner);
-        // Second layer norm, over ff + middle.
-        let mut d_sum2 = vec![0f32; n * h];
+        // Second layer norm, over middle + ff; d_middle gets the residual's part here and the
+        // feed-forward's below.
         let (dw, db) = weight_and_bias(grads, index, "ln2");
-        layer_norm_backward(dx, &s.norm2, w("ln2.w"), dw, db, &mut d_sum2, false);
-        // Feed-forward: d_middle = d_sum2 (residual) + its path through ff1 and ff2.
-        let mut d_middle = d_sum2.clone();
-        let mut d_ff = d_sum2;
-        apply_mask(&mut d_ff, &s.ff_mask);
+        let (mut d_middle, d_ff) =
+            residual_norm_backward(dx, &s.norm2, w("ln2.w"), dw, db, &s.ff_mask);
         let mut d_act = vec![0f32; n * f];
         let (dw, db) = weight_and_bias(grads, index, "ff2");
         let dx_ff2 = Some((&mut d_act[..], false));
@@ -465,14 +469,11 @@ impl SasRec {
         let (dw, db) = weight_and_bias(grads, index, "ff1");
         let dx_ff1 = Some((&mut d_middle[..], true));
         linear_backward(&d_act, &s.middle, w("ff1.w"), dw, db, dx_ff1, n, f, h);
-        // First layer norm, over attended + input.
-        let mut d_sum1 = vec![0f32; n * h];
+        // First layer norm, over input + attended; the input gets the residual's part here and
+        // the attention's below.
         let (dw, db) = weight_and_bias(grads, index, "ln1");
-        layer_norm_backward(&d_middle, &s.norm1, w("ln1.w"), dw, db, &mut d_sum1, false);
-        // The input gets d_sum1 (residual) and the attention's paths.
-        let d_input = d_sum1.clone();
-        let mut d_att = d_sum1;
-        apply_mask(&mut d_att, &s.out_mask);
+        let (d_input, d_att) =
+            residual_norm_backward(&d_middle, &s.norm1, w("ln1.w"), dw, db, &s.out_mask);
         let mut d_context = vec![0f32; n * h];
         let (dw, db) = weight_and_bias(grads, index, "o");
         let dx_o = Some((&mut d_context[..], false));

@@ -252,6 +252,74 @@ fn seeds_give_intervals() {
     assert!(err.contains("model.seeds = [1, 1]: a seed is repeated"), "{err}");
 }
 
+/// `model.refit`: the model the test sees is trained again from scratch on the training and
+/// validation sessions for the epochs validation chose, and the rules are fitted on both.
+#[test]
+fn refit_trains_again_on_training_and_validation_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = setup(dir.path());
+    let refit = PIPELINE
+        .replace("gap_seconds = 7200", "gap_seconds = 7200\nvalidation_share = 0.5")
+        .replace("epochs = 2", "epochs = 3\npatience = 1\nrefit = true");
+    std::fs::write(&p, &refit).unwrap();
+    for stage in ["train-ann", "train-sknn"] {
+        let o = xtask(&["run", stage, "--pipeline", &p]);
+        assert!(o.status.success(), "{}", text(&o).1);
+    }
+    let only = |stage: &str, file: &str| {
+        let mut dirs: Vec<_> = std::fs::read_dir(dir.path().join("cache/cli-test").join(stage))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|d| d.join(file).exists())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs.pop().unwrap()
+    };
+    let read_json = |path: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    };
+    let trained = only("train-ann", "train_report.json");
+    let report = read_json(trained.join("train_report.json"));
+    // Two users, 4 sessions of 6 tracks each: 2 train, 1 of them validates; 5 examples a session.
+    assert_eq!(report["examples"], 5 * 2, "{report}");
+    let r = &report["refit"];
+    assert_eq!(r["examples"], 5 * 4, "{report}");
+    assert_eq!(r["epochs"], report["best_epoch"], "{report}");
+    let epochs = r["epochs"].as_u64().unwrap() as usize;
+    assert_eq!(r["history"].as_array().unwrap().len(), epochs);
+    assert!(r["history"].as_array().unwrap().iter().all(|e| e["valid_hr10"].is_null()));
+    let lines = std::fs::read_to_string(trained.join("refit.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), epochs, "{lines}");
+    let fit = read_json(only("train-sknn", "fit.json").join("fit.json"));
+    assert_eq!(fit["training_sessions"], 4, "{fit}");
+    // Without refit: the first training's weights, and the rules fitted on training alone.
+    let refit_model = std::fs::read(trained.join("model.safetensors")).unwrap();
+    std::fs::write(&p, refit.replace("refit = true", "refit = false")).unwrap();
+    for stage in ["train-ann", "train-sknn"] {
+        let o = xtask(&["run", stage, "--pipeline", &p]);
+        assert!(o.status.success(), "{}", text(&o).1);
+    }
+    let dirs: Vec<_> = std::fs::read_dir(dir.path().join("cache/cli-test/train-ann"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.join("train_report.json").exists() && *d != trained)
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert!(read_json(dirs[0].join("train_report.json")).get("refit").is_none());
+    assert_ne!(std::fs::read(dirs[0].join("model.safetensors")).unwrap(), refit_model);
+    let fits: Vec<serde_json::Value> =
+        std::fs::read_dir(dir.path().join("cache/cli-test/train-sknn"))
+            .unwrap()
+            .map(|e| e.unwrap().path().join("fit.json"))
+            .filter(|f| f.exists())
+            .map(read_json)
+            .collect();
+    let mut sessions: Vec<u64> =
+        fits.iter().map(|f| f["training_sessions"].as_u64().unwrap()).collect();
+    sessions.sort();
+    assert_eq!(sessions, [2, 4]);
+}
+
 /// An interrupted training (a checkpoint in its `.partial` folder) shows in `status` as
 /// resumable, not as never run.
 #[test]
@@ -542,8 +610,8 @@ seeds = 1
         let b = &second[stage];
         assert_eq!(a["key"], b["key"], "{stage}: same recipe, same key");
         for (file, hash) in a["files"].as_object().unwrap() {
-            // Reports carry seconds and rates; train.jsonl too.
-            if file.ends_with("_report.json") || file == "train.jsonl" {
+            // Reports carry seconds and rates; train.jsonl and refit.jsonl too.
+            if file.ends_with("_report.json") || file == "train.jsonl" || file == "refit.jsonl" {
                 continue;
             }
             assert_eq!(hash, &b["files"][file], "{stage}/{file} differs between two runs");

@@ -127,6 +127,13 @@ pub struct ModelParams {
     /// of predictions over catalogues of millions of tracks, where ranking all is out of reach.
     #[serde(skip_serializing_if = "is_zero")]
     pub eval_predictions: usize,
+    /// After early stopping has chosen the number of epochs on the validation share, train
+    /// again from scratch on the training sessions and the validation share together for that
+    /// many epochs (no validation), as RecBole's peer does; the test then sees that model. The
+    /// validation share is each user's most recent training sessions, the closest in time to
+    /// the test. Costs a second training. No effect without validation sessions.
+    #[serde(skip_serializing_if = "is_false")]
+    pub refit: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -225,6 +232,7 @@ impl Default for ModelParams {
             lazy_adam: false,
             max_steps: 0,
             eval_predictions: 0,
+            refit: false,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 use rayon::prelude::*;
 use segue_baselines::{NextTrack, Rule, TrainingSessions};
+use segue_sessions::SplitCorpus;
 
 use crate::model_stages::{Inputs, eval_sessions};
 use crate::pipeline::Pipeline;
@@ -26,9 +27,23 @@ pub fn rule_of(stage: &str) -> Option<(bool, Rule)> {
     Rule::from_id(id).map(|r| (train, r))
 }
 
-/// Fits `rule` on the training sessions.
-fn fit(p: &Pipeline, rule: Rule, inputs: &Inputs) -> Result<(Box<dyn NextTrack>, f64)> {
-    let t = &inputs.train;
+/// The sessions a rule is fitted on for the test: the training sessions, and with
+/// `model.refit` the validation share too (as the models are trained again on both).
+fn final_sessions<'a>(p: &Pipeline, inputs: &'a Inputs) -> std::borrow::Cow<'a, SplitCorpus> {
+    if p.model.refit {
+        std::borrow::Cow::Owned(crate::model_stages::train_and_valid(inputs))
+    } else {
+        std::borrow::Cow::Borrowed(&inputs.train)
+    }
+}
+
+/// Fits `rule` on the sessions `t`.
+fn fit(
+    p: &Pipeline,
+    rule: Rule,
+    t: &SplitCorpus,
+    inputs: &Inputs,
+) -> Result<(Box<dyn NextTrack>, f64)> {
     let data = TrainingSessions::new(&t.flat, &t.offsets, &t.ends, inputs.tracks)?;
     let started = Instant::now();
     let fitted = rule.fit(&data, &p.baselines)?;
@@ -46,12 +61,13 @@ pub fn run_fit(
     log: &dyn Progress,
 ) -> Result<serde_json::Value> {
     let inputs = Inputs::read(&dir_of("sessionize")?)?;
-    let (_, seconds) = fit(p, rule, &inputs)?;
+    let sessions = final_sessions(p, &inputs);
+    let (_, seconds) = fit(p, rule, &sessions, &inputs)?;
     let summary = serde_json::json!({
         "rule": rule.id(),
         "name": rule.name(),
         "settings": rule.settings(&p.baselines),
-        "training_sessions": inputs.train.offsets.len() - 1,
+        "training_sessions": sessions.offsets.len() - 1,
         "tracks": inputs.tracks,
         "fit_seconds": seconds,
     });
@@ -60,7 +76,7 @@ pub fn run_fit(
         "{:>31}  {}: fitted on {} training sessions in {seconds:.2} s",
         "",
         rule.name(),
-        inputs.train.offsets.len() - 1
+        sessions.offsets.len() - 1
     ));
     Ok(summary)
 }
@@ -75,7 +91,7 @@ pub fn run_evaluate(
     log: &dyn Progress,
 ) -> Result<serde_json::Value> {
     let inputs = Inputs::read(&dir_of("sessionize")?)?;
-    let (fitted, _) = fit(p, rule, &inputs)?;
+    let (fitted, _) = fit(p, rule, &final_sessions(p, &inputs), &inputs)?;
     let started = Instant::now();
     let (report, ranks) = evaluate_rule(p, fitted.as_ref(), &inputs, &inputs.test)?;
     crate::model_stages::write_evaluation(dir, "", rule.name(), &report, &ranks, started, log)
@@ -86,7 +102,7 @@ pub fn validation_hr10(p: &Pipeline, rule: Rule, inputs: &Inputs) -> Result<f64>
     if inputs.valid.flat.is_empty() {
         anyhow::bail!("no validation sessions: give sessionize.validation_share > 0 to tune");
     }
-    let (fitted, _) = fit(p, rule, inputs)?;
+    let (fitted, _) = fit(p, rule, &inputs.train, inputs)?;
     let (report, _) = evaluate_rule(p, fitted.as_ref(), inputs, &inputs.valid)?;
     Ok(report.all.hit[0])
 }

@@ -228,6 +228,25 @@ pub struct TrainReport {
     pub history: Vec<segue_model::Epoch>,
     /// The model settings it trained with.
     pub params: segue_model::ModelParams,
+    /// The training again on the training and validation sessions (`model.refit`) whose
+    /// weights the model holds; `history` and `best_epoch` are then the run that chose its
+    /// number of epochs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refit: Option<Refit>,
+}
+
+/// The second training of `model.refit`: from scratch, on the training sessions and the
+/// validation share together, for the epochs the first one chose.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Refit {
+    /// Training examples per epoch (the validation share's included).
+    pub examples: usize,
+    /// Epochs run: the first training's best epoch.
+    pub epochs: usize,
+    /// Its last epoch's mean loss.
+    pub final_loss: f64,
+    /// Every epoch (no validation HR@10: the validation share is trained on).
+    pub history: Vec<segue_model::Epoch>,
 }
 
 /// Trains a variant into `dir` (model.safetensors, train.jsonl, train_report.json). Checkpoints
@@ -265,7 +284,15 @@ pub fn run_train(
         parameters
     ));
     let trained = segue_model::train(&net, &train, Some(&valid), &opts, log)?;
-    net.save(&dir.join("model.safetensors"))?;
+    let refit = if p.model.refit && !valid.examples().is_empty() {
+        let (net, refit) = run_refit(p, v, &inputs, dir_of, &opts, trained.best_epoch, log)?;
+        net.save(&dir.join("model.safetensors"))?;
+        std::fs::copy(partial.join("refit").join("train.jsonl"), dir.join("refit.jsonl"))?;
+        Some(refit)
+    } else {
+        net.save(&dir.join("model.safetensors"))?;
+        None
+    };
     std::fs::copy(partial.join("train.jsonl"), dir.join("train.jsonl"))?;
     let last = trained.history.last().context("no epoch ran")?;
     let summary = TrainReport {
@@ -282,10 +309,60 @@ pub fn run_train(
             / trained.history.len() as f64,
         history: trained.history.clone(),
         params: p.model.clone(),
+        refit,
     };
     std::fs::write(dir.join(TRAIN_REPORT), serde_json::to_vec_pretty(&summary)?)?;
     std::fs::remove_dir_all(partial).with_context(|| format!("removing {}", partial.display()))?;
     Ok(serde_json::to_value(summary)?)
+}
+
+/// `model.refit`: a fresh network (the same seed, so the same initial weights) trained on the
+/// training and validation sessions together for `epochs`, without validation; checkpoints go
+/// to `refit/` in the first training's partial folder.
+fn run_refit(
+    p: &Pipeline,
+    v: Variant,
+    inputs: &Inputs,
+    dir_of: &dyn Fn(&str) -> Result<PathBuf>,
+    first: &TrainOptions,
+    epochs: usize,
+    log: &dyn Progress,
+) -> Result<(Network, Refit)> {
+    let both = train_and_valid(inputs);
+    let sessions = sessions(p, &both)?;
+    let net = network(p, v, inputs, dir_of)?;
+    let mut params = first.params.clone();
+    params.epochs = epochs;
+    params.patience = 0;
+    let opts =
+        TrainOptions { params, dir: first.dir.as_ref().map(|d| d.join("refit")), ..first.clone() };
+    let examples = sessions.examples().len();
+    log.note(&format!(
+        "{:>31}  {}: training again on the training and validation sessions ({examples} \
+         examples) for the {epochs} epochs chosen (model.refit)",
+        "",
+        v.paper_name(),
+    ));
+    let trained = segue_model::train(&net, &sessions, None, &opts, log)?;
+    let final_loss = trained.history.last().context("no epoch ran")?.loss;
+    let refit = Refit { examples, epochs, final_loss, history: trained.history };
+    Ok((net, refit))
+}
+
+/// The training sessions and the validation share together, in the order they are stored
+/// (user, then time). Users index the same names in every split.
+pub fn train_and_valid(inputs: &Inputs) -> SplitCorpus {
+    let (t, v) = (&inputs.train, &inputs.valid);
+    let mut out = t.clone();
+    let base = out.flat.len();
+    out.flat.extend_from_slice(&v.flat);
+    out.offsets.extend(v.offsets.iter().skip(1).map(|o| o + base));
+    out.users.extend_from_slice(&v.users);
+    out.ends.extend_from_slice(&v.ends);
+    if out.user_names.is_empty() {
+        out.user_names = v.user_names.clone();
+    }
+    out
 }
 
 /// Evaluates a trained variant on the test sessions (metrics.json).

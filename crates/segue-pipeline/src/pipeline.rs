@@ -108,7 +108,7 @@ pub const AUTHORS_CODE: [(&str, &str); 12] = [
 /// A pipeline gets each one its file does not set, so a file that leaves out `[model]` trains
 /// like pipelines/default.toml (a test holds the two equal); `pipelines/paper-settings.toml`
 /// states the paper's values instead.
-pub const SEGUE_DEFAULTS: [(&str, &str); 7] = [
+pub const SEGUE_DEFAULTS: [(&str, &str); 8] = [
     // segue-word2vec alone defaults to one (deterministic) thread; the pipeline to every core
     // (Hogwild, as gensim).
     ("word2vec.threads", "\"auto\""),
@@ -117,6 +117,9 @@ pub const SEGUE_DEFAULTS: [(&str, &str); 7] = [
     ("model.seeds", "3"),
     ("model.repeat", "true"),
     ("model.pretrained_scale", "\"match\""),
+    // After validation picks the epochs, the test's model also learns from the validation
+    // share: each user's most recent training sessions (RecBole's peer does the same).
+    ("model.refit", "true"),
     ("baselines.sknn.k", "50"),
 ];
 

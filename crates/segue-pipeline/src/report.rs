@@ -544,7 +544,7 @@ pub fn model_tables(
     let mut md = format!("{t2}\n{t3}\n{t3t}\n{tp}\n");
     writeln!(
         md,
-        "Settings: embeddings {}, GRU {}, FC {}, dropout {}, input window {}, batch {}, {} lr {}, at most {} epochs{} (patience {} on validation HR@10), {} softmax, model seeds {}, Word2Vec seed {}, LSA seed {}, VAE seed {}. Ties count against the model; every track of the catalogue is ranked.\n",
+        "Settings: embeddings {}, GRU {}, FC {}, dropout {}, input window {}, batch {}, {} lr {}, at most {} epochs{} (patience {} on validation HR@10){}, {} softmax, model seeds {}, Word2Vec seed {}, LSA seed {}, VAE seed {}. Ties count against the model; every track of the catalogue is ranked.\n",
         m.embedding_dim,
         m.hidden,
         m.fc,
@@ -556,6 +556,11 @@ pub fn model_tables(
         m.epochs,
         if m.max_steps > 0 { format!(" or {} steps", m.max_steps) } else { String::new() },
         m.patience,
+        if m.refit && p.sessionize.validation_share > 0.0 {
+            ", then trained again from scratch on the training and validation sessions for the epochs chosen (model.refit; the rules fitted on both)"
+        } else {
+            ""
+        },
         if m.sampled_negatives == 0 {
             "full".to_string()
         } else {

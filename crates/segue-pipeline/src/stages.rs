@@ -367,6 +367,10 @@ impl<'a> Runner<'a> {
                     "rule": r.id(),
                     "settings": r.settings(&p.baselines),
                 });
+                // Keys without it stay what they were.
+                if p.model.refit {
+                    params["fit_on"] = serde_json::json!("train-and-valid");
+                }
                 if other.starts_with("evaluate-") {
                     params["ks"] = serde_json::json!(segue_eval::PAPER_KS);
                     params["max_input_len"] = serde_json::json!(p.model.max_input_len);

@@ -90,9 +90,10 @@ pub fn tune(
     let mut rows = Vec::new();
     for point in points(axes) {
         let mut p = base.with_overrides(&point)?;
-        // One run per point: the first seed.
+        // One run per point: the first seed. Judged on validation, so no training again on it.
         let seed = p.model.seed_list()[0];
         p.model = p.model.for_seed(seed);
+        p.model.refit = false;
         for method in methods {
             let row = if let Some(rule) = segue_baselines::Rule::from_id(method) {
                 let mut runner = Runner::new(&p, log);

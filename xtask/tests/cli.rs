@@ -292,6 +292,20 @@ fn refit_trains_again_on_training_and_validation_sessions() {
     assert_eq!(lines.lines().count(), epochs, "{lines}");
     let fit = read_json(only("train-sknn", "fit.json").join("fit.json"));
     assert_eq!(fit["training_sessions"], 4, "{fit}");
+    // The user study's models too: each group (one user here) on its own 2 sessions.
+    std::fs::write(dir.path().join("users.csv"), "user,k10\nu1,35\nu2,12\n").unwrap();
+    let with_users = refit.replace("[dataset]", "[dataset]\nusers = \"users.csv\"");
+    std::fs::write(&p, &with_users).unwrap();
+    let o = xtask(&["run", "train-user-study", "--pipeline", &p]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let study = read_json(only("train-user-study", "train_report.json").join("train_report.json"));
+    let groups = study["groups"].as_object().unwrap();
+    assert!(!groups.is_empty(), "{study}");
+    for g in groups.values() {
+        assert_eq!((&g["examples"], &g["refit"]["examples"]), (&5.into(), &10.into()), "{g}");
+        assert_eq!(g["refit"]["epochs"], g["best_epoch"], "{g}");
+    }
+    std::fs::write(&p, &refit).unwrap();
     // Without refit: the first training's weights, and the rules fitted on training alone.
     let refit_model = std::fs::read(trained.join("model.safetensors")).unwrap();
     std::fs::write(&p, refit.replace("refit = true", "refit = false")).unwrap();

@@ -285,7 +285,9 @@ pub fn run_train(
     ));
     let trained = segue_model::train(&net, &train, Some(&valid), &opts, log)?;
     let refit = if p.model.refit && !valid.examples().is_empty() {
-        let (net, refit) = run_refit(p, v, &inputs, dir_of, &opts, trained.best_epoch, log)?;
+        let net = network(p, v, &inputs, dir_of)?;
+        let both = train_and_valid(&inputs);
+        let refit = refit(p, &net, &both, &opts, trained.best_epoch, v.paper_name(), log)?;
         net.save(&dir.join("model.safetensors"))?;
         std::fs::copy(partial.join("refit").join("train.jsonl"), dir.join("refit.jsonl"))?;
         Some(refit)
@@ -316,21 +318,19 @@ pub fn run_train(
     Ok(serde_json::to_value(summary)?)
 }
 
-/// `model.refit`: a fresh network (the same seed, so the same initial weights) trained on the
-/// training and validation sessions together for `epochs`, without validation; checkpoints go
-/// to `refit/` in the first training's partial folder.
-fn run_refit(
+/// `model.refit`: `net`, freshly built (the same seed, so the same initial weights), trained
+/// on `both` (training and validation sessions) for `epochs`, without validation; checkpoints
+/// go to `refit/` in the first training's partial folder.
+pub fn refit(
     p: &Pipeline,
-    v: Variant,
-    inputs: &Inputs,
-    dir_of: &dyn Fn(&str) -> Result<PathBuf>,
+    net: &Network,
+    both: &SplitCorpus,
     first: &TrainOptions,
     epochs: usize,
+    what: &str,
     log: &dyn Progress,
-) -> Result<(Network, Refit)> {
-    let both = train_and_valid(inputs);
-    let sessions = sessions(p, &both)?;
-    let net = network(p, v, inputs, dir_of)?;
+) -> Result<Refit> {
+    let sessions = sessions(p, both)?;
     let mut params = first.params.clone();
     params.epochs = epochs;
     params.patience = 0;
@@ -338,31 +338,33 @@ fn run_refit(
         TrainOptions { params, dir: first.dir.as_ref().map(|d| d.join("refit")), ..first.clone() };
     let examples = sessions.examples().len();
     log.note(&format!(
-        "{:>31}  {}: training again on the training and validation sessions ({examples} \
+        "{:>31}  {what}: training again on the training and validation sessions ({examples} \
          examples) for the {epochs} epochs chosen (model.refit)",
         "",
-        v.paper_name(),
     ));
-    let trained = segue_model::train(&net, &sessions, None, &opts, log)?;
+    let trained = segue_model::train(net, &sessions, None, &opts, log)?;
     let final_loss = trained.history.last().context("no epoch ran")?.loss;
-    let refit = Refit { examples, epochs, final_loss, history: trained.history };
-    Ok((net, refit))
+    Ok(Refit { examples, epochs, final_loss, history: trained.history })
 }
 
-/// The training sessions and the validation share together, in the order they are stored
-/// (user, then time). Users index the same names in every split.
-pub fn train_and_valid(inputs: &Inputs) -> SplitCorpus {
-    let (t, v) = (&inputs.train, &inputs.valid);
-    let mut out = t.clone();
+/// The sessions of `a`, then those of `b` (two splits of one sessions file: users index the
+/// same names in both).
+pub fn concat(a: &SplitCorpus, b: &SplitCorpus) -> SplitCorpus {
+    let mut out = a.clone();
     let base = out.flat.len();
-    out.flat.extend_from_slice(&v.flat);
-    out.offsets.extend(v.offsets.iter().skip(1).map(|o| o + base));
-    out.users.extend_from_slice(&v.users);
-    out.ends.extend_from_slice(&v.ends);
+    out.flat.extend_from_slice(&b.flat);
+    out.offsets.extend(b.offsets.iter().skip(1).map(|o| o + base));
+    out.users.extend_from_slice(&b.users);
+    out.ends.extend_from_slice(&b.ends);
     if out.user_names.is_empty() {
-        out.user_names = v.user_names.clone();
+        out.user_names = b.user_names.clone();
     }
     out
+}
+
+/// The training sessions and the validation share together.
+pub fn train_and_valid(inputs: &Inputs) -> SplitCorpus {
+    concat(&inputs.train, &inputs.valid)
 }
 
 /// Evaluates a trained variant on the test sessions (metrics.json).

@@ -341,7 +341,7 @@ pub fn run_train(
                 resume: true,
             };
             let trained = segue_model::train(&net, &train_s, Some(&valid_s), &opts, log)?;
-            let r = serde_json::json!({
+            let mut r = serde_json::json!({
                 "group": g.name,
                 "variant": v.id(),
                 "examples": train_s.examples().len(),
@@ -350,7 +350,17 @@ pub fn run_train(
                 "stopped_early": trained.stopped_early,
                 "history": trained.history,
             });
-            net.save(&done)?;
+            if p.model.refit && !valid_s.examples().is_empty() {
+                let net = network(p, v, &inputs, dir_of)?;
+                let both = crate::model_stages::concat(&train, &valid);
+                let what = format!("{} ({})", g.name, v.paper_name());
+                let epochs = trained.best_epoch;
+                let refit = crate::model_stages::refit(p, &net, &both, &opts, epochs, &what, log)?;
+                r["refit"] = serde_json::to_value(refit)?;
+                net.save(&done)?;
+            } else {
+                net.save(&done)?;
+            }
             std::fs::write(&report_file, serde_json::to_vec_pretty(&r)?)?;
         }
         std::fs::copy(&done, dir.join(file_of(&g.slug, "model.safetensors")))?;

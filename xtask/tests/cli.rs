@@ -305,6 +305,34 @@ fn refit_trains_again_on_training_and_validation_sessions() {
         assert_eq!((&g["examples"], &g["refit"]["examples"]), (&5.into(), &10.into()), "{g}");
         assert_eq!(g["refit"]["epochs"], g["best_epoch"], "{g}");
     }
+    // A second seed takes the first seed's epochs and only trains on both shares.
+    std::fs::write(&p, refit.replace("seeds = 1", "seeds = [0, 5]")).unwrap();
+    let o = xtask(&["run", "train-ann", "--pipeline", &p]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let reports: Vec<(std::path::PathBuf, serde_json::Value)> =
+        std::fs::read_dir(dir.path().join("cache/cli-test/train-ann"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|d| d.join("train_report.json").exists())
+            .map(|d| (d.clone(), read_json(d.join("train_report.json"))))
+            .collect();
+    let by_seed = |seed: u64| {
+        let mut found: Vec<_> =
+            reports.iter().filter(|(_, r)| r["params"]["seed"] == seed).collect();
+        assert_eq!(found.len(), 1, "seed {seed}: {reports:?}");
+        found.pop().unwrap().clone()
+    };
+    let (_, first) = by_seed(0);
+    let (later_dir, later) = by_seed(5);
+    assert!(first.get("epochs_from_first_seed").is_none(), "{first}");
+    assert_eq!(later["epochs_from_first_seed"], true, "{later}");
+    assert_eq!(later["history"].as_array().unwrap().len(), 0, "{later}");
+    assert_eq!(later["refit"]["epochs"], first["best_epoch"], "{later}");
+    assert_eq!(later["refit"]["examples"], 5 * 4, "{later}");
+    assert_eq!(std::fs::read_to_string(later_dir.join("train.jsonl")).unwrap(), "");
+    let lines = std::fs::read_to_string(later_dir.join("refit.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), first["best_epoch"].as_u64().unwrap() as usize);
+    assert!(text(&o).1.contains("seed 5 took its"), "{}", text(&o).1);
     std::fs::write(&p, &refit).unwrap();
     // Without refit: the first training's weights, and the rules fitted on training alone.
     let refit_model = std::fs::read(trained.join("model.safetensors")).unwrap();
@@ -316,7 +344,7 @@ fn refit_trains_again_on_training_and_validation_sessions() {
     let dirs: Vec<_> = std::fs::read_dir(dir.path().join("cache/cli-test/train-ann"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|d| d.join("train_report.json").exists() && *d != trained)
+        .filter(|d| d.join("train_report.json").exists() && *d != trained && *d != later_dir)
         .collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     assert!(read_json(dirs[0].join("train_report.json")).get("refit").is_none());

@@ -228,6 +228,11 @@ pub struct TrainReport {
     pub history: Vec<segue_model::Epoch>,
     /// The model settings it trained with.
     pub params: segue_model::ModelParams,
+    /// Whether the epochs came from the first seed's early stopping (`model.refit`, a later
+    /// seed): then no training here chose them, `history` is empty and `best_epoch` is the
+    /// first seed's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub epochs_from_first_seed: bool,
     /// The training again on the training and validation sessions (`model.refit`) whose
     /// weights the model holds; `history` and `best_epoch` are then the run that chose its
     /// number of epochs.
@@ -249,16 +254,33 @@ pub struct Refit {
     pub history: Vec<segue_model::Epoch>,
 }
 
+/// The upstream name, in a later seed's training recipe, of the first seed's training whose
+/// early stopping chose the epochs (`model.refit`).
+pub const EPOCHS_FROM: &str = "epochs from the first seed";
+
+/// What a `train-<variant>` stage instance trains.
+#[derive(Debug, Clone, Copy)]
+pub struct Training<'a> {
+    /// The variant.
+    pub variant: Variant,
+    /// With `model.refit`, for every seed after the first: the first seed's training folder.
+    /// Its early stopping chose the epochs; this seed only trains on the training and
+    /// validation sessions for that many (the epochs are a setting chosen on validation once,
+    /// like the others; the seeds then differ in initialisation and shuffling only).
+    pub epochs_from: Option<&'a Path>,
+}
+
 /// Trains a variant into `dir` (model.safetensors, train.jsonl, train_report.json). Checkpoints
 /// go to `partial`, so an interrupted run resumes where it stopped.
 pub fn run_train(
     p: &Pipeline,
-    v: Variant,
+    training: Training<'_>,
     dir_of: &dyn Fn(&str) -> Result<PathBuf>,
     dir: &Path,
     partial: &Path,
     log: &dyn Progress,
 ) -> Result<serde_json::Value> {
+    let v = training.variant;
     if let Some(why) = not_applicable(v, dir_of)? {
         bail!("{} is not applicable: {why}", v.paper_name());
     }
@@ -283,39 +305,81 @@ pub fn run_train(
         inputs.tracks,
         parameters
     ));
-    let trained = segue_model::train(&net, &train, Some(&valid), &opts, log)?;
-    let refit = if p.model.refit && !valid.examples().is_empty() {
-        let net = network(p, v, &inputs, dir_of)?;
+    let chosen = match training.epochs_from {
+        Some(first) => crate::load_json::<TrainReport>(&first.join(TRAIN_REPORT))?
+            .refit
+            .map(|r| (r.epochs, first)),
+        None => None,
+    };
+    let summary = if let Some((epochs, first)) = chosen {
         let both = train_and_valid(&inputs);
-        let refit = refit(p, &net, &both, &opts, trained.best_epoch, v.paper_name(), log)?;
+        let refit = refit(p, &net, &both, &opts, epochs, v.paper_name(), log)?;
         net.save(&dir.join("model.safetensors"))?;
         std::fs::copy(partial.join("refit").join("train.jsonl"), dir.join("refit.jsonl"))?;
-        Some(refit)
+        // No training chose epochs here: an empty history.
+        std::fs::write(dir.join("train.jsonl"), "")?;
+        let seed = p.model.seed;
+        log.note(&format!(
+            "{:>31}  {}: seed {seed} took its {epochs} epochs from {}",
+            "",
+            v.paper_name(),
+            first.display()
+        ));
+        TrainReport {
+            variant: v.id().to_string(),
+            name: v.paper_name().to_string(),
+            examples,
+            parameters,
+            epochs_run: 0,
+            best_epoch: epochs,
+            stopped_early: false,
+            resumed_after: None,
+            final_loss: refit.final_loss,
+            examples_per_second: mean_speed(&refit.history),
+            history: Vec::new(),
+            params: p.model.clone(),
+            epochs_from_first_seed: true,
+            refit: Some(refit),
+        }
     } else {
-        net.save(&dir.join("model.safetensors"))?;
-        None
-    };
-    std::fs::copy(partial.join("train.jsonl"), dir.join("train.jsonl"))?;
-    let last = trained.history.last().context("no epoch ran")?;
-    let summary = TrainReport {
-        variant: v.id().to_string(),
-        name: v.paper_name().to_string(),
-        examples,
-        parameters,
-        epochs_run: trained.history.len(),
-        best_epoch: trained.best_epoch,
-        stopped_early: trained.stopped_early,
-        resumed_after: trained.resumed_after,
-        final_loss: last.loss,
-        examples_per_second: trained.history.iter().map(|e| e.examples_per_second).sum::<f64>()
-            / trained.history.len() as f64,
-        history: trained.history.clone(),
-        params: p.model.clone(),
-        refit,
+        let trained = segue_model::train(&net, &train, Some(&valid), &opts, log)?;
+        let refit = if p.model.refit && !valid.examples().is_empty() {
+            let net = network(p, v, &inputs, dir_of)?;
+            let both = train_and_valid(&inputs);
+            let refit = refit(p, &net, &both, &opts, trained.best_epoch, v.paper_name(), log)?;
+            net.save(&dir.join("model.safetensors"))?;
+            std::fs::copy(partial.join("refit").join("train.jsonl"), dir.join("refit.jsonl"))?;
+            Some(refit)
+        } else {
+            net.save(&dir.join("model.safetensors"))?;
+            None
+        };
+        std::fs::copy(partial.join("train.jsonl"), dir.join("train.jsonl"))?;
+        let last = trained.history.last().context("no epoch ran")?;
+        TrainReport {
+            variant: v.id().to_string(),
+            name: v.paper_name().to_string(),
+            examples,
+            parameters,
+            epochs_run: trained.history.len(),
+            best_epoch: trained.best_epoch,
+            stopped_early: trained.stopped_early,
+            resumed_after: trained.resumed_after,
+            final_loss: last.loss,
+            examples_per_second: mean_speed(&trained.history),
+            history: trained.history.clone(),
+            params: p.model.clone(),
+            epochs_from_first_seed: false,
+            refit,
+        }
     };
     std::fs::write(dir.join(TRAIN_REPORT), serde_json::to_vec_pretty(&summary)?)?;
     std::fs::remove_dir_all(partial).with_context(|| format!("removing {}", partial.display()))?;
     Ok(serde_json::to_value(summary)?)
+}
+
+fn mean_speed(history: &[segue_model::Epoch]) -> f64 {
+    history.iter().map(|e| e.examples_per_second).sum::<f64>() / history.len().max(1) as f64
 }
 
 /// `model.refit`: `net`, freshly built (the same seed, so the same initial weights), trained

@@ -113,7 +113,7 @@ pub const SEGUE_DEFAULTS: [(&str, &str); 8] = [
     // (Hogwild, as gensim).
     ("word2vec.threads", "\"auto\""),
     ("model.epochs", "20"),
-    ("model.patience", "1"),
+    ("model.patience", "2"),
     ("model.seeds", "3"),
     ("model.repeat", "true"),
     ("model.pretrained_scale", "\"match\""),

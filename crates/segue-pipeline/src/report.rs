@@ -557,7 +557,7 @@ pub fn model_tables(
         if m.max_steps > 0 { format!(" or {} steps", m.max_steps) } else { String::new() },
         m.patience,
         if m.refit && p.sessionize.validation_share > 0.0 {
-            ", then trained again from scratch on the training and validation sessions for the epochs chosen (model.refit; the rules fitted on both)"
+            ", the epochs chosen by the first seed's; then every seed trained from scratch on the training and validation sessions for that many epochs (model.refit; the rules fitted on both)"
         } else {
             ""
         },

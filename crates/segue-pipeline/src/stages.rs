@@ -10,8 +10,8 @@ use segue_sessions::{Ingested, SessionStats, SkipReport, ingest};
 use crate::baseline_stages::{RULES_VERSION, rule_of};
 use crate::cache::{Cache, Check, Manifest, Recipe, hash_file};
 use crate::model_stages::{
-    EVALUATE_VERSION, TRAIN_VERSION, evaluate_upstream, run_evaluate, run_train, train_upstream,
-    variant_of,
+    EPOCHS_FROM, EVALUATE_VERSION, TRAIN_VERSION, Training, evaluate_upstream, run_evaluate,
+    run_train, train_upstream, variant_of,
 };
 use crate::pipeline::Pipeline;
 use segue_core::Progress;
@@ -401,6 +401,13 @@ impl<'a> Runner<'a> {
                 .with_context(|| format!("stage {name} was not resolved before {instance}"))?;
             up.insert(u.to_string(), key.clone());
         }
+        if let Some(first) = self.epochs_from(stage, seed) {
+            let key = self
+                .keys
+                .get(&first)
+                .with_context(|| format!("stage {first} was not resolved before {instance}"))?;
+            up.insert(EPOCHS_FROM.to_string(), key.clone());
+        }
         Ok(Recipe {
             stage: stage.into(),
             code_version: code_version(stage),
@@ -409,6 +416,20 @@ impl<'a> Runner<'a> {
             files,
             instance: seed.map(|_| instance.to_string()),
         })
+    }
+
+    /// The instance whose early stopping chooses the epochs of a model's run of `seed`: with
+    /// `model.refit`, the first seed's (`train-ann/seed-0`) for every later seed, which then
+    /// only trains on the training and validation sessions for that many epochs. None for the
+    /// first seed, without refit, and for stages that are not a variant's training.
+    fn epochs_from(&self, stage: &str, seed: Option<u64>) -> Option<String> {
+        let first = *self.pipeline.model.seed_list().first()?;
+        match (variant_of(stage), seed) {
+            (Some((true, _)), Some(s)) if self.pipeline.model.refit && s != first => {
+                Some(format!("{stage}/seed-{first}"))
+            }
+            _ => None,
+        }
     }
 
     /// Records a stage's key without running it (for `status`).
@@ -532,8 +553,14 @@ impl<'a> Runner<'a> {
                 match variant_of(other) {
                     Some((true, v)) => {
                         let partial = self.partial_dir(stage, key, force);
-                        self.cache
-                            .build(recipe, |dir| run_train(&seeded, v, &dir_of, dir, &partial, log))
+                        let epochs_from = match self.epochs_from(stage, seed) {
+                            Some(first) => Some(self.dir(&first)?),
+                            None => None,
+                        };
+                        let train = Training { variant: v, epochs_from: epochs_from.as_deref() };
+                        self.cache.build(recipe, |dir| {
+                            run_train(&seeded, train, &dir_of, dir, &partial, log)
+                        })
                     }
                     Some((false, v)) => {
                         self.cache.build(recipe, |dir| run_evaluate(&seeded, v, &dir_of, dir, log))

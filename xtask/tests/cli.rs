@@ -448,6 +448,7 @@ model = "all-MiniLM-L6-v2"
 hub = false
 
 [model]
+batch_size = 32
 epochs = 2
 patience = 0
 seeds = 1
@@ -505,6 +506,7 @@ validation_share = 0.0
 threads = 1
 
 [model]
+batch_size = 32
 epochs = 2
 patience = 0
 seeds = 1

@@ -93,6 +93,9 @@ pub struct ModelParams {
     pub sampled_negatives: usize,
     /// GRU4Rec's extra negatives per step beyond the batch's targets.
     pub gru4rec_negatives: usize,
+    /// GRU4Rec's sessions per step (its parallel lanes); unset: `batch_size`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gru4rec_batch_size: Option<usize>,
     /// Seed of initial weights, shuffles, dropout and samples.
     pub seed: u64,
     /// Train every model once per seed: a count (`seed`, `seed + 1`, ...) or a list. Unset:
@@ -224,6 +227,7 @@ impl Default for ModelParams {
             patience: 2,
             sampled_negatives: 0,
             gru4rec_negatives: 2048,
+            gru4rec_batch_size: None,
             seed: 0,
             seeds: None,
             repeat: false,
@@ -276,6 +280,7 @@ impl ModelParams {
             ("model.fc", self.fc),
             ("model.max_input_len", self.max_input_len),
             ("model.batch_size", self.batch_size),
+            ("model.gru4rec_batch_size", self.gru4rec_batch_size.unwrap_or(1)),
             ("model.epochs", self.epochs),
         ];
         for (name, v) in positive {

@@ -255,9 +255,11 @@ pub fn train(
     let p = &opts.params;
     p.validate()?;
     let vars: Vec<Var> = net.vars().iter().map(|(_, v)| v.clone()).collect();
-    // SASRec keeps its own rate and batch (RecBole's setting), the others the model's.
+    // SASRec keeps its own rate and batch (RecBole's setting), GRU4Rec its own batch where set,
+    // the others the model's.
     let (lr, batch_size) = match net {
         Network::SasRec(m) => (m.config.params.lr, m.config.params.batch_size),
+        Network::Gru4Rec(_) => (p.lr, p.gru4rec_batch_size.unwrap_or(p.batch_size)),
         _ => (p.lr, p.batch_size),
     };
     if p.max_steps > 0 && matches!(net, Network::Gru4Rec(_)) {

@@ -544,13 +544,17 @@ pub fn model_tables(
     let mut md = format!("{t2}\n{t3}\n{t3t}\n{tp}\n");
     writeln!(
         md,
-        "Settings: embeddings {}, GRU {}, FC {}, dropout {}, input window {}, batch {}, {} lr {}, at most {} epochs{} (patience {} on validation HR@10){}, {} softmax, model seeds {}, Word2Vec seed {}, LSA seed {}, VAE seed {}. Ties count against the model; every track of the catalogue is ranked.\n",
+        "Settings: embeddings {}, GRU {}, FC {}, dropout {}, input window {}, batch {}{}, {} lr {}, at most {} epochs{} (patience {} on validation HR@10){}, {} softmax, model seeds {}, Word2Vec seed {}, LSA seed {}, VAE seed {}. Ties count against the model; every track of the catalogue is ranked.\n",
         m.embedding_dim,
         m.hidden,
         m.fc,
         m.dropout,
         m.max_input_len,
         m.batch_size,
+        match m.gru4rec_batch_size {
+            Some(b) if b != m.batch_size => format!(" (GRU4Rec {b})"),
+            _ => String::new(),
+        },
         if m.lazy_adam { "lazy Adam" } else { "Adam" },
         m.lr,
         m.epochs,

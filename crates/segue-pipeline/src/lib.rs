@@ -21,7 +21,7 @@
 //!     .unwrap();
 //! let p = Pipeline::load(&file).unwrap();
 //! // Left out: segue's defaults, chosen on validation data.
-//! assert_eq!((p.model.epochs, p.model.patience, p.model.repeat), (20, 1, true));
+//! assert_eq!((p.model.epochs, p.model.patience, p.model.batch_size), (20, 2, 128));
 //! // Any key can be overridden, and the result is checked like a file.
 //! let q = p.with_sets(&["model.lr=0.003".into(), "sessionize.gap_seconds=3600".into()]).unwrap();
 //! assert_eq!((q.model.lr, q.sessionize.gap_seconds), (0.003, 3600));

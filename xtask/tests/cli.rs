@@ -332,7 +332,7 @@ fn refit_trains_again_on_training_and_validation_sessions() {
     assert_eq!(std::fs::read_to_string(later_dir.join("train.jsonl")).unwrap(), "");
     let lines = std::fs::read_to_string(later_dir.join("refit.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), first["best_epoch"].as_u64().unwrap() as usize);
-    assert!(text(&o).1.contains("seed 5 took its"), "{}", text(&o).1);
+    assert!(text(&o).1.contains("seed 5 takes its"), "{}", text(&o).1);
     std::fs::write(&p, &refit).unwrap();
     // Without refit: the first training's weights, and the rules fitted on training alone.
     let refit_model = std::fs::read(trained.join("model.safetensors")).unwrap();

@@ -312,19 +312,19 @@ pub fn run_train(
         None => None,
     };
     let summary = if let Some((epochs, first)) = chosen {
+        log.note(&format!(
+            "{:>31}  {}: seed {} takes its {epochs} epochs from the first seed's training ({})",
+            "",
+            v.paper_name(),
+            p.model.seed,
+            first.display()
+        ));
         let both = train_and_valid(&inputs);
         let refit = refit(p, &net, &both, &opts, epochs, v.paper_name(), log)?;
         net.save(&dir.join("model.safetensors"))?;
         std::fs::copy(partial.join("refit").join("train.jsonl"), dir.join("refit.jsonl"))?;
         // No training chose epochs here: an empty history.
         std::fs::write(dir.join("train.jsonl"), "")?;
-        let seed = p.model.seed;
-        log.note(&format!(
-            "{:>31}  {}: seed {seed} took its {epochs} epochs from {}",
-            "",
-            v.paper_name(),
-            first.display()
-        ));
         TrainReport {
             variant: v.id().to_string(),
             name: v.paper_name().to_string(),

@@ -311,75 +311,90 @@ pub fn run_train(
             .map(|r| (r.epochs, first)),
         None => None,
     };
-    let summary = if let Some((epochs, first)) = chosen {
-        log.note(&format!(
-            "{:>31}  {}: seed {} takes its {epochs} epochs from the first seed's training ({})",
-            "",
-            v.paper_name(),
-            p.model.seed,
-            first.display()
-        ));
-        let both = train_and_valid(&inputs);
-        let refit = refit(p, &net, &both, &opts, epochs, v.paper_name(), log)?;
-        net.save(&dir.join("model.safetensors"))?;
-        std::fs::copy(partial.join("refit").join("train.jsonl"), dir.join("refit.jsonl"))?;
-        // No training chose epochs here: an empty history.
-        std::fs::write(dir.join("train.jsonl"), "")?;
-        TrainReport {
-            variant: v.id().to_string(),
-            name: v.paper_name().to_string(),
-            examples,
-            parameters,
-            epochs_run: 0,
-            best_epoch: epochs,
-            stopped_early: false,
-            resumed_after: None,
-            final_loss: refit.final_loss,
-            examples_per_second: mean_speed(&refit.history),
-            history: Vec::new(),
-            params: p.model.clone(),
-            epochs_from_first_seed: true,
-            refit: Some(refit),
+    // Either the epochs come from the first seed and this seed only trains on both shares, or
+    // early stopping chooses them here, and refit (when on) trains again for that many.
+    let again =
+        RefitInto { p, inputs: &inputs, opts: &opts, what: v.paper_name(), dir, partial, log };
+    let (trained, refit) = match chosen {
+        Some((epochs, first)) => {
+            log.note(&format!(
+                "{:>31}  {}: seed {} takes its {epochs} epochs from the first seed's training ({})",
+                "",
+                v.paper_name(),
+                p.model.seed,
+                first.display()
+            ));
+            let refit = again.train(&net, epochs)?;
+            // No training chose epochs here: an empty history.
+            std::fs::write(dir.join("train.jsonl"), "")?;
+            (None, Some(refit))
         }
-    } else {
-        let trained = segue_model::train(&net, &train, Some(&valid), &opts, log)?;
-        let refit = if p.model.refit && !valid.examples().is_empty() {
-            let net = network(p, v, &inputs, dir_of)?;
-            let both = train_and_valid(&inputs);
-            let refit = refit(p, &net, &both, &opts, trained.best_epoch, v.paper_name(), log)?;
-            net.save(&dir.join("model.safetensors"))?;
-            std::fs::copy(partial.join("refit").join("train.jsonl"), dir.join("refit.jsonl"))?;
-            Some(refit)
-        } else {
-            net.save(&dir.join("model.safetensors"))?;
-            None
-        };
-        std::fs::copy(partial.join("train.jsonl"), dir.join("train.jsonl"))?;
-        let last = trained.history.last().context("no epoch ran")?;
-        TrainReport {
-            variant: v.id().to_string(),
-            name: v.paper_name().to_string(),
-            examples,
-            parameters,
-            epochs_run: trained.history.len(),
-            best_epoch: trained.best_epoch,
-            stopped_early: trained.stopped_early,
-            resumed_after: trained.resumed_after,
-            final_loss: last.loss,
-            examples_per_second: mean_speed(&trained.history),
-            history: trained.history.clone(),
-            params: p.model.clone(),
-            epochs_from_first_seed: false,
-            refit,
+        None => {
+            let trained = segue_model::train(&net, &train, Some(&valid), &opts, log)?;
+            let refit = if p.model.refit && !valid.examples().is_empty() {
+                Some(again.train(&network(p, v, &inputs, dir_of)?, trained.best_epoch)?)
+            } else {
+                net.save(&dir.join("model.safetensors"))?;
+                None
+            };
+            std::fs::copy(partial.join("train.jsonl"), dir.join("train.jsonl"))?;
+            (Some(trained), refit)
         }
+    };
+    // The run whose epochs the report sums up: this seed's early-stopped one, else its refit.
+    let (history, final_loss, best_epoch) = match (&trained, &refit) {
+        (Some(t), _) => (&t.history, t.history.last().context("no epoch ran")?.loss, t.best_epoch),
+        (None, Some(r)) => (&r.history, r.final_loss, r.epochs),
+        (None, None) => bail!("{}: no training ran", v.paper_name()),
+    };
+    let examples_per_second =
+        history.iter().map(|e| e.examples_per_second).sum::<f64>() / history.len().max(1) as f64;
+    let summary = TrainReport {
+        variant: v.id().to_string(),
+        name: v.paper_name().to_string(),
+        examples,
+        parameters,
+        epochs_run: trained.as_ref().map_or(0, |t| t.history.len()),
+        best_epoch,
+        stopped_early: trained.as_ref().is_some_and(|t| t.stopped_early),
+        resumed_after: trained.as_ref().and_then(|t| t.resumed_after),
+        final_loss,
+        examples_per_second,
+        history: trained.as_ref().map(|t| t.history.clone()).unwrap_or_default(),
+        params: p.model.clone(),
+        epochs_from_first_seed: trained.is_none(),
+        refit,
     };
     std::fs::write(dir.join(TRAIN_REPORT), serde_json::to_vec_pretty(&summary)?)?;
     std::fs::remove_dir_all(partial).with_context(|| format!("removing {}", partial.display()))?;
     Ok(serde_json::to_value(summary)?)
 }
 
-fn mean_speed(history: &[segue_model::Epoch]) -> f64 {
-    history.iter().map(|e| e.examples_per_second).sum::<f64>() / history.len().max(1) as f64
+/// A `train-<variant>` stage's `model.refit` training: on its training and validation
+/// sessions, the model saved into `dir` and its epochs (`refit.jsonl`) copied from its
+/// checkpoint folder under `partial`.
+struct RefitInto<'a> {
+    p: &'a Pipeline,
+    inputs: &'a Inputs,
+    opts: &'a TrainOptions,
+    what: &'a str,
+    dir: &'a Path,
+    partial: &'a Path,
+    log: &'a dyn Progress,
+}
+
+impl RefitInto<'_> {
+    /// [`refit`] of `net` (freshly built) for `epochs`, then the model and its log saved.
+    fn train(&self, net: &Network, epochs: usize) -> Result<Refit> {
+        let both = train_and_valid(self.inputs);
+        let refit = refit(self.p, net, &both, self.opts, epochs, self.what, self.log)?;
+        net.save(&self.dir.join("model.safetensors"))?;
+        std::fs::copy(
+            self.partial.join("refit").join("train.jsonl"),
+            self.dir.join("refit.jsonl"),
+        )?;
+        Ok(refit)
+    }
 }
 
 /// `model.refit`: `net`, freshly built (the same seed, so the same initial weights), trained

@@ -89,6 +89,7 @@ pub mod pipeline;
 mod recommend;
 mod report;
 mod reproduce;
+mod side_by_side;
 mod stages;
 mod tune;
 mod user_study;
@@ -98,6 +99,7 @@ pub use pipeline::Pipeline;
 pub use recommend::{Answer, Recommender, SessionSource, default_variant, read_lines};
 pub use report::{load as load_json, table1};
 pub use reproduce::{Reproduced, ensure_synth, reproduce, status, synth};
+pub use side_by_side::Ran;
 pub use stages::{
     Coverage, IngestReport, LsaReport, Runner, STAGES, Word2VecReport, check_stage, closure, files,
     print_skips, reader_lines, registry_help, split_instance,

@@ -185,6 +185,13 @@ pub struct PipelineMeta {
     /// depend on it, except Hogwild Word2Vec, whose own `threads` is in its key).
     #[serde(default)]
     pub threads: Threads,
+    /// Model trainings that run at once (a model's seeds; the models of `reproduce`):
+    /// `"auto"` (the default: one per thread, each on one thread) or a count n, each on
+    /// `threads / n` threads. A training with none beside it runs on every thread. Running
+    /// side by side spends the cores better than one training on all of them (its small
+    /// products do not split well); results do not depend on it (not in any cache key).
+    #[serde(default)]
+    pub jobs: Threads,
 }
 
 /// A thread count: `"auto"` or a number.
@@ -404,6 +411,15 @@ impl Pipeline {
     /// The threads stages run on ([`PipelineMeta::threads`] on this machine).
     pub fn threads(&self) -> usize {
         self.pipeline.threads.resolve()
+    }
+
+    /// How many model trainings run at once ([`PipelineMeta::jobs`]), at most one per thread.
+    pub fn jobs(&self) -> usize {
+        let threads = self.threads();
+        match self.pipeline.jobs {
+            Threads::Auto => threads,
+            Threads::Count(n) => n.min(threads),
+        }
     }
 
     /// The folder relative paths are resolved against.

@@ -85,7 +85,15 @@ pub fn reproduce(p: &Pipeline, force: Option<&str>, log: &dyn Progress) -> Resul
     let mut times = Vec::new();
     let mut skipped: BTreeMap<segue_model::Variant, String> = BTreeMap::new();
     let mut study: Option<Result<segue_model::Variant, String>> = None;
+    let forced = |stage: &str| matches!(force, Some("all")) || force == Some(stage);
+    // The models' trainings run side by side (pipeline.jobs), as one group.
+    let mut trainings: Vec<&str> = Vec::new();
+    let mut trainings_wall = 0.0;
     for stage in STAGES {
+        let model_training = matches!(model_stages::variant_of(stage), Some((true, _)));
+        if !model_training && !trainings.is_empty() {
+            trainings_wall += run_trainings(&mut runner, &mut trainings, &forced, &mut times)?;
+        }
         if crate::stages::is_study(stage) {
             let dir_of = |s: &str| runner.dir(s);
             let outcome = match &study {
@@ -112,11 +120,15 @@ pub fn reproduce(p: &Pipeline, force: Option<&str>, log: &dyn Progress) -> Resul
                 continue;
             }
         }
-        let forced = matches!(force, Some("all")) || force == Some(*stage);
+        if model_training {
+            trainings.push(stage);
+            continue;
+        }
         let t = Instant::now();
-        let built: f64 = runner.run(stage, forced)?.iter().map(|m| m.seconds).sum();
-        times.push((stage, t.elapsed().as_secs_f64(), built));
+        let built: f64 = runner.run(stage, forced(stage))?.iter().map(|m| m.seconds).sum();
+        times.push((*stage, t.elapsed().as_secs_f64(), built));
     }
+    trainings_wall += run_trainings(&mut runner, &mut trainings, &forced, &mut times)?;
     let report_dir = p.cache_dir().join("report");
     let mut md = report::table1(
         &p.pipeline.name,
@@ -168,10 +180,17 @@ pub fn reproduce(p: &Pipeline, force: Option<&str>, log: &dyn Progress) -> Resul
         crate::pipeline::Threads::Auto => format!("{} (pipeline.threads = \"auto\")", p.threads()),
         crate::pipeline::Threads::Count(n) => n.to_string(),
     };
+    let jobs = p.jobs();
     let mut timing = format!(
-        "## Stage times\n\nThreads: {threads}; Word2Vec: {} ({}).\n\n| stage | this run (s) | when built (s) |\n|---|---:|---:|\n",
+        "## Stage times\n\nThreads: {threads}; Word2Vec: {} ({}). Model trainings: up to {jobs} at once \
+         (pipeline.jobs), each on {} thread(s), one with none beside it on {}; they took {:.1} s \
+         of wall time in this run, and a training stage's time below is the sum of its seeds'.\n\n\
+         | stage | this run (s) | when built (s) |\n|---|---:|---:|\n",
         p.word2vec.threads,
-        if p.word2vec.threads == 1 { "deterministic" } else { "Hogwild" }
+        if p.word2vec.threads == 1 { "deterministic" } else { "Hogwild" },
+        (p.threads() / jobs.max(1)).max(1),
+        p.threads(),
+        trainings_wall
     );
     for (stage, now, built) in &times {
         timing.push_str(&format!("| {stage} | {now:.2} | {built:.2} |\n"));
@@ -211,6 +230,28 @@ pub fn reproduce(p: &Pipeline, force: Option<&str>, log: &dyn Progress) -> Resul
         html: page,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Runs the model trainings gathered in `stages` side by side (and empties it); each stage's
+/// time (the sum of its seeds') goes into `times`. Returns their wall time.
+fn run_trainings<'s>(
+    runner: &mut Runner<'_>,
+    stages: &mut Vec<&'s str>,
+    forced: &dyn Fn(&str) -> bool,
+    times: &mut Vec<(&'s str, f64, f64)>,
+) -> Result<f64> {
+    if stages.is_empty() {
+        return Ok(0.0);
+    }
+    let t = Instant::now();
+    let ran = runner.run_side_by_side(stages, forced)?;
+    for s in stages.drain(..) {
+        let mine = ran.iter().filter(|r| split_instance(&r.instance).0 == s);
+        let (now, built) =
+            mine.fold((0.0, 0.0), |(n, b), r| (n + r.seconds, b + r.manifest.seconds));
+        times.push((s, now, built));
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// Each trained model's epochs (train.jsonl), one list per seed.

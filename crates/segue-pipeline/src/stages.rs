@@ -253,7 +253,7 @@ pub struct Runner<'a> {
     pub pipeline: &'a Pipeline,
     /// Where the artifacts are kept.
     pub cache: Cache,
-    log: &'a dyn Progress,
+    pub(crate) log: &'a dyn Progress,
     keys: BTreeMap<String, String>,
     input_hashes: Option<BTreeMap<String, String>>,
 }
@@ -422,7 +422,7 @@ impl<'a> Runner<'a> {
     /// `model.refit`, the first seed's (`train-ann/seed-0`) for every later seed, which then
     /// only trains on the training and validation sessions for that many epochs. None for the
     /// first seed, without refit, and for stages that are not a variant's training.
-    fn epochs_from(&self, stage: &str, seed: Option<u64>) -> Option<String> {
+    pub(crate) fn epochs_from(&self, stage: &str, seed: Option<u64>) -> Option<String> {
         let first = *self.pipeline.model.seed_list().first()?;
         match (variant_of(stage), seed) {
             (Some((true, _)), Some(s)) if self.pipeline.model.refit && s != first => {
@@ -445,51 +445,74 @@ impl<'a> Runner<'a> {
     }
 
     /// Runs every instance of a stage (one per seed for a model; its upstream must have run),
-    /// skipping those whose artifact is fresh.
+    /// skipping those whose artifact is fresh. A model's seeds run side by side
+    /// ([`Runner::run_side_by_side`]).
     pub fn run(&mut self, stage: &str, force: bool) -> Result<Vec<Manifest>> {
-        self.instances(stage).iter().map(|i| self.run_instance(i, force)).collect()
+        if per_seed(stage) {
+            let ran = self.run_side_by_side(&[stage], &|_| force)?;
+            return Ok(ran.into_iter().map(|r| r.manifest).collect());
+        }
+        match self.resolve(stage, force)? {
+            Resolved::Fresh(m) => Ok(vec![*m]),
+            Resolved::Build(job) => {
+                Ok(vec![self.build_logged(stage, &job, force, self.pipeline.threads(), self.log)?])
+            }
+        }
     }
 
-    /// Runs one stage instance, or skips it when its artifact is fresh.
-    fn run_instance(&mut self, instance: &str, force: bool) -> Result<Manifest> {
+    /// Resolves a stage instance's recipe and key (remembered for the stages after it) and
+    /// says whether its artifact is fresh; `force` builds it anyway.
+    pub(crate) fn resolve(&mut self, instance: &str, force: bool) -> Result<Resolved> {
         let log = self.log;
         let recipe = self.recipe(instance)?;
-        let (stage, seed) = split_instance(instance);
+        let stage = split_instance(instance).0;
         let shown = self.shown(instance);
         let key = recipe.key();
         self.keys.insert(instance.into(), key.clone());
-        match self.cache.check(stage, &key) {
+        let why = match self.cache.check(stage, &key) {
             Check::Fresh(m) if !force => {
                 log.note(&format!(
                     "{shown:>31}: fresh, skipped (key {key}, built in {:.1} s)",
                     m.seconds
                 ));
-                return Ok(*m);
+                return Ok(Resolved::Fresh(m));
             }
-            Check::Corrupt(why) => {
-                log.note(&format!("{shown:>31}: cached artifact is damaged ({why}); recomputing"))
-            }
-            Check::Fresh(_) => log.note(&format!("{shown:>31}: forced; recomputing")),
-            Check::Missing => {
-                let why = match self.cache.last_recipe(recipe.last_name()) {
-                    Some(old) if old.key() != recipe.key() => {
-                        format!(" ({})", recipe.differences(&old).join("; "))
-                    }
-                    _ => String::new(),
-                };
-                log.note(&format!("{shown:>31}: running{why}"));
-            }
-        }
+            Check::Corrupt(why) => format!("cached artifact is damaged ({why}); recomputing"),
+            Check::Fresh(_) => "forced; recomputing".to_string(),
+            Check::Missing => match self.cache.last_recipe(recipe.last_name()) {
+                Some(old) if old.key() != recipe.key() => {
+                    format!("running ({})", recipe.differences(&old).join("; "))
+                }
+                _ => "running".to_string(),
+            },
+        };
+        Ok(Resolved::Build(Box::new(ToBuild { recipe, key, why })))
+    }
+
+    /// Builds a resolved stage instance on `threads` threads; the stage reports through `log`
+    /// (a lane when it runs beside others).
+    pub(crate) fn build_logged(
+        &self,
+        instance: &str,
+        job: &ToBuild,
+        force: bool,
+        threads: usize,
+        log: &dyn Progress,
+    ) -> Result<Manifest> {
+        let (stage, seed) = split_instance(instance);
+        let shown = self.shown(instance);
+        let ToBuild { recipe, key, why } = job;
+        // Its own lines say the stage: on the run's reporter, not a lane's.
+        self.log.note(&format!("{shown:>31}: {why}"));
         let started = Instant::now();
-        let threads = self.pipeline.threads();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .with_context(|| format!("starting {threads} threads for stage {shown}"))?;
         let manifest = pool
-            .install(|| self.build_instance(stage, seed, &recipe, &key, force))
+            .install(|| self.build_instance(stage, seed, recipe, key, force, log))
             .with_context(|| format!("stage {shown}"))?;
-        log.note(&format!("{shown:>31}: done in {:.2} s", started.elapsed().as_secs_f64()));
+        self.log.note(&format!("{shown:>31}: done in {:.2} s", started.elapsed().as_secs_f64()));
         Ok(manifest)
     }
 
@@ -511,8 +534,8 @@ impl<'a> Runner<'a> {
         recipe: &Recipe,
         key: &str,
         force: bool,
+        log: &dyn Progress,
     ) -> Result<Manifest> {
-        let log = self.log;
         if stage == "ingest" {
             return self.cache.build(recipe, |dir| run_ingest(self.pipeline, dir, log));
         }
@@ -570,6 +593,21 @@ impl<'a> Runner<'a> {
             }
         }
     }
+}
+
+/// What [`Runner::resolve`] found for a stage instance.
+pub(crate) enum Resolved {
+    /// Its artifact is fresh: nothing to do.
+    Fresh(Box<Manifest>),
+    /// It has to be built.
+    Build(Box<ToBuild>),
+}
+
+/// A stage instance to build: its recipe and key, and why it runs (a line for the log).
+pub(crate) struct ToBuild {
+    pub(crate) recipe: Recipe,
+    pub(crate) key: String,
+    pub(crate) why: String,
 }
 
 /// A stage instance's stage and seed: `train-ann/seed-3` is `train-ann` for seed 3.

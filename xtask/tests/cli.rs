@@ -252,6 +252,48 @@ fn seeds_give_intervals() {
     assert!(err.contains("model.seeds = [1, 1]: a seed is repeated"), "{err}");
 }
 
+/// `pipeline.jobs`: a model's seeds side by side, each on one thread, give the weights they
+/// give one at a time on two threads; a later seed waits for the first seed's epochs, and
+/// each training's notes name it.
+#[test]
+fn seeds_side_by_side_train_the_same_weights_as_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = setup(dir.path());
+    let three = PIPELINE
+        .replace("gap_seconds = 7200", "gap_seconds = 7200\nvalidation_share = 0.5")
+        .replace("epochs = 2", "epochs = 3\npatience = 1\nrefit = true")
+        .replace("seeds = 1", "seeds = 3");
+    std::fs::write(&p, three).unwrap();
+    let weights = |jobs: &str| {
+        let set = format!("pipeline.jobs={jobs}");
+        let args = ["run", "train-ann", "--pipeline", &p, "--threads", "2", "--set", &set];
+        let o = xtask(&[&args[..], &["--force"]].concat());
+        let err = text(&o).1;
+        assert!(o.status.success(), "{err}");
+        let by_seed: Vec<Vec<u8>> = (0..3)
+            .map(|seed| {
+                let dir = err.lines().find_map(|l| {
+                    l.strip_prefix(&format!("artifacts of train-ann/seed-{seed}: "))
+                        .map(String::from)
+                });
+                std::fs::read(Path::new(&dir.expect("artifacts line")).join("model.safetensors"))
+                    .unwrap()
+            })
+            .collect();
+        (by_seed, err)
+    };
+    let (one_at_a_time, err) = weights("1");
+    assert!(!err.contains("[train-ann/seed-1]"), "{err}");
+    let (side_by_side, err) = weights("2");
+    // Seeds 1 and 2 ran in lanes (seed 0 had none beside it), after seed 0 chose the epochs.
+    for seed in [1, 2] {
+        let lane = format!("[train-ann/seed-{seed}] ANN: seed {seed} takes its");
+        assert!(err.contains(&lane), "{err}");
+        assert!(err.find("train-ann/seed-0: done") < err.find(&lane), "{err}");
+    }
+    assert!(one_at_a_time == side_by_side, "the weights differ");
+}
+
 /// `model.refit`: the model the test sees is trained again from scratch on the training and
 /// validation sessions for the epochs validation chose, and the rules are fitted on both.
 #[test]

@@ -87,7 +87,12 @@ impl Runner<'_> {
                             .epochs_from(st, seed)
                             .and_then(|first| jobs.iter().position(|j| j.instance == first));
                         slots.push(Err(jobs.len()));
-                        jobs.push(Job { instance, to_build: *to_build, force: force(stage), after });
+                        jobs.push(Job {
+                            instance,
+                            to_build: *to_build,
+                            force: force(stage),
+                            after,
+                        });
                     }
                 }
             }

@@ -454,9 +454,13 @@ impl<'a> Runner<'a> {
         }
         match self.resolve(stage, force)? {
             Resolved::Fresh(m) => Ok(vec![*m]),
-            Resolved::Build(job) => {
-                Ok(vec![self.build_logged(stage, &job, force, self.pipeline.threads(), self.log)?])
-            }
+            Resolved::Build(job) => Ok(vec![self.build_logged(
+                stage,
+                &job,
+                force,
+                self.pipeline.threads(),
+                self.log,
+            )?]),
         }
     }
 

@@ -26,6 +26,10 @@ use segue_core::simd::exp;
 pub(crate) struct BiGru {
     lengths: Vec<usize>,
     hidden: usize,
+    /// Where the input projection of grid position `b * T + t` is: row `rows[g]` of a packed
+    /// table of the real positions (the fused step's own products), or, when `None`, row `g`
+    /// of the `B x T` grid (candle's graph). Padding's entry is never read.
+    rows: Option<Vec<u32>>,
     saved: Mutex<Option<[Saved; 2]>>,
 }
 
@@ -185,11 +189,31 @@ impl Dims {
 
 impl BiGru {
     pub(crate) fn new(lengths: Vec<usize>, hidden: usize) -> Self {
-        BiGru { lengths, hidden, saved: Mutex::new(None) }
+        BiGru { lengths, hidden, rows: None, saved: Mutex::new(None) }
+    }
+
+    /// An op whose input projection (and its gradient) holds only the real positions, grid
+    /// position `g` at row `rows[g]`: no `B x T` copy of it is made in either pass.
+    pub(crate) fn packed(lengths: Vec<usize>, hidden: usize, rows: Vec<u32>) -> Self {
+        BiGru { lengths, hidden, rows: Some(rows), saved: Mutex::new(None) }
+    }
+
+    /// The input projection's row of grid position `g`.
+    fn row(&self, g: usize) -> usize {
+        self.rows.as_ref().map_or(g, |r| r[g] as usize)
+    }
+
+    /// Rows of the input projection: the real positions when packed, else the grid's.
+    fn input_rows(&self, nb: usize, nt: usize) -> usize {
+        match &self.rows {
+            Some(_) => self.lengths.iter().sum(),
+            None => nb * nt,
+        }
     }
 
     /// Both directions' forward passes on two threads: the input projection `x`
-    /// (`B x T x 2 x 3H`), `W_hh` (`2 x 3H x H`) and `b_hh` (`2 x 3H`) give the summed states
+    /// (`B x T x 2 x 3H`, or one row per real position when packed), `W_hh` (`2 x 3H x H`)
+    /// and `b_hh` (`2 x 3H`) give the summed states
     /// (`B x T x H`, zero at padding) and what the backward pass needs. The caller checks the
     /// shapes and that every length is in `1..=T`.
     pub(crate) fn forward(
@@ -216,7 +240,8 @@ impl BiGru {
     }
 
     /// Both directions' backward passes on two threads, from the gradient of the summed
-    /// states: gradients of the input projection (`B x T x 2 x 3H`), `W_hh` and `b_hh`.
+    /// states: gradients of the input projection (laid out as the input was), `W_hh` and
+    /// `b_hh`.
     pub(crate) fn backward(
         &self,
         saved: &[Saved; 2],
@@ -236,7 +261,7 @@ impl BiGru {
             || self.backward_dir(d, 0, &saved[0], &w[..g3 * h], grad, dw_f, db_f),
             || self.backward_dir(d, 1, &saved[1], &w[g3 * h..], grad, dw_b, db_b),
         );
-        let mut dx = vec![0.0f32; nb * nt * 2 * g3];
+        let mut dx = vec![0.0f32; self.input_rows(nb, nt) * 2 * g3];
         for (i, row) in dx.chunks_exact_mut(2 * g3).enumerate() {
             row[..g3].copy_from_slice(&dx_f[i * g3..][..g3]);
             row[g3..].copy_from_slice(&dx_b[i * g3..][..g3]);
@@ -289,7 +314,7 @@ impl BiGru {
             matmul(&mut gh[..na * g3], false, &packed[..na * h], false, &wt, false, na, g3, h);
             for (i, &b) in active.iter().enumerate() {
                 let at = (b * nt + t) * h;
-                let xrow = &x[(b * nt + t) * 2 * g3 + dir * g3..][..g3];
+                let xrow = &x[self.row(b * nt + t) * 2 * g3 + dir * g3..][..g3];
                 let ghrow = &gh[i * g3..][..g3];
                 let hrow = &mut state[b * h..][..h];
                 s.h_prev[at..at + h].copy_from_slice(hrow);
@@ -321,8 +346,8 @@ impl BiGru {
     ) -> Vec<f32> {
         let Dims { b: nb, t: nt, h } = d;
         let g3 = 3 * h;
-        // This direction's input-projection gradient, B x T x 3H.
-        let mut dx = vec![0.0f32; nb * nt * g3];
+        // This direction's input-projection gradient, one 3H row per input row.
+        let mut dx = vec![0.0f32; self.input_rows(nb, nt) * g3];
         let mut dh = vec![0.0f32; nb * h];
         // Packed rows of the active sequences, step after step: recurrent pre-activation
         // gradients and entering states, kept for one weight-gradient product at the end (a
@@ -357,7 +382,7 @@ impl BiGru {
                 hp.copy_from_slice(&s.h_prev[at..at + h]);
                 let ghrow = &mut gh[i * g3..][..g3];
                 let dhrow = &mut dh[b * h..][..h];
-                let dxrow = &mut dx[(b * nt + t) * g3..][..g3];
+                let dxrow = &mut dx[self.row(b * nt + t) * g3..][..g3];
                 for j in 0..h {
                     let (r, z, n, hn) = (s.r[at + j], s.z[at + j], s.n[at + j], s.hn[at + j]);
                     let dtot = dhrow[j] + grad[at + j];

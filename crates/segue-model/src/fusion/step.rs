@@ -281,7 +281,6 @@ impl Fusion {
         let (nb, nt, h, e, fc) = (batch.len(), batch.width, c.hidden, c.embedding_dim, c.fc);
         let (g6, bt) = (6 * h, nb * nt);
         let lengths = &batch.lengths;
-        let is_real = |g: usize| g % nt < lengths[g / nt];
         let real = batch.real_ids();
         let n = real.len();
         let grid = batch.grid_to_real();
@@ -298,17 +297,13 @@ impl Fusion {
         let dims: Vec<usize> = once(e).chain(c.content_dims.iter().copied()).collect();
         let (rows, masks) = self.dropped_rows(&names, &dims, &real, rng)?;
 
-        // Input projection of the real positions, laid out on the grid the GRU reads
-        // (B x T x 2 x 3H; padding stays zero and is never read).
+        // Input projection of the real positions (n x 2 x 3H), which the GRU reads through
+        // the grid's map.
         let mut xp = vec![0.0f32; n * g6];
         matmul_par(&mut xp, false, &rows[0], false, &w_ih, true, n, g6, e);
         add_bias(&mut xp, &b_ih);
-        let mut x = vec![0.0f32; bt * g6];
-        for g in (0..bt).filter(|&g| is_real(g)) {
-            x[g * g6..][..g6].copy_from_slice(&xp[grid[g] as usize * g6..][..g6]);
-        }
-        let gru = BiGru::new(lengths.clone(), h);
-        let (states, saved) = gru.forward(&x, &w_hh, &b_hh, nb, nt);
+        let gru = BiGru::packed(lengths.clone(), h, grid.clone());
+        let (states, saved) = gru.forward(&xp, &w_hh, &b_hh, nb, nt);
 
         let grid_shape = Grid { lengths, grid: &grid, nt, h };
         let (u, alpha) = grid_shape.attention(&states, &att_w, &att_b, &att_v);
@@ -355,12 +350,8 @@ impl Fusion {
         matmul(&mut d_states, true, &d_u, false, &att_w, false, bt, h, h);
         let repeat_grads = self.repeat_backward(&repeat, &d_repeat, &states, &mut d_states)?;
 
-        // BiGRU, then the input projection back to the real positions.
-        let (dx, d_w_hh, d_b_hh) = gru.backward(&saved, &w_hh, &d_states, nb, nt);
-        let mut d_xp = vec![0.0f32; n * g6];
-        for g in (0..bt).filter(|&g| is_real(g)) {
-            d_xp[grid[g] as usize * g6..][..g6].copy_from_slice(&dx[g * g6..][..g6]);
-        }
+        // BiGRU (its input gradient packed as its input was), then the input projection.
+        let (d_xp, d_w_hh, d_b_hh) = gru.backward(&saved, &w_hh, &d_states, nb, nt);
         let d_b_ih = column_sums(&d_xp, g6);
         let mut d_w_ih = vec![0.0f32; g6 * e];
         matmul_par(&mut d_w_ih, false, &d_xp, true, &rows[0], false, g6, e, n);

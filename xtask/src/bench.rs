@@ -264,7 +264,8 @@ fn report_run(side: &str, i: usize, r: &serde_json::Value) {
     eprintln!("  {side} run {}: {seconds:.2} s, peak {peak:.0} MB", i + 1);
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median (the upper middle value of an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }

@@ -1,12 +1,18 @@
 //! `bench lyrics`: segue's Sentence-BERT beside sentence-transformers on the same texts, in one
 //! run, 2 threads each: sentences per second, the cosine of every text's two vectors, and the
 //! explained variance of PCA(150) beside scikit-learn's `PCA(svd_solver="full")`.
+//!
+//! The two sides take turns (`--rounds`: peer, segue, peer, segue, ...) and the speed is the
+//! median of each round's ratio: this machine's speed drifts by a fifth over minutes, and a
+//! ratio of two runs minutes apart moved with it.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+
+use crate::bench::median;
 
 /// Settings of `bench lyrics`.
 #[derive(clap::Args)]
@@ -20,6 +26,9 @@ pub struct LyricsArgs {
     /// Extra texts longer than every model's max_seq_length (lyrics joined end to end).
     #[arg(long, default_value_t = 50)]
     pub long_texts: usize,
+    /// Turns each side takes, alternating; the speed is the median of the rounds' ratios.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     #[arg(long, default_value_os_t = crate::bench::default_python())]
     pub python: PathBuf,
 }
@@ -85,22 +94,32 @@ pub fn run(args: LyricsArgs, threads: usize) -> Result<()> {
         let out =
             work.join(segue_lyrics::known_model(name).map_or(name.as_str(), |m| m.short_name()));
         std::fs::create_dir_all(&out)?;
-        eprintln!(
-            "  peer: sentence-transformers on {} texts, {} threads ...",
-            texts.len(),
-            threads
-        );
-        let status = Command::new(&args.python)
-            .args(["-c", PEER])
-            .arg(&dir)
-            .arg(&texts_path)
-            .arg(&out)
-            .arg(threads.to_string())
-            .env("OMP_NUM_THREADS", threads.to_string())
-            .status()
-            .with_context(|| format!("running {}", args.python.display()))?;
-        if !status.success() {
-            bail!("the peer failed ({status})");
+        let encoder = segue_lyrics::SentenceEncoder::load(&dir)?;
+        let (mut peer_seconds, mut our_seconds, mut ours) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 1..=args.rounds.max(1) {
+            eprintln!(
+                "  round {round}: sentence-transformers on {} texts, {threads} threads ...",
+                texts.len()
+            );
+            let status = Command::new(&args.python)
+                .args(["-c", PEER])
+                .arg(&dir)
+                .arg(&texts_path)
+                .arg(&out)
+                .arg(threads.to_string())
+                .env("OMP_NUM_THREADS", threads.to_string())
+                .status()
+                .with_context(|| format!("running {}", args.python.display()))?;
+            if !status.success() {
+                bail!("the peer failed ({status})");
+            }
+            let peer: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.join("peer.json"))?)?;
+            peer_seconds.push(peer["seconds"].as_f64().unwrap_or(f64::NAN));
+            eprintln!("  round {round}: segue ...");
+            let started = Instant::now();
+            ours = encoder.encode(&texts)?;
+            our_seconds.push(started.elapsed().as_secs_f64());
         }
         let peer: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("peer.json"))?)?;
@@ -108,12 +127,6 @@ pub fn run(args: LyricsArgs, threads: usize) -> Result<()> {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-
-        eprintln!("  segue: loading and encoding ...");
-        let encoder = segue_lyrics::SentenceEncoder::load(&dir)?;
-        let started = Instant::now();
-        let ours = encoder.encode(&texts)?;
-        let seconds = started.elapsed().as_secs_f64();
         let d = encoder.dim();
         if peer_vectors.len() != ours.len() {
             bail!("the peer gave {} values, segue {}", peer_vectors.len(), ours.len());
@@ -145,25 +158,30 @@ pub fn run(args: LyricsArgs, threads: usize) -> Result<()> {
             .zip(&peer_ratio)
             .map(|(a, b)| (a - b).abs())
             .fold(0f64, f64::max);
-        let peer_seconds = peer["seconds"].as_f64().unwrap_or(f64::NAN);
         let n = texts.len() as f64;
+        let ratios: Vec<f64> = peer_seconds.iter().zip(&our_seconds).map(|(p, o)| p / o).collect();
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         rows.push(format!(
-            "| {name} | {} | {} | {:.1} | {:.1} | {:.2}x | {min_cos:.6} | {long_min:.6} | {below} | {ratio_diff:.2e} (sum {:.4} vs {:.4}) |",
+            "| {name} | {} | {} | {:.1} | {:.1} | {:.2}x ({}) | {min_cos:.6} | {long_min:.6} | {below} | {ratio_diff:.2e} (sum {:.4} vs {:.4}) |",
             texts.len(),
             encoder.config().max_seq_length,
-            n / seconds,
-            n / peer_seconds,
-            peer_seconds / seconds,
+            n / median(our_seconds),
+            n / median(peer_seconds),
+            median(ratios.clone()),
+            shown.join(", "),
             pca.explained_variance_ratio_sum(),
             peer_ratio.iter().sum::<f64>(),
         ));
     }
     println!(
-        "\nSentence-BERT, segue beside sentence-transformers ({} threads each; {} lyrics of the small synthetic preset + {} texts longer than max_seq_length):\n",
-        threads, originals, args.long_texts
+        "\nSentence-BERT, segue beside sentence-transformers ({} threads each, {} alternating rounds; {} lyrics of the small synthetic preset + {} texts longer than max_seq_length):\n",
+        threads,
+        args.rounds.max(1),
+        originals,
+        args.long_texts
     );
     println!(
-        "| model | texts | max_seq_length | segue texts/s | peer texts/s | speed | min cosine | min cosine (long texts) | texts < 0.9999 | PCA(150) explained-variance ratio, max abs difference |"
+        "| model | texts | max_seq_length | segue texts/s (median) | peer texts/s (median) | speed: median of the rounds' ratios (each round's) | min cosine | min cosine (long texts) | texts < 0.9999 | PCA(150) explained-variance ratio, max abs difference |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in rows {

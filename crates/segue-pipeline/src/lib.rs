@@ -9,8 +9,10 @@
 //! parameters and inputs ([`cache::Recipe`]), written atomically and checked against their
 //! recorded hashes before reuse. A [`Runner`] runs stages by name (`"sessionize"`,
 //! `"word2vec"`, `"train-ann/seed-0"`, ...; [`STAGES`] lists them in dependency order) and
-//! reuses what is fresh; [`reproduce`] runs them all and writes the report; [`Recommender`]
-//! scores a session with a trained model from the cache.
+//! reuses what is fresh, running model trainings side by side ([`Runner::run_side_by_side`]:
+//! `pipeline.jobs` at once, a later seed after the first seed it takes its epochs from);
+//! [`reproduce`] runs them all and writes the report; [`Recommender`] scores a session with a
+//! trained model from the cache.
 //!
 //! ```
 //! use segue_pipeline::Pipeline;

@@ -252,6 +252,14 @@ fn seeds_give_intervals() {
     assert!(err.contains("model.seeds = [1, 1]: a seed is repeated"), "{err}");
 }
 
+/// The test pipeline with half of each user's training sessions for validation, early stopping
+/// (at most 3 epochs, patience 1) and refit.
+fn refit_pipeline() -> String {
+    PIPELINE
+        .replace("gap_seconds = 7200", "gap_seconds = 7200\nvalidation_share = 0.5")
+        .replace("epochs = 2", "epochs = 3\npatience = 1\nrefit = true")
+}
+
 /// `pipeline.jobs`: a model's seeds side by side, each on one thread, give the weights they
 /// give one at a time on two threads; a later seed waits for the first seed's epochs, and
 /// each training's notes name it.
@@ -259,10 +267,7 @@ fn seeds_give_intervals() {
 fn seeds_side_by_side_train_the_same_weights_as_one_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let p = setup(dir.path());
-    let three = PIPELINE
-        .replace("gap_seconds = 7200", "gap_seconds = 7200\nvalidation_share = 0.5")
-        .replace("epochs = 2", "epochs = 3\npatience = 1\nrefit = true")
-        .replace("seeds = 1", "seeds = 3");
+    let three = refit_pipeline().replace("seeds = 1", "seeds = 3");
     std::fs::write(&p, three).unwrap();
     let weights = |jobs: &str| {
         let set = format!("pipeline.jobs={jobs}");
@@ -300,9 +305,7 @@ fn seeds_side_by_side_train_the_same_weights_as_one_at_a_time() {
 fn refit_trains_again_on_training_and_validation_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let p = setup(dir.path());
-    let refit = PIPELINE
-        .replace("gap_seconds = 7200", "gap_seconds = 7200\nvalidation_share = 0.5")
-        .replace("epochs = 2", "epochs = 3\npatience = 1\nrefit = true");
+    let refit = refit_pipeline();
     std::fs::write(&p, &refit).unwrap();
     for stage in ["train-ann", "train-sknn"] {
         let o = xtask(&["run", stage, "--pipeline", &p]);

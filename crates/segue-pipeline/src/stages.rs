@@ -448,20 +448,9 @@ impl<'a> Runner<'a> {
     /// skipping those whose artifact is fresh. A model's seeds run side by side
     /// ([`Runner::run_side_by_side`]).
     pub fn run(&mut self, stage: &str, force: bool) -> Result<Vec<Manifest>> {
-        if per_seed(stage) {
-            let ran = self.run_side_by_side(&[stage], &|_| force)?;
-            return Ok(ran.into_iter().map(|r| r.manifest).collect());
-        }
-        match self.resolve(stage, force)? {
-            Resolved::Fresh(m) => Ok(vec![*m]),
-            Resolved::Build(job) => Ok(vec![self.build_logged(
-                stage,
-                &job,
-                force,
-                self.pipeline.threads(),
-                self.log,
-            )?]),
-        }
+        // One instance (a stage without seeds) runs alone on every thread.
+        let ran = self.run_side_by_side(&[stage], &|_| force)?;
+        Ok(ran.into_iter().map(|r| r.manifest).collect())
     }
 
     /// Resolves a stage instance's recipe and key (remembered for the stages after it) and
